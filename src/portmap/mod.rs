@@ -1,0 +1,3 @@
+//! Port mapping on the site router (UPnP IGD, NAT-PMP, PCP).
+
+pub mod protocol;

@@ -1,0 +1,1 @@
+//! NAT-PMP (RFC 6886) codec.

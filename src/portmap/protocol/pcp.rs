@@ -1,0 +1,1 @@
+//! PCP (RFC 6887) codec.
