@@ -1,0 +1,435 @@
+//! The TOML configuration: every section optional, unknown keys rejected, and
+//! every error naming the file, the line and the key.
+
+mod duration;
+mod locate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::HumanDuration;
+
+/// Where the daemon and the CLI look for the configuration by default.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/edgereach/edgereach.toml";
+
+/// Largest configuration file accepted; anything bigger is a mistake.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A configuration problem, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read configuration: {source}")]
+    Read {
+        /// File that failed.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The file is larger than any sane configuration.
+    #[error("{path}: configuration is {size} bytes, more than the {max} allowed")]
+    TooLarge {
+        /// File that failed.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A key is unknown, has the wrong type or an invalid value.
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        /// File that failed.
+        path: String,
+        /// 1-based line, or 0 when the problem has no single line.
+        line: usize,
+        /// Dotted key, e.g. `portmap.lease`.
+        key: String,
+        /// What was wrong and what was expected.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Identity and local paths.
+    pub gateway: GatewayConfig,
+    /// Router port mappings.
+    pub portmap: PortmapConfig,
+    /// STUN NAT report.
+    pub netcheck: NetcheckConfig,
+    /// tailscaled driver.
+    pub tailscale: TailscaleConfig,
+    /// Admission service.
+    pub admission: AdmissionConfig,
+    /// MQTT telemetry.
+    pub telemetry: TelemetryConfig,
+    /// Local web page.
+    pub web: WebConfig,
+}
+
+/// `[gateway]`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Gateway identity; derived from /etc/machine-id when absent.
+    pub id: Option<String>,
+    /// Site name, used in telemetry topics.
+    pub site: String,
+    /// Machine-level state directory.
+    pub state_dir: Option<PathBuf>,
+    /// Unix socket the CLI talks to.
+    pub control_socket: Option<PathBuf>,
+    /// Group whose members may use the control socket besides root.
+    pub control_group: Option<String>,
+}
+
+/// `[portmap]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortmapConfig {
+    /// Whether edgereach maps ports at all.
+    pub enabled: bool,
+    /// Lease requested from the router.
+    pub lease: HumanDuration,
+    /// How often the mapping is checked on the router.
+    pub verify_interval: HumanDuration,
+    /// Full delete + re-add period, for routers whose mappings die silently.
+    pub refresh_interval: HumanDuration,
+    /// The mappings to hold.
+    pub mapping: Vec<MappingConfig>,
+}
+
+impl Default for PortmapConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            lease: HumanDuration::from_secs(3600),
+            verify_interval: HumanDuration::from_secs(30),
+            refresh_interval: HumanDuration::from_secs(6 * 3600),
+            mapping: vec![MappingConfig::tailscale()],
+        }
+    }
+}
+
+/// Transport protocol of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// `[[portmap.mapping]]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// Name shown in status and events.
+    pub name: String,
+    /// udp or tcp.
+    pub protocol: Protocol,
+    /// Port on the gateway.
+    pub internal_port: u16,
+    /// Port wanted on the router's public side.
+    pub external_port: u16,
+}
+
+impl MappingConfig {
+    /// The default: tailscaled's mesh port, same port outside.
+    pub fn tailscale() -> Self {
+        Self {
+            name: "tailscale".into(),
+            protocol: Protocol::Udp,
+            internal_port: 41641,
+            external_port: 41641,
+        }
+    }
+}
+
+/// `[netcheck]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetcheckConfig {
+    /// Period of the full report.
+    pub interval: HumanDuration,
+    /// STUN servers as `host:port`.
+    pub stun_servers: Vec<String>,
+    /// Optional path or URL of a Tailscale-format DERP map.
+    pub derp_map: String,
+}
+
+impl Default for NetcheckConfig {
+    fn default() -> Self {
+        Self {
+            interval: HumanDuration::from_secs(300),
+            stun_servers: Vec::new(),
+            derp_map: String::new(),
+        }
+    }
+}
+
+/// `[tailscale]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailscaleConfig {
+    /// Whether edgereach drives tailscaled.
+    pub enabled: bool,
+    /// tailscaled's LocalAPI socket.
+    pub socket: PathBuf,
+    /// Disco ping period per peer (below tailscaled's 45 s idle cut-off).
+    pub keepalive_interval: HumanDuration,
+}
+
+impl Default for TailscaleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: PathBuf::from("/run/tailscale/tailscaled.sock"),
+            keepalive_interval: HumanDuration::from_secs(25),
+        }
+    }
+}
+
+/// `[admission]`
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Service base URL; empty switches registration off.
+    pub url: String,
+    /// Tenant account.
+    pub account: String,
+    /// Plan name.
+    pub plan: String,
+    /// Wanted region.
+    pub region: String,
+    /// File holding the bearer token (never the token itself).
+    pub token_file: String,
+    /// Re-registration period.
+    pub interval: HumanDuration,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            account: String::new(),
+            plan: String::new(),
+            region: String::new(),
+            token_file: String::new(),
+            interval: HumanDuration::from_secs(600),
+        }
+    }
+}
+
+/// `[telemetry]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Broker URL; empty switches telemetry off.
+    pub mqtt_url: String,
+    /// Topic prefix; `{site}` and `{gateway}` are replaced.
+    pub topic_prefix: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            mqtt_url: String::new(),
+            topic_prefix: "edgereach/{site}/{gateway}".into(),
+        }
+    }
+}
+
+/// `[web]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Addresses the status page listens on; empty switches it off.
+    pub listen: Vec<SocketAddr>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8088))],
+        }
+    }
+}
+
+impl Config {
+    /// Read, parse and validate `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let read_err = |source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(read_err)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: shown,
+                size,
+                max: MAX_CONFIG_BYTES,
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parse and validate configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => locate::key_at(text, span.start),
+                None => (0, String::from("(file)")),
+            };
+            ConfigError::Invalid {
+                path: origin.to_string(),
+                line,
+                key,
+                message: one_line(e.message()),
+            }
+        })?;
+        config.validate().map_err(|(key, message)| ConfigError::Invalid {
+            path: origin.to_string(),
+            line: locate::line_of_key(text, &key),
+            key,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Semantic checks serde cannot express. Returns (dotted key, message).
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, msg: String| Err((key.to_string(), msg));
+        if let Some(id) = &self.gateway.id {
+            if let Err(m) = check_name(id) {
+                return bad("gateway.id", m);
+            }
+        }
+        if !self.gateway.site.is_empty() {
+            if let Err(m) = check_name(&self.gateway.site) {
+                return bad("gateway.site", m);
+            }
+        }
+        let pm = &self.portmap;
+        at_least(&pm.lease, Duration::from_secs(10), "portmap.lease")?;
+        at_least(&pm.verify_interval, Duration::from_secs(1), "portmap.verify_interval")?;
+        at_least(&pm.refresh_interval, Duration::from_secs(60), "portmap.refresh_interval")?;
+        let mut names = std::collections::HashSet::new();
+        for m in &pm.mapping {
+            if m.internal_port == 0 || m.external_port == 0 {
+                return bad(
+                    "portmap.mapping",
+                    format!("mapping {:?}: ports must be 1-65535, got 0", m.name),
+                );
+            }
+            if m.name.is_empty() || !names.insert(m.name.as_str()) {
+                return bad(
+                    "portmap.mapping",
+                    format!("mapping names must be unique and non-empty, got {:?}", m.name),
+                );
+            }
+        }
+        at_least(&self.netcheck.interval, Duration::from_secs(10), "netcheck.interval")?;
+        for s in &self.netcheck.stun_servers {
+            if let Err(m) = check_host_port(s) {
+                return bad("netcheck.stun_servers", m);
+            }
+        }
+        let ka = self.tailscale.keepalive_interval.get();
+        if ka < Duration::from_secs(1) || ka >= Duration::from_secs(45) {
+            return bad(
+                "tailscale.keepalive_interval",
+                format!(
+                    "{} is out of range: expected 1s to 44s (tailscaled stops heartbeats after 45s idle)",
+                    self.tailscale.keepalive_interval
+                ),
+            );
+        }
+        at_least(&self.admission.interval, Duration::from_secs(10), "admission.interval")?;
+        let url = &self.telemetry.mqtt_url;
+        if !url.is_empty() && !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
+            return bad(
+                "telemetry.mqtt_url",
+                format!("{url:?}: expected mqtt://host:port or mqtts://host:port"),
+            );
+        }
+        let url = &self.admission.url;
+        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            return bad(
+                "admission.url",
+                format!("{url:?}: expected an http:// or https:// URL"),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn at_least(d: &HumanDuration, min: Duration, key: &str) -> Result<(), (String, String)> {
+    if d.get() < min {
+        return Err((
+            key.to_string(),
+            format!(
+                "{d} is too short: expected at least {}",
+                HumanDuration::from(min)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Gateway ids and site names end up in MQTT topics and file names.
+fn check_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?}: expected 1-64 characters of letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    let port_ok = s
+        .rsplit_once(':')
+        .filter(|(host, _)| !host.is_empty())
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .is_some_and(|p| p != 0);
+    if port_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?}: expected host:port, e.g. \"stun.example.net:3478\" or \"[2001:db8::1]:3478\""
+        ))
+    }
+}
+
+fn one_line(msg: &str) -> String {
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+use super::*;
+
+fn err_of(text: &str) -> String {
+    Config::parse(text, "test.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    let c = Config::parse("", "test.toml").unwrap();
+    assert_eq!(c, Config::default());
+    assert_eq!(c.portmap.mapping, vec![MappingConfig::tailscale()]);
+    assert_eq!(c.portmap.lease.get(), Duration::from_secs(3600));
+    assert_eq!(c.web.listen[0].to_string(), "127.0.0.1:8088");
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let e = err_of("[portmap]\nenabled = true\nleese = \"1h\"\n");
+    assert!(e.starts_with("test.toml:3: portmap.leese: "), "{e}");
+    assert!(e.contains("unknown field"), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn unknown_section_is_rejected() {
+    let e = err_of("[portmapp]\nenabled = true\n");
+    assert!(e.starts_with("test.toml:1: portmapp: "), "{e}");
+}
+
+#[test]
+fn wrong_type_names_key() {
+    let e = err_of("[tailscale]\nenabled = \"yes\"\n");
+    assert!(e.starts_with("test.toml:2: tailscale.enabled: "), "{e}");
+    assert!(e.contains("expected a boolean") || e.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn bad_duration_names_key_and_expectation() {
+    let e = err_of("[netcheck]\ninterval = \"5x\"\n");
+    assert!(e.starts_with("test.toml:2: netcheck.interval: "), "{e}");
+    assert!(e.contains("\"30s\""), "{e}");
+}
+
+#[test]
+fn duration_as_number_is_rejected() {
+    let e = err_of("[portmap]\nlease = 3600\n");
+    assert!(e.starts_with("test.toml:2: portmap.lease: "), "{e}");
+}
+
+#[test]
+fn semantic_errors_are_located() {
+    let e = err_of("[portmap]\nlease = \"1s\"\n");
+    assert_eq!(
+        e,
+        "test.toml:2: portmap.lease: 1s is too short: expected at least 10s"
+    );
+    let e = err_of("[tailscale]\n\nkeepalive_interval = \"50s\"\n");
+    assert!(e.starts_with("test.toml:3: tailscale.keepalive_interval: "), "{e}");
+    let e = err_of("[gateway]\nid = \"gw/../x\"\n");
+    assert!(e.starts_with("test.toml:2: gateway.id: "), "{e}");
+    let e = err_of("[netcheck]\nstun_servers = [\"nohost\"]\n");
+    assert!(e.starts_with("test.toml:2: netcheck.stun_servers: "), "{e}");
+    let e = err_of("[telemetry]\nmqtt_url = \"http://x\"\n");
+    assert!(e.starts_with("test.toml:2: telemetry.mqtt_url: "), "{e}");
+}
+
+#[test]
+fn mapping_list_replaces_default_and_is_checked() {
+    let c = Config::parse(
+        "[[portmap.mapping]]\nname = \"ssh\"\nprotocol = \"tcp\"\ninternal_port = 22\nexternal_port = 2222\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.portmap.mapping.len(), 1);
+    assert_eq!(c.portmap.mapping[0].protocol, Protocol::Tcp);
+    let e = err_of("[[portmap.mapping]]\nname = \"x\"\nprotocol = \"sctp\"\ninternal_port = 1\nexternal_port = 1\n");
+    assert!(e.starts_with("test.toml:3: portmap.mapping.protocol: "), "{e}");
+    let e = err_of("[[portmap.mapping]]\nname = \"x\"\nprotocol = \"udp\"\ninternal_port = 0\nexternal_port = 1\n");
+    assert!(e.starts_with("test.toml:1: portmap.mapping: "), "{e}");
+}
+
+#[test]
+fn example_config_loads_with_real_loader() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/edgereach.toml");
+    let c = Config::load(&path).unwrap();
+    assert_eq!(c.gateway.site, "plant-7");
+    assert_eq!(c.portmap.mapping, vec![MappingConfig::tailscale()]);
+    assert_eq!(c.netcheck.stun_servers.len(), 2);
+}
+
+#[test]
+fn round_trips_through_toml() {
+    let c = Config::default();
+    let text = toml::to_string(&c).unwrap();
+    assert_eq!(Config::parse(&text, "t").unwrap(), c);
+}

@@ -1,0 +1,359 @@
+//! The one status model: a single `Status` snapshot plus an `Event` stream.
+//!
+//! Every capability task publishes into the [`StatusHub`]; the CLI, the web page,
+//! metrics and MQTT only ever render what the hub holds. Nothing keeps a second copy.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+
+/// How many recent events the snapshot keeps for views that show history.
+pub const RECENT_EVENTS: usize = 50;
+
+/// Health of one capability, as every section reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Switched off in the configuration.
+    Disabled,
+    /// Configured, but cannot work (yet); `reason` says why.
+    Unavailable,
+    /// Working as intended.
+    Ok,
+    /// Working, but with a problem worth a look; `reason` says which.
+    Degraded,
+}
+
+/// The state and reason every section carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Current health.
+    pub state: State,
+    /// Why the capability is not simply ok, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When `state` last changed (RFC 3339 UTC).
+    pub since: String,
+}
+
+impl Health {
+    /// A health value stamped with the current time.
+    pub fn new(state: State, reason: Option<String>) -> Self {
+        Self {
+            state,
+            reason,
+            since: now_rfc3339(),
+        }
+    }
+
+    /// Replace state and reason; `since` moves only when the state changes.
+    pub fn set(&mut self, state: State, reason: Option<String>) {
+        if self.state != state {
+            self.since = now_rfc3339();
+        }
+        self.state = state;
+        self.reason = reason;
+    }
+}
+
+/// Who this gateway is and how the daemon runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayStatus {
+    /// Stable gateway identity.
+    pub id: String,
+    /// Site name from the configuration.
+    pub site: String,
+    /// edgereach version.
+    pub version: String,
+    /// Daemon start time (RFC 3339 UTC).
+    pub started_at: String,
+    /// Configuration file in use.
+    pub config_path: String,
+    /// Machine-level state directory.
+    pub state_dir: String,
+    /// Last configuration reload outcome, if any reload was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload: Option<String>,
+}
+
+/// The default route the gateway uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultRoute {
+    /// Interface of the default route.
+    pub interface: String,
+    /// Next hop (the site router), when the route has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// The gateway's own IPv4 address on that interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// One address configured on an interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceAddress {
+    /// Interface name.
+    pub interface: String,
+    /// Address without prefix length.
+    pub address: String,
+}
+
+/// Network readiness as seen through netlink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    /// Health of network readiness.
+    #[serde(flatten)]
+    pub health: Health,
+    /// IPv4 default route, when one exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_route: Option<DefaultRoute>,
+    /// Whether an IPv6 default route exists.
+    pub ipv6_default_route: bool,
+    /// Non-loopback addresses.
+    pub addresses: Vec<InterfaceAddress>,
+    /// How many route or address changes were noticed since start.
+    pub changes: u64,
+}
+
+/// A capability section: health plus capability-specific details.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapabilityStatus {
+    /// Health of the capability.
+    #[serde(flatten)]
+    pub health: Health,
+    /// Capability-specific details (each capability documents its own fields).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CapabilityStatus {
+    /// A section in `state` for `reason`, without details.
+    pub fn new(state: State, reason: impl Into<Option<String>>) -> Self {
+        Self {
+            health: Health::new(state, reason.into()),
+            details: serde_json::Map::new(),
+        }
+    }
+}
+
+/// Severity of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Normal operation worth recording.
+    Info,
+    /// Something is off but handled.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// One thing that happened, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Monotonically increasing within one daemon run.
+    pub seq: u64,
+    /// RFC 3339 UTC.
+    pub time: String,
+    /// Capability that emitted it (e.g. `network`, `portmap`).
+    pub source: String,
+    /// Machine-readable kind, e.g. `default_route.changed`.
+    pub kind: String,
+    /// Severity.
+    pub level: Level,
+    /// Plain words for a technician.
+    pub message: String,
+}
+
+/// The whole truth about this gateway, as every view renders it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Identity and daemon facts.
+    pub gateway: GatewayStatus,
+    /// Routes and addresses.
+    pub network: NetworkStatus,
+    /// Router port mappings.
+    pub portmap: CapabilityStatus,
+    /// STUN NAT report.
+    pub netcheck: CapabilityStatus,
+    /// tailscaled driver and keepalive.
+    pub tailscale: CapabilityStatus,
+    /// Admission service registration.
+    pub admission: CapabilityStatus,
+    /// MQTT telemetry.
+    pub telemetry: CapabilityStatus,
+    /// Local web page.
+    pub web: CapabilityStatus,
+    /// Most recent events, oldest first (at most [`RECENT_EVENTS`]).
+    pub events: Vec<Event>,
+}
+
+impl Status {
+    /// A fresh snapshot where every capability is still starting.
+    pub fn starting(gateway: GatewayStatus) -> Self {
+        let starting = || CapabilityStatus::new(State::Unavailable, Some("starting".to_string()));
+        Self {
+            gateway,
+            network: NetworkStatus {
+                health: Health::new(State::Unavailable, Some("starting".to_string())),
+                default_route: None,
+                ipv6_default_route: false,
+                addresses: Vec::new(),
+                changes: 0,
+            },
+            portmap: starting(),
+            netcheck: starting(),
+            tailscale: starting(),
+            admission: starting(),
+            telemetry: starting(),
+            web: starting(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// Owner of the snapshot and the event stream; cheap to clone into every task.
+#[derive(Clone)]
+pub struct StatusHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    status: watch::Sender<Status>,
+    events: broadcast::Sender<Event>,
+    seq: AtomicU64,
+}
+
+impl StatusHub {
+    /// Start a hub holding `initial`.
+    pub fn new(initial: Status) -> Self {
+        let (status, _) = watch::channel(initial);
+        let (events, _) = broadcast::channel(256);
+        Self {
+            inner: Arc::new(HubInner {
+                status,
+                events,
+                seq: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Change the snapshot in place; watchers are woken once.
+    pub fn update(&self, f: impl FnOnce(&mut Status)) {
+        self.inner.status.send_modify(f);
+    }
+
+    /// A copy of the current snapshot.
+    pub fn snapshot(&self) -> Status {
+        self.inner.status.borrow().clone()
+    }
+
+    /// Watch the snapshot for changes.
+    pub fn watch(&self) -> watch::Receiver<Status> {
+        self.inner.status.subscribe()
+    }
+
+    /// Subscribe to events emitted from now on.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Record an event: it gets the next sequence number, joins the snapshot's
+    /// recent events and goes to every subscriber.
+    pub fn emit(&self, source: &str, kind: &str, level: Level, message: impl Into<String>) -> Event {
+        let event = Event {
+            seq: self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1,
+            time: now_rfc3339(),
+            source: source.to_string(),
+            kind: kind.to_string(),
+            level,
+            message: message.into(),
+        };
+        match level {
+            Level::Info => tracing::info!(source, kind, "{}", event.message),
+            Level::Warn => tracing::warn!(source, kind, "{}", event.message),
+            Level::Error => tracing::error!(source, kind, "{}", event.message),
+        }
+        let recorded = event.clone();
+        self.update(move |s| {
+            s.events.push(recorded);
+            let excess = s.events.len().saturating_sub(RECENT_EVENTS);
+            s.events.drain(..excess);
+        });
+        // No subscriber is fine: the snapshot already holds the event.
+        let _ = self.inner.events.send(event.clone());
+        event
+    }
+}
+
+/// Current time as RFC 3339 UTC with seconds precision.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway() -> GatewayStatus {
+        GatewayStatus {
+            id: "gw-test".into(),
+            site: "lab".into(),
+            version: "0".into(),
+            started_at: now_rfc3339(),
+            config_path: "x".into(),
+            state_dir: "y".into(),
+            last_reload: None,
+        }
+    }
+
+    #[test]
+    fn top_level_keys_are_the_contract() {
+        let v = serde_json::to_value(Status::starting(gateway())).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "admission",
+                "events",
+                "gateway",
+                "netcheck",
+                "network",
+                "portmap",
+                "tailscale",
+                "telemetry",
+                "web"
+            ]
+        );
+        assert_eq!(v["portmap"]["state"], "unavailable");
+        assert_eq!(v["portmap"]["reason"], "starting");
+    }
+
+    #[test]
+    fn events_are_numbered_and_bounded() {
+        let hub = StatusHub::new(Status::starting(gateway()));
+        let mut rx = hub.subscribe_events();
+        for i in 0..(RECENT_EVENTS + 7) {
+            hub.emit("test", "tick", Level::Info, format!("tick {i}"));
+        }
+        let snap = hub.snapshot();
+        assert_eq!(snap.events.len(), RECENT_EVENTS);
+        assert_eq!(snap.events.first().unwrap().seq, 8);
+        assert_eq!(snap.events.last().unwrap().seq, (RECENT_EVENTS + 7) as u64);
+        assert_eq!(rx.try_recv().unwrap().seq, 1);
+    }
+
+    #[test]
+    fn since_moves_only_on_state_change() {
+        let mut h = Health::new(State::Ok, None);
+        h.since = "old".into();
+        h.set(State::Ok, Some("same state".into()));
+        assert_eq!(h.since, "old");
+        h.set(State::Degraded, Some("worse".into()));
+        assert_ne!(h.since, "old");
+    }
+}
