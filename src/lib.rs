@@ -5,5 +5,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod logging;
+pub mod netwatch;
+pub mod pending;
 pub mod portmap;
+pub mod shutdown;
+pub mod state;
 pub mod status;
+pub mod view;

@@ -263,7 +263,13 @@ impl StatusHub {
 
     /// Record an event: it gets the next sequence number, joins the snapshot's
     /// recent events and goes to every subscriber.
-    pub fn emit(&self, source: &str, kind: &str, level: Level, message: impl Into<String>) -> Event {
+    pub fn emit(
+        &self,
+        source: &str,
+        kind: &str,
+        level: Level,
+        message: impl Into<String>,
+    ) -> Event {
         let event = Event {
             seq: self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1,
             time: now_rfc3339(),

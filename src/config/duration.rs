@@ -77,11 +77,26 @@ mod tests {
 
     #[test]
     fn parses_common_forms() {
-        assert_eq!(HumanDuration::parse("30s").unwrap().get(), Duration::from_secs(30));
-        assert_eq!(HumanDuration::parse("5m").unwrap().get(), Duration::from_secs(300));
-        assert_eq!(HumanDuration::parse("1h").unwrap().get(), Duration::from_secs(3600));
-        assert_eq!(HumanDuration::parse("1h30m").unwrap().get(), Duration::from_secs(5400));
-        assert_eq!(HumanDuration::parse("500ms").unwrap().get(), Duration::from_millis(500));
+        assert_eq!(
+            HumanDuration::parse("30s").unwrap().get(),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            HumanDuration::parse("5m").unwrap().get(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            HumanDuration::parse("1h").unwrap().get(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            HumanDuration::parse("1h30m").unwrap().get(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            HumanDuration::parse("500ms").unwrap().get(),
+            Duration::from_millis(500)
+        );
     }
 
     #[test]

@@ -65,7 +65,12 @@ fn header_name(line: &str) -> Option<String> {
     }
     let inner = t.trim_start_matches('[');
     let end = inner.find(']')?;
-    let name: String = inner.get(..end)?.split('.').map(str::trim).collect::<Vec<_>>().join(".");
+    let name: String = inner
+        .get(..end)?
+        .split('.')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(".");
     Some(name.trim_matches('"').to_string())
 }
 
@@ -78,8 +83,7 @@ fn assignment_key(line: &str) -> Option<String> {
     let (k, _) = t.split_once('=')?;
     let k = k.trim().trim_matches('"');
     let valid = !k.is_empty()
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
     valid.then(|| k.to_string())
 }

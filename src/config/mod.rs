@@ -90,6 +90,42 @@ pub struct GatewayConfig {
     pub control_group: Option<String>,
 }
 
+impl GatewayConfig {
+    /// The state directory: configured, else systemd's `$STATE_DIRECTORY`,
+    /// else `/var/lib/edgereach`. Always machine-level, never a user's home.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(p) = &self.state_dir {
+            return p.clone();
+        }
+        std::env::var("STATE_DIRECTORY")
+            .ok()
+            .and_then(|v| v.split(':').next().map(PathBuf::from))
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| PathBuf::from("/var/lib/edgereach"))
+    }
+
+    /// The control socket: configured, else under systemd's
+    /// `$RUNTIME_DIRECTORY`, else `/run/edgereach/control.sock` for root and
+    /// `<state_dir>/control.sock` for anyone else.
+    pub fn control_socket(&self) -> PathBuf {
+        if let Some(p) = &self.control_socket {
+            return p.clone();
+        }
+        if let Some(dir) = std::env::var("RUNTIME_DIRECTORY")
+            .ok()
+            .and_then(|v| v.split(':').next().map(PathBuf::from))
+            .filter(|p| p.is_absolute())
+        {
+            return dir.join("control.sock");
+        }
+        if nix::unistd::geteuid().is_root() {
+            PathBuf::from("/run/edgereach/control.sock")
+        } else {
+            self.state_dir().join("control.sock")
+        }
+    }
+}
+
 /// `[portmap]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -298,12 +334,14 @@ impl Config {
                 message: one_line(e.message()),
             }
         })?;
-        config.validate().map_err(|(key, message)| ConfigError::Invalid {
-            path: origin.to_string(),
-            line: locate::line_of_key(text, &key),
-            key,
-            message,
-        })?;
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: origin.to_string(),
+                line: locate::line_of_key(text, &key),
+                key,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -322,8 +360,16 @@ impl Config {
         }
         let pm = &self.portmap;
         at_least(&pm.lease, Duration::from_secs(10), "portmap.lease")?;
-        at_least(&pm.verify_interval, Duration::from_secs(1), "portmap.verify_interval")?;
-        at_least(&pm.refresh_interval, Duration::from_secs(60), "portmap.refresh_interval")?;
+        at_least(
+            &pm.verify_interval,
+            Duration::from_secs(1),
+            "portmap.verify_interval",
+        )?;
+        at_least(
+            &pm.refresh_interval,
+            Duration::from_secs(60),
+            "portmap.refresh_interval",
+        )?;
         let mut names = std::collections::HashSet::new();
         for m in &pm.mapping {
             if m.internal_port == 0 || m.external_port == 0 {
@@ -335,11 +381,18 @@ impl Config {
             if m.name.is_empty() || !names.insert(m.name.as_str()) {
                 return bad(
                     "portmap.mapping",
-                    format!("mapping names must be unique and non-empty, got {:?}", m.name),
+                    format!(
+                        "mapping names must be unique and non-empty, got {:?}",
+                        m.name
+                    ),
                 );
             }
         }
-        at_least(&self.netcheck.interval, Duration::from_secs(10), "netcheck.interval")?;
+        at_least(
+            &self.netcheck.interval,
+            Duration::from_secs(10),
+            "netcheck.interval",
+        )?;
         for s in &self.netcheck.stun_servers {
             if let Err(m) = check_host_port(s) {
                 return bad("netcheck.stun_servers", m);
@@ -355,7 +408,11 @@ impl Config {
                 ),
             );
         }
-        at_least(&self.admission.interval, Duration::from_secs(10), "admission.interval")?;
+        at_least(
+            &self.admission.interval,
+            Duration::from_secs(10),
+            "admission.interval",
+        )?;
         let url = &self.telemetry.mqtt_url;
         if !url.is_empty() && !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
             return bad(
@@ -391,8 +448,7 @@ fn at_least(d: &HumanDuration, min: Duration, key: &str) -> Result<(), (String, 
 fn check_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())

@@ -31,7 +31,10 @@ fn unknown_section_is_rejected() {
 fn wrong_type_names_key() {
     let e = err_of("[tailscale]\nenabled = \"yes\"\n");
     assert!(e.starts_with("test.toml:2: tailscale.enabled: "), "{e}");
-    assert!(e.contains("expected a boolean") || e.contains("invalid type"), "{e}");
+    assert!(
+        e.contains("expected a boolean") || e.contains("invalid type"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -55,7 +58,10 @@ fn semantic_errors_are_located() {
         "test.toml:2: portmap.lease: 1s is too short: expected at least 10s"
     );
     let e = err_of("[tailscale]\n\nkeepalive_interval = \"50s\"\n");
-    assert!(e.starts_with("test.toml:3: tailscale.keepalive_interval: "), "{e}");
+    assert!(
+        e.starts_with("test.toml:3: tailscale.keepalive_interval: "),
+        "{e}"
+    );
     let e = err_of("[gateway]\nid = \"gw/../x\"\n");
     assert!(e.starts_with("test.toml:2: gateway.id: "), "{e}");
     let e = err_of("[netcheck]\nstun_servers = [\"nohost\"]\n");
@@ -74,7 +80,10 @@ fn mapping_list_replaces_default_and_is_checked() {
     assert_eq!(c.portmap.mapping.len(), 1);
     assert_eq!(c.portmap.mapping[0].protocol, Protocol::Tcp);
     let e = err_of("[[portmap.mapping]]\nname = \"x\"\nprotocol = \"sctp\"\ninternal_port = 1\nexternal_port = 1\n");
-    assert!(e.starts_with("test.toml:3: portmap.mapping.protocol: "), "{e}");
+    assert!(
+        e.starts_with("test.toml:3: portmap.mapping.protocol: "),
+        "{e}"
+    );
     let e = err_of("[[portmap.mapping]]\nname = \"x\"\nprotocol = \"udp\"\ninternal_port = 0\nexternal_port = 1\n");
     assert!(e.starts_with("test.toml:1: portmap.mapping: "), "{e}");
 }

@@ -1,0 +1,179 @@
+//! `edgereach run`: start one task per capability, serve the control socket,
+//! reload on SIGHUP and stop cleanly on SIGTERM/SIGINT.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::signal;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::control::{self, AccessPolicy};
+use crate::netwatch::{self, NetState};
+use crate::state::{Identity, StateDir};
+use crate::status::{now_rfc3339, GatewayStatus, Level, Status, StatusHub};
+use crate::{pending, shutdown};
+
+/// Time the tasks get to finish after SIGTERM before they are cut off; the
+/// whole shutdown must stay well inside systemd's and the spec's 2 s.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state directory is unusable.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    /// The control group in the configuration is unusable.
+    #[error("gateway.control_group: {0}")]
+    Group(String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Run the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError> {
+    let state = StateDir::open(&config.gateway.state_dir())?;
+    let machine_id = std::fs::read_to_string("/etc/machine-id").ok();
+    let identity = Identity::load_or_create(&state, machine_id.as_deref())?;
+    let gateway_id = config
+        .gateway
+        .id
+        .clone()
+        .unwrap_or_else(|| identity.gateway_id.clone());
+    let hub = StatusHub::new(Status::starting(GatewayStatus {
+        id: gateway_id.clone(),
+        site: config.gateway.site.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: now_rfc3339(),
+        config_path: config_path.display().to_string(),
+        state_dir: state.path().display().to_string(),
+        last_reload: None,
+    }));
+
+    let policy = AccessPolicy::for_current_process(config.gateway.control_group.as_deref())
+        .map_err(DaemonError::Group)?;
+    let socket_path = config.gateway.control_socket();
+    let listener = control::bind(&socket_path)?;
+
+    let mut signals = Signals::install().map_err(DaemonError::Signals)?;
+    let (stop, stop_signal) = shutdown::channel();
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let (net_tx, net_rx) = watch::channel(NetState::default());
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(netwatch::run(hub.clone(), net_tx, stop_signal.clone()));
+    tasks.spawn(control::serve(
+        listener,
+        socket_path.clone(),
+        policy,
+        hub.clone(),
+        stop_signal.clone(),
+    ));
+    tasks.spawn(pending::run(hub.clone(), config_rx, net_rx, stop_signal));
+
+    hub.emit(
+        "daemon",
+        "started",
+        Level::Info,
+        format!(
+            "edgereach {} started as {gateway_id}; control socket {}",
+            env!("CARGO_PKG_VERSION"),
+            socket_path.display()
+        ),
+    );
+
+    loop {
+        tokio::select! {
+            sig = signals.next() => match sig {
+                DaemonSignal::Reload => reload(&hub, &config_path, &config_tx),
+                DaemonSignal::Stop(name) => {
+                    hub.emit("daemon", "stopping", Level::Info, format!("{name} received; shutting down"));
+                    break;
+                }
+            },
+            Some(done) = tasks.join_next() => {
+                // A task ending early is a bug; say so loudly and keep serving.
+                let what = match done { Ok(()) => "returned".to_string(), Err(e) => e.to_string() };
+                hub.emit("daemon", "task.ended", Level::Error, format!("a capability task ended unexpectedly: {what}"));
+            }
+        }
+    }
+
+    stop.trigger();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; cutting them off");
+        tasks.abort_all();
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    Ok(())
+}
+
+fn reload(hub: &StatusHub, path: &Path, tx: &watch::Sender<Arc<Config>>) {
+    match Config::load(path) {
+        Ok(new) => {
+            let outcome = format!("{}: reloaded {}", now_rfc3339(), path.display());
+            hub.update(|s| {
+                s.gateway.site = new.gateway.site.clone();
+                s.gateway.last_reload = Some(outcome);
+            });
+            tx.send_replace(Arc::new(new));
+            hub.emit(
+                "daemon",
+                "config.reloaded",
+                Level::Info,
+                format!("configuration reloaded from {}", path.display()),
+            );
+        }
+        Err(e) => {
+            let outcome = format!("{}: kept the old configuration: {e}", now_rfc3339());
+            hub.update(|s| s.gateway.last_reload = Some(outcome));
+            hub.emit(
+                "daemon",
+                "config.reload_failed",
+                Level::Error,
+                format!("SIGHUP: new configuration rejected, keeping the old one: {e}"),
+            );
+        }
+    }
+}
+
+enum DaemonSignal {
+    Reload,
+    Stop(&'static str),
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::SignalKind as K;
+        Ok(Self {
+            term: signal(K::terminate())?,
+            int: signal(K::interrupt())?,
+            hup: signal(K::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> DaemonSignal {
+        tokio::select! {
+            _ = self.term.recv() => DaemonSignal::Stop("SIGTERM"),
+            _ = self.int.recv() => DaemonSignal::Stop("SIGINT"),
+            _ = self.hup.recv() => DaemonSignal::Reload,
+        }
+    }
+}

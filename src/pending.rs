@@ -1,0 +1,145 @@
+//! Capabilities whose actors are not built yet report honestly why they are
+//! not working: switched off, missing a prerequisite (no route, no tailscaled
+//! socket, no STUN server), or not implemented in this build. Each actor, once
+//! written, replaces its entry here and owns its section of the status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::netwatch::NetState;
+use crate::shutdown::Shutdown;
+use crate::status::{CapabilityStatus, State, StatusHub};
+
+/// How often prerequisites that have no change notification (a socket file
+/// appearing) are looked at again.
+const RECHECK: Duration = Duration::from_secs(10);
+
+/// Keep the pending sections current until shutdown.
+pub async fn run(
+    hub: StatusHub,
+    mut config: watch::Receiver<Arc<Config>>,
+    mut net: watch::Receiver<NetState>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let cfg = config.borrow_and_update().clone();
+        let has_route = net.borrow_and_update().default_route.is_some();
+        hub.update(|s| {
+            apply(&mut s.portmap, portmap(&cfg, has_route));
+            apply(&mut s.netcheck, netcheck(&cfg, has_route));
+            apply(&mut s.tailscale, tailscale(&cfg));
+            apply(&mut s.admission, admission(&cfg));
+            apply(&mut s.telemetry, telemetry(&cfg));
+            apply(&mut s.web, web(&cfg));
+        });
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            r = config.changed() => if r.is_err() { return },
+            r = net.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(RECHECK) => {}
+        }
+    }
+}
+
+type Verdict = (State, String);
+
+fn apply(section: &mut CapabilityStatus, (state, reason): Verdict) {
+    section.health.set(state, Some(reason));
+}
+
+fn not_built(what: &str) -> Verdict {
+    (
+        State::Unavailable,
+        format!("{what} is not implemented in this build yet"),
+    )
+}
+
+fn portmap(cfg: &Config, has_route: bool) -> Verdict {
+    if !cfg.portmap.enabled {
+        return (State::Disabled, "portmap.enabled is false".into());
+    }
+    if !has_route {
+        return (
+            State::Unavailable,
+            "no default route yet, so there is no router to ask for a mapping".into(),
+        );
+    }
+    not_built("port mapping")
+}
+
+fn netcheck(cfg: &Config, has_route: bool) -> Verdict {
+    if cfg.netcheck.stun_servers.is_empty() && cfg.netcheck.derp_map.is_empty() {
+        return (
+            State::Unavailable,
+            "no STUN servers: set netcheck.stun_servers or netcheck.derp_map".into(),
+        );
+    }
+    if !has_route {
+        return (State::Unavailable, "no default route yet".into());
+    }
+    not_built("netcheck")
+}
+
+fn tailscale(cfg: &Config) -> Verdict {
+    if !cfg.tailscale.enabled {
+        return (State::Disabled, "tailscale.enabled is false".into());
+    }
+    let socket = &cfg.tailscale.socket;
+    if !socket.exists() {
+        return (
+            State::Unavailable,
+            format!(
+                "tailscaled's LocalAPI socket {} does not exist: is tailscaled installed and running?",
+                socket.display()
+            ),
+        );
+    }
+    not_built("the tailscaled driver")
+}
+
+fn admission(cfg: &Config) -> Verdict {
+    if cfg.admission.url.is_empty() {
+        return (State::Disabled, "admission.url is empty".into());
+    }
+    not_built("admission")
+}
+
+fn telemetry(cfg: &Config) -> Verdict {
+    if cfg.telemetry.mqtt_url.is_empty() {
+        return (State::Disabled, "telemetry.mqtt_url is empty".into());
+    }
+    not_built("MQTT telemetry")
+}
+
+fn web(cfg: &Config) -> Verdict {
+    if cfg.web.listen.is_empty() {
+        return (State::Disabled, "web.listen is empty".into());
+    }
+    not_built("the web status page")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_follow_config_and_network() {
+        let mut cfg = Config::default();
+        assert_eq!(portmap(&cfg, false).0, State::Unavailable);
+        assert!(portmap(&cfg, false).1.contains("no default route"));
+        cfg.portmap.enabled = false;
+        assert_eq!(portmap(&cfg, true).0, State::Disabled);
+        assert!(netcheck(&cfg, true).1.contains("no STUN servers"));
+        cfg.tailscale.socket = "/nonexistent/tailscaled.sock".into();
+        assert!(tailscale(&cfg)
+            .1
+            .contains("/nonexistent/tailscaled.sock does not exist"));
+        assert_eq!(telemetry(&cfg).0, State::Disabled);
+        assert_eq!(admission(&cfg).0, State::Disabled);
+        cfg.web.listen.clear();
+        assert_eq!(web(&cfg).0, State::Disabled);
+    }
+}

@@ -1,0 +1,330 @@
+//! Machine-level state directory: atomic JSON files that survive power cuts.
+//!
+//! Writes go to a temporary file that is fsynced, renamed over the target and
+//! followed by an fsync of the directory, so a reader sees either the old or the
+//! new content, never a mix. A file that is corrupt anyway (disk trouble, a
+//! hand edit) is renamed aside with one log line, never a crash loop.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Largest state file read back; state files are small JSON documents.
+pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A state directory problem, naming the path.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// Creating, reading or writing failed.
+    #[error("state {path}: {action}: {source}")]
+    Io {
+        /// File or directory involved.
+        path: String,
+        /// What was being done.
+        action: &'static str,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A value could not be encoded.
+    #[error("state {path}: cannot encode: {source}")]
+    Encode {
+        /// File involved.
+        path: String,
+        /// Underlying error.
+        source: serde_json::Error,
+    },
+    /// A file name that would escape the directory.
+    #[error("state file name {0:?} is not a plain file name")]
+    BadName(String),
+}
+
+/// The daemon's machine-level state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    path: PathBuf,
+}
+
+impl StateDir {
+    /// Open (creating with mode 0700 if needed) the directory at `path`, and
+    /// remove temporary files a killed writer left behind.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let io = |action, source| StateError::Io {
+            path: path.display().to_string(),
+            action,
+            source,
+        };
+        fs::create_dir_all(path).map_err(|e| io("create directory", e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(|e| io("set mode 0700", e))?;
+        let dir = Self {
+            path: path.to_path_buf(),
+        };
+        dir.remove_stale_temporaries();
+        Ok(dir)
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Atomically replace `name` with `value` as JSON, mode 0600.
+    pub fn write_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StateError> {
+        let target = self.file(name)?;
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StateError::Encode {
+            path: target.display().to_string(),
+            source,
+        })?;
+        self.write_bytes(&target, &bytes)
+    }
+
+    /// Read `name` as JSON. `Ok(None)` when it does not exist, or when it was
+    /// corrupt: then it is renamed to `name.corrupt` and one warning is logged.
+    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
+        let target = self.file(name)?;
+        let io = |action, source| StateError::Io {
+            path: target.display().to_string(),
+            action,
+            source,
+        };
+        let file = match File::open(&target) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("open", e)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_STATE_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io("read", e))?;
+        let parsed = if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
+            Err(format!("larger than {MAX_STATE_FILE_BYTES} bytes"))
+        } else {
+            serde_json::from_slice::<T>(&bytes).map_err(|e| e.to_string())
+        };
+        match parsed {
+            Ok(v) => Ok(Some(v)),
+            Err(why) => {
+                let aside = self.path.join(format!("{name}.corrupt"));
+                fs::rename(&target, &aside).map_err(|e| io("move corrupt file aside", e))?;
+                tracing::warn!(
+                    file = %target.display(),
+                    moved_to = %aside.display(),
+                    "state file is corrupt ({why}); moved aside and starting from defaults"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    fn file(&self, name: &str) -> Result<PathBuf, StateError> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && !name.contains('/')
+            && !name.contains(".tmp.");
+        if !plain {
+            return Err(StateError::BadName(name.to_string()));
+        }
+        Ok(self.path.join(name))
+    }
+
+    fn write_bytes(&self, target: &Path, bytes: &[u8]) -> Result<(), StateError> {
+        let io = |action, source| StateError::Io {
+            path: target.display().to_string(),
+            action,
+            source,
+        };
+        let file_name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = self.path.join(format!(
+            ".{file_name}.tmp.{}.{}",
+            std::process::id(),
+            next_serial()
+        ));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io("create temporary file", e))?;
+        let written = f
+            .write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io("write temporary file", e));
+        drop(f);
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, target).map_err(|e| io("rename", e)))
+        {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        // The rename is durable only once the directory entry is on disk.
+        File::open(&self.path)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync directory", e))
+    }
+
+    fn remove_stale_temporaries(&self) {
+        let Ok(entries) = fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp.") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// Distinguishes concurrent writers of the same file within one process.
+fn next_serial() -> u64 {
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The gateway identity stored on first start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The stable gateway id.
+    pub gateway_id: String,
+    /// Where the id came from: `machine-id` or `random`.
+    pub source: String,
+    /// When it was created (RFC 3339 UTC).
+    pub created: String,
+}
+
+/// File name of the stored identity.
+pub const IDENTITY_FILE: &str = "identity.json";
+
+impl Identity {
+    /// Load the stored identity, or create and store one: derived from
+    /// `machine_id` when given, random otherwise.
+    pub fn load_or_create(dir: &StateDir, machine_id: Option<&str>) -> Result<Self, StateError> {
+        if let Some(id) = dir.read_json::<Identity>(IDENTITY_FILE)? {
+            return Ok(id);
+        }
+        let (gateway_id, source) = match machine_id.map(str::trim).filter(|m| !m.is_empty()) {
+            Some(m) => (derive_gateway_id(m), "machine-id"),
+            None => (random_gateway_id(), "random"),
+        };
+        let id = Identity {
+            gateway_id,
+            source: source.to_string(),
+            created: crate::status::now_rfc3339(),
+        };
+        dir.write_json(IDENTITY_FILE, &id)?;
+        Ok(id)
+    }
+}
+
+/// machine-id(5) asks applications not to expose the id itself: hash it with
+/// an application-specific key.
+pub fn derive_gateway_id(machine_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"edgereach gateway id\0")
+        .chain_update(machine_id.trim().as_bytes())
+        .finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("gw-{hex}")
+}
+
+fn random_gateway_id() -> String {
+    let mut buf = [0u8; 6];
+    let got = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
+    if got.is_err() {
+        // Last resort: time and pid still make a collision unlikely on one site.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let mixed = nanos ^ (u128::from(std::process::id()) << 64);
+        buf.copy_from_slice(&mixed.to_le_bytes()[..6]);
+    }
+    let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+    format!("gw-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_with_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(&tmp.path().join("st")).unwrap();
+        dir.write_json("a.json", &vec![1, 2, 3]).unwrap();
+        assert_eq!(
+            dir.read_json::<Vec<u32>>("a.json").unwrap(),
+            Some(vec![1, 2, 3])
+        );
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a.json")), 0o600);
+        assert_eq!(mode(dir.path()), 0o700);
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        fs::write(tmp.path().join("a.json"), b"{\"trunc").unwrap();
+        assert_eq!(dir.read_json::<serde_json::Value>("a.json").unwrap(), None);
+        assert!(tmp.path().join("a.json.corrupt").exists());
+        assert!(!tmp.path().join("a.json").exists());
+        assert_eq!(dir.read_json::<serde_json::Value>("a.json").unwrap(), None);
+    }
+
+    #[test]
+    fn oversized_file_counts_as_corrupt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        let big = vec![b' '; (MAX_STATE_FILE_BYTES + 10) as usize];
+        fs::write(tmp.path().join("big.json"), big).unwrap();
+        assert_eq!(
+            dir.read_json::<serde_json::Value>("big.json").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn names_cannot_escape() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        for bad in ["", "../x", ".hidden", "a/b", "x.tmp.1"] {
+            assert!(
+                matches!(dir.write_json(bad, &1), Err(StateError::BadName(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_on_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(".a.json.tmp.999"), b"x").unwrap();
+        StateDir::open(tmp.path()).unwrap();
+        assert!(!tmp.path().join(".a.json.tmp.999").exists());
+    }
+
+    #[test]
+    fn identity_is_stable_and_derived() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        let a = Identity::load_or_create(&dir, Some("0123456789abcdef\n")).unwrap();
+        assert_eq!(a.source, "machine-id");
+        assert_eq!(a.gateway_id, derive_gateway_id("0123456789abcdef"));
+        assert!(!a.gateway_id.contains("0123456789"));
+        let b = Identity::load_or_create(&dir, Some("other")).unwrap();
+        assert_eq!(a, b, "stored identity wins over a changed machine-id");
+        let r = Identity::load_or_create(&StateDir::open(&tmp.path().join("r")).unwrap(), None)
+            .unwrap();
+        assert_eq!(r.source, "random");
+        assert_eq!(r.gateway_id.len(), 15);
+    }
+}

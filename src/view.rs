@@ -1,0 +1,70 @@
+//! Plain-text rendering of the status snapshot for the CLI.
+
+use std::fmt::Write;
+
+use crate::status::{Health, State, Status};
+
+/// How many recent events the text view lists.
+const EVENTS_SHOWN: usize = 10;
+
+fn state_word(state: State) -> &'static str {
+    match state {
+        State::Disabled => "disabled",
+        State::Unavailable => "unavailable",
+        State::Ok => "ok",
+        State::Degraded => "degraded",
+    }
+}
+
+fn line(out: &mut String, name: &str, h: &Health, extra: Option<String>) {
+    let detail = h.reason.clone().or(extra).unwrap_or_default();
+    let _ = writeln!(out, "{name:<10} {:<12} {detail}", state_word(h.state));
+}
+
+/// Render `s` the way `edgereach status` prints it.
+pub fn render_status(s: &Status) -> String {
+    let mut out = String::new();
+    let g = &s.gateway;
+    let _ = writeln!(
+        out,
+        "gateway    {} (site {}), edgereach {}, running since {}",
+        g.id,
+        if g.site.is_empty() { "-" } else { &g.site },
+        g.version,
+        g.started_at
+    );
+    let route = s.network.default_route.as_ref().map(|r| {
+        format!(
+            "default route {} via {} (source {})",
+            r.interface,
+            r.gateway.as_deref().unwrap_or("on-link"),
+            r.source.as_deref().unwrap_or("none")
+        )
+    });
+    line(&mut out, "network", &s.network.health, route);
+    for (name, sec) in [
+        ("portmap", &s.portmap),
+        ("netcheck", &s.netcheck),
+        ("tailscale", &s.tailscale),
+        ("admission", &s.admission),
+        ("telemetry", &s.telemetry),
+        ("web", &s.web),
+    ] {
+        line(&mut out, name, &sec.health, None);
+    }
+    if let Some(r) = &g.last_reload {
+        let _ = writeln!(out, "reload     {r}");
+    }
+    if !s.events.is_empty() {
+        let _ = writeln!(out, "recent events:");
+        let skip = s.events.len().saturating_sub(EVENTS_SHOWN);
+        for e in s.events.iter().skip(skip) {
+            let _ = writeln!(
+                out,
+                "  {} #{} {:?} {} {}: {}",
+                e.time, e.seq, e.level, e.source, e.kind, e.message
+            );
+        }
+    }
+    out
+}

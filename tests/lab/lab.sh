@@ -1,0 +1,475 @@
+#!/usr/bin/env bash
+# Network-namespace lab for edgereach: a fake internet, a hard NAT router with
+# miniupnpd (UPnP IGD, NAT-PMP, PCP), an easy NAT router, STUN (coturn), MQTT
+# (mosquitto) and an outside peer. Everything lives in namespaces prefixed by
+# a lab id derived from LABDIR; nothing touches the host namespace.
+#
+#   lab.sh up LABDIR                 build (LABDIR: existing, empty)
+#   lab.sh down LABDIR               tear down (idempotent)
+#   lab.sh reboot-router LABDIR      restart the hard router's miniupnpd/nft state
+#   lab.sh udp-block LABDIR on|off   drop LAN->WAN UDP on the hard router
+#   lab.sh exec LABDIR HOSTKEY cmd…  run cmd in inet|srv|peer|rhard|reasy|
+#                                    gwhard|gwhard2|gweasy
+#   lab.sh leftovers LABDIR          exit 1 if namespaces/processes remain
+#
+# Env for `up`: LAB_UPNP, LAB_NATPMP, LAB_PCP = yes|no (default yes), and
+# LAB_FAIL_AT=<stage> to simulate a failure (tests the cleanup path).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lab-conf.sh
+source "$HERE/lab-conf.sh"
+
+# Documentation ranges only (RFC 5737).
+INET_IP=203.0.113.1 HARD_WAN_IP=203.0.113.2 EASY_WAN_IP=203.0.113.3
+STUN1_IP=203.0.113.10 STUN2_IP=203.0.113.11 MQTT_IP=203.0.113.20
+PEER_IP=203.0.113.50 INET_NET=203.0.113.0/24
+HARD_LAN_GW=192.0.2.1 GWHARD_IP=192.0.2.10 GWHARD2_IP=192.0.2.11
+HARD_LAN_NET=192.0.2.0/26
+EASY_LAN_GW=192.0.2.65 GWEASY_IP=192.0.2.74 EASY_LAN_NET=192.0.2.64/26
+STUN_PORT=3478 STUN_ALT_PORT=3479 MQTT_PORT=1883
+UPNP_HTTP_PORT=5000 NATPMP_PORT=5351
+# Interface names are per namespace, so they need no lab prefix (<= 15 chars).
+HARD_WAN_IF=wan0 HARD_LAN_IF=br-lan EASY_WAN_IF=wan0 EASY_LAN_IF=lan0 HOST_IF=eth0
+HOSTKEYS=(inet srv peer rhard reasy gwhard gwhard2 gweasy)
+TERM_WAIT=5 # seconds before SIGKILL
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---- lab identity --------------------------------------------------------
+
+# Sets LABDIR (absolute), LAB_ID and PFX. The id is a hash of the real path,
+# so every subcommand finds the same namespaces without any state.
+init_lab() {
+    [[ -n ${1:-} ]] || die "LABDIR missing"
+    LABDIR=$(realpath -m -- "$1")
+    LAB_ID="erl$(printf '%s' "$LABDIR" | sha256sum | cut -c1-5)"
+    PFX="$LAB_ID-"
+}
+
+ns() { printf '%s%s' "$PFX" "$1"; }
+nsx() { local k=$1; shift; ip netns exec "$(ns "$k")" "$@"; }
+lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep "^$PFX" || true; }
+
+valid_key() {
+    local k
+    for k in "${HOSTKEYS[@]}"; do [[ $k == "$1" ]] && return 0; done
+    return 1
+}
+
+# ---- process records: run/NAME.proc = "PID STARTTIME HOSTKEY" -------------
+# The start time guards against killing a recycled PID.
+
+proc_start() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    printf '%s' "${20}"
+}
+
+proc_state() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    s=${s##*) }
+    printf '%s' "${s%% *}"
+}
+
+record_alive() {
+    local pid st _k
+    read -r pid st _k <"$1" || return 1
+    [[ -n $pid && $(proc_start "$pid") == "$st" ]] || return 1
+    [[ $(proc_state "$pid") != Z ]]
+}
+
+stop_record() {
+    local f=$1 pid st _k i
+    [[ -f $f ]] || return 0
+    read -r pid st _k <"$f" || true
+    if record_alive "$f"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < TERM_WAIT * 10; i++)); do
+            record_alive "$f" || break
+            sleep 0.1
+        done
+        if record_alive "$f"; then
+            log "pid $pid ($(basename "$f" .proc)) ignored TERM; sending KILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            for ((i = 0; i < 20; i++)); do record_alive "$f" || break; sleep 0.1; done
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true # reap if it was our own child
+    rm -f "$f"
+}
+
+# start_daemon NAME HOSTKEY cmd... : foreground daemon in a namespace.
+start_daemon() {
+    local name=$1 key=$2 pid
+    shift 2
+    printf '=== start %s\n' "$(date -Is)" >>"$LABDIR/logs/$name.log"
+    ip netns exec "$(ns "$key")" "$@" </dev/null >>"$LABDIR/logs/$name.log" 2>&1 &
+    pid=$!
+    printf '%s %s %s\n' "$pid" "$(proc_start "$pid")" "$key" >"$LABDIR/run/$name.proc"
+    log "started $name in $(ns "$key") pid $pid"
+}
+
+# wait_until SECONDS DESCRIPTION cmd... : bounded poll every 0.1 s.
+wait_until() {
+    local secs=$1 desc=$2 i
+    shift 2
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" >/dev/null && return 0
+        sleep 0.1
+    done
+    die "timed out after ${secs}s waiting for $desc"
+}
+
+listening() { # HOSTKEY t|u ADDR PORT ; ADDR "*" = any local address
+    local a=$3
+    [[ $a == "*" ]] && a=""
+    nsx "$1" ss -Hln -"$2" "sport = :$4" | grep -qF "$a:$4"
+}
+
+daemon_alive() { record_alive "$LABDIR/run/$1.proc"; }
+
+maybe_fail() {
+    [[ ${LAB_FAIL_AT:-} != "$1" ]] || die "simulated failure at stage '$1' (LAB_FAIL_AT)"
+}
+
+# ---- topology ------------------------------------------------------------
+
+add_ns() {
+    local n
+    n=$(ns "$1")
+    echo "$n" >>"$LABDIR/namespaces" # recorded first: a half-made one is still removed
+    ip netns add "$n"
+    ip -n "$n" link set lo up
+}
+
+# veth KEY_A IF_A KEY_B IF_B: both ends created inside namespaces, never host.
+veth() {
+    ip -n "$(ns "$1")" link add "$2" type veth peer name "$4" netns "$(ns "$3")"
+    ip -n "$(ns "$1")" link set "$2" up
+    ip -n "$(ns "$3")" link set "$4" up
+}
+
+bridge() { # KEY NAME
+    ip -n "$(ns "$1")" link add "$2" type bridge
+    # no IGMP snooping: SSDP multicast must reach miniupnpd without a querier
+    ip -n "$(ns "$1")" link set "$2" type bridge mcast_snooping 0
+    ip -n "$(ns "$1")" link set "$2" up
+}
+
+attach() { ip -n "$(ns "$1")" link set "$2" master "$3"; } # KEY PORT BRIDGE
+addr() { ip -n "$(ns "$1")" addr add "$3" dev "$2"; }      # KEY IF CIDR
+defroute() { ip -n "$(ns "$1")" route add default via "$2"; }
+
+build_topology() {
+    local k
+    for k in "${HOSTKEYS[@]}"; do add_ns "$k"; done
+    maybe_fail namespaces
+
+    # fake internet: one bridge all WAN sides attach to
+    bridge inet br0
+    addr inet br0 "$INET_IP/24"
+    for k in srv peer rhard reasy; do
+        local ifn=$HOST_IF
+        [[ $k == rhard || $k == reasy ]] && ifn=wan0
+        veth "$k" "$ifn" inet "p-$k"
+        attach inet "p-$k" br0
+    done
+    addr srv "$HOST_IF" "$STUN1_IP/24"
+    addr srv "$HOST_IF" "$STUN2_IP/24"
+    addr srv "$HOST_IF" "$MQTT_IP/24"
+    addr peer "$HOST_IF" "$PEER_IP/24"
+    for k in srv peer; do defroute "$k" "$INET_IP"; done
+
+    # hard router: LAN bridge with two gateways behind it
+    addr rhard "$HARD_WAN_IF" "$HARD_WAN_IP/24"
+    defroute rhard "$INET_IP"
+    bridge rhard "$HARD_LAN_IF"
+    addr rhard "$HARD_LAN_IF" "$HARD_LAN_GW/26"
+    veth rhard l-gw1 gwhard "$HOST_IF"
+    veth rhard l-gw2 gwhard2 "$HOST_IF"
+    attach rhard l-gw1 "$HARD_LAN_IF"
+    attach rhard l-gw2 "$HARD_LAN_IF"
+    addr gwhard "$HOST_IF" "$GWHARD_IP/26"
+    addr gwhard2 "$HOST_IF" "$GWHARD2_IP/26"
+    defroute gwhard "$HARD_LAN_GW"
+    defroute gwhard2 "$HARD_LAN_GW"
+
+    # easy router: one gateway on a point-to-point LAN
+    addr reasy "$EASY_WAN_IF" "$EASY_WAN_IP/24"
+    defroute reasy "$INET_IP"
+    veth reasy "$EASY_LAN_IF" gweasy "$HOST_IF"
+    addr reasy "$EASY_LAN_IF" "$EASY_LAN_GW/26"
+    addr gweasy "$HOST_IF" "$GWEASY_IP/26"
+    defroute gweasy "$EASY_LAN_GW"
+    maybe_fail links
+
+    for k in rhard reasy; do nsx "$k" sysctl -qw net.ipv4.ip_forward=1; done
+}
+
+load_firewalls() {
+    gen_rhard_nft "$LABDIR/rhard.nft"
+    gen_reasy_nft "$LABDIR/reasy.nft"
+    nsx rhard nft -f "$LABDIR/rhard.nft"
+    nsx reasy nft -f "$LABDIR/reasy.nft"
+    maybe_fail nft
+}
+
+# ---- daemons ---------------------------------------------------------------
+
+start_coturn() {
+    local args
+    mapfile -t args < <(coturn_args)
+    start_daemon coturn srv turnserver "${args[@]}"
+    wait_until 10 "coturn on $STUN1_IP/$STUN2_IP:$STUN_PORT" coturn_ready
+    maybe_fail coturn
+}
+
+coturn_ready() {
+    daemon_alive coturn || die "coturn exited; see $LABDIR/logs/coturn.log"
+    listening srv u "$STUN1_IP" "$STUN_PORT" && listening srv u "$STUN2_IP" "$STUN_PORT" &&
+        listening srv u "$STUN1_IP" "$STUN_ALT_PORT"
+}
+
+start_mosquitto() {
+    gen_mosquitto_conf "$LABDIR/mosquitto.conf"
+    start_daemon mosquitto srv mosquitto -c "$LABDIR/mosquitto.conf"
+    wait_until 10 "mosquitto on $MQTT_IP:$MQTT_PORT" mosquitto_ready
+    maybe_fail mosquitto
+}
+
+mosquitto_ready() {
+    daemon_alive mosquitto || die "mosquitto exited; see $LABDIR/logs/mosquitto.log"
+    listening srv t "$MQTT_IP" "$MQTT_PORT"
+}
+
+miniupnpd_wanted() { [[ $LAB_UPNP == yes || $LAB_NATPMP == yes || $LAB_PCP == yes ]]; }
+
+start_miniupnpd() {
+    miniupnpd_wanted || { log "UPnP, NAT-PMP and PCP all off: no miniupnpd"; return 0; }
+    [[ -f $LABDIR/miniupnpd.conf ]] || gen_miniupnpd_conf "$LABDIR/miniupnpd.conf"
+    # own pid file: miniupnpd refuses to start if the default one names a live process
+    start_daemon miniupnpd rhard miniupnpd -d -f "$LABDIR/miniupnpd.conf" \
+        -P "$LABDIR/run/miniupnpd.pidfile"
+    wait_until 15 "miniupnpd ready" miniupnpd_ready
+    maybe_fail miniupnpd
+}
+
+miniupnpd_ready() {
+    local logf=$LABDIR/logs/miniupnpd.log
+    daemon_alive miniupnpd || die "miniupnpd exited; see $logf"
+    # only the current run's log section counts
+    if sed -n '/^=== start/h; /^=== start/!H; ${x;p}' "$logf" |
+        grep -q 'Port forwarding is now disabled'; then
+        die "miniupnpd disabled port forwarding (STUN check failed); see $logf"
+    fi
+    if [[ $LAB_UPNP == yes ]]; then listening rhard t "*" "$UPNP_HTTP_PORT" || return 1; fi
+    if [[ $LAB_NATPMP == yes || $LAB_PCP == yes ]]; then
+        listening rhard u "*" "$NATPMP_PORT" || return 1
+    fi
+    sed -n '/^=== start/h; /^=== start/!H; ${x;p}' "$logf" | grep -q 'Port forwarding is now enabled'
+}
+
+apply_udp_block() {
+    local state=off
+    [[ -f $LABDIR/run/udp-block ]] && state=$(cat "$LABDIR/run/udp-block")
+    nsx rhard nft flush chain inet filter lab_udp_block
+    if [[ $state == on ]]; then
+        nsx rhard nft add rule inet filter lab_udp_block \
+            iifname "$HARD_LAN_IF" oifname "$HARD_WAN_IF" meta l4proto udp drop
+    fi
+    log "udp-block is $state on $(ns rhard)"
+}
+
+write_env() {
+    local k up
+    {
+        printf 'LAB_ID=%s\nLABDIR=%s\n' "$LAB_ID" "$LABDIR"
+        for k in "${HOSTKEYS[@]}"; do
+            up=${k^^}
+            printf 'NS_%s=%s\n' "$up" "$(ns "$k")"
+        done
+        cat <<EOF
+INET_IP=$INET_IP
+INET_NET=$INET_NET
+HARD_WAN_IP=$HARD_WAN_IP
+HARD_WAN_IF=$HARD_WAN_IF
+HARD_LAN_IF=$HARD_LAN_IF
+HARD_LAN_GW=$HARD_LAN_GW
+HARD_LAN_NET=$HARD_LAN_NET
+GWHARD_IP=$GWHARD_IP
+GWHARD2_IP=$GWHARD2_IP
+EASY_WAN_IP=$EASY_WAN_IP
+EASY_LAN_GW=$EASY_LAN_GW
+EASY_LAN_NET=$EASY_LAN_NET
+GWEASY_IP=$GWEASY_IP
+GW_IF=$HOST_IF
+STUN1=$STUN1_IP:$STUN_PORT
+STUN2=$STUN2_IP:$STUN_PORT
+STUN1_IP=$STUN1_IP
+STUN2_IP=$STUN2_IP
+STUN_PORT=$STUN_PORT
+STUN_ALT_PORT=$STUN_ALT_PORT
+MQTT=$MQTT_IP:$MQTT_PORT
+MQTT_IP=$MQTT_IP
+MQTT_PORT=$MQTT_PORT
+PEER_IP=$PEER_IP
+UPNP=$LAB_UPNP
+NATPMP=$LAB_NATPMP
+PCP=$LAB_PCP
+UPNP_HTTP_PORT=$UPNP_HTTP_PORT
+NATPMP_PORT=$NATPMP_PORT
+MINIUPNPD_CONF=$LABDIR/miniupnpd.conf
+LEASE_FILE=$LABDIR/run/miniupnpd.leases
+LOGDIR=$LABDIR/logs
+EOF
+    } >"$LABDIR/env.tmp"
+    mv "$LABDIR/env.tmp" "$LABDIR/env"
+}
+
+# ---- subcommands -----------------------------------------------------------
+
+yesno() {
+    local v=${!1:-yes}
+    [[ $v == yes || $v == no ]] || die "$1 must be yes or no (got '$v')"
+    printf -v "$1" '%s' "$v"
+}
+
+UP_DONE=0
+up_exit() {
+    local rc=$?
+    [[ $UP_DONE -eq 1 ]] && return 0
+    set +e
+    log "up failed (rc=$rc); tearing down what was built"
+    teardown
+    exit 1
+}
+
+cmd_up() {
+    init_lab "$1"
+    local t0=$SECONDS
+    [[ -d $LABDIR ]] || die "$LABDIR is not a directory"
+    [[ -z $(ls -A "$LABDIR") ]] || die "$LABDIR is not empty"
+    yesno LAB_UPNP; yesno LAB_NATPMP; yesno LAB_PCP
+    [[ -z $(lab_namespaces) ]] || die "namespaces with prefix $PFX already exist"
+    [[ $(id -u) -eq 0 ]] || die "must run as root"
+    mkdir -p "$LABDIR/logs" "$LABDIR/run"
+    printf '%s\n' "$LAB_ID" >"$LABDIR/lab.id"
+    : >"$LABDIR/namespaces"
+    trap up_exit EXIT
+    trap 'exit 130' INT TERM
+    build_topology
+    load_firewalls
+    start_coturn # first: miniupnpd's ext_stun_host check needs it
+    start_mosquitto
+    start_miniupnpd
+    write_env
+    maybe_fail env
+    UP_DONE=1
+    log "lab $LAB_ID up in $((SECONDS - t0))s (UPnP=$LAB_UPNP NAT-PMP=$LAB_NATPMP PCP=$LAB_PCP); env: $LABDIR/env"
+}
+
+teardown() {
+    local f n pid
+    # miniupnpd first so it can remove its own rules while its netns exists
+    [[ -f $LABDIR/run/miniupnpd.proc ]] && stop_record "$LABDIR/run/miniupnpd.proc"
+    for f in "$LABDIR"/run/*.proc; do [[ -e $f ]] && stop_record "$f"; done
+    # Processes a test left inside OUR namespaces (none should): record, then stop.
+    for n in $(lab_namespaces); do
+        for pid in $(ip netns pids "$n" 2>/dev/null); do
+            printf '%s %s %s\n' "$pid" "$(proc_start "$pid")" "$n" >"$LABDIR/run/stray-$pid.proc"
+            log "stray pid $pid in $n: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+            stop_record "$LABDIR/run/stray-$pid.proc"
+        done
+    done
+    if [[ -f $LABDIR/namespaces ]]; then
+        while read -r n; do
+            [[ -n $n && $n == "$PFX"* ]] || continue
+            ip netns del "$n" 2>/dev/null || true
+        done <"$LABDIR/namespaces"
+    fi
+    for n in $(lab_namespaces); do ip netns del "$n" 2>/dev/null || true; done
+}
+
+cmd_down() {
+    init_lab "$1"
+    local t0=$SECONDS
+    teardown
+    rm -f "$LABDIR/env"
+    log "lab $LAB_ID down in $((SECONDS - t0))s"
+}
+
+cmd_leftovers() {
+    init_lab "$1"
+    local bad=0 n f
+    for n in $(lab_namespaces); do echo "namespace $n"; bad=1; done
+    for f in "$LABDIR"/run/*.proc; do
+        [[ -e $f ]] || continue
+        if record_alive "$f"; then echo "process $(basename "$f" .proc) pid $(cut -d' ' -f1 "$f")"; bad=1; fi
+    done
+    [[ $bad -eq 0 ]] && echo "clean ($PFX)"
+    return "$bad"
+}
+
+cmd_reboot_router() {
+    init_lab "$1"
+    [[ -f $LABDIR/env ]] || die "no lab in $LABDIR"
+    local t0 t1
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC1091
+    LAB_UPNP=$(sed -n 's/^UPNP=//p' "$LABDIR/env")
+    LAB_NATPMP=$(sed -n 's/^NATPMP=//p' "$LABDIR/env")
+    LAB_PCP=$(sed -n 's/^PCP=//p' "$LABDIR/env")
+    stop_record "$LABDIR/run/miniupnpd.proc"
+    nsx rhard nft flush ruleset
+    nsx rhard nft -f "$LABDIR/rhard.nft"
+    apply_udp_block
+    rm -f "$LABDIR/run/miniupnpd.leases"
+    if command -v conntrack >/dev/null; then
+        nsx rhard conntrack -F 2>/dev/null || true
+    fi
+    start_miniupnpd
+    t1=$(date +%s.%N)
+    log "router $(ns rhard) rebooted in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')s"
+}
+
+cmd_udp_block() {
+    init_lab "$1"
+    [[ ${2:-} == on || ${2:-} == off ]] || die "usage: udp-block LABDIR on|off"
+    [[ -f $LABDIR/env ]] || die "no lab in $LABDIR"
+    echo "$2" >"$LABDIR/run/udp-block"
+    apply_udp_block
+}
+
+cmd_exec() {
+    init_lab "$1"
+    local key=${2:-}
+    valid_key "$key" || die "unknown host key '$key' (one of: ${HOSTKEYS[*]})"
+    shift 2
+    [[ $# -gt 0 ]] || die "usage: exec LABDIR HOSTKEY cmd..."
+    exec ip netns exec "$(ns "$key")" "$@"
+}
+
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+main() {
+    local cmd=${1:-}
+    [[ $# -ge 2 ]] || usage
+    shift
+    case $cmd in
+        up) cmd_up "$1" ;;
+        down) cmd_down "$1" ;;
+        reboot-router) cmd_reboot_router "$1" ;;
+        udp-block) cmd_udp_block "$@" ;;
+        exec) cmd_exec "$@" ;;
+        leftovers) cmd_leftovers "$1" ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
