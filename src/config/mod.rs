@@ -414,14 +414,14 @@ impl Config {
             "admission.interval",
         )?;
         let url = &self.telemetry.mqtt_url;
-        if !url.is_empty() && !(url.starts_with("mqtt://") || url.starts_with("mqtts://")) {
+        if !url.is_empty() && !has_scheme(url, &["mqtt://", "mqtts://"]) {
             return bad(
                 "telemetry.mqtt_url",
                 format!("{url:?}: expected mqtt://host:port or mqtts://host:port"),
             );
         }
         let url = &self.admission.url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !url.is_empty() && !has_scheme(url, &["http://", "https://"]) {
             return bad(
                 "admission.url",
                 format!("{url:?}: expected an http:// or https:// URL"),
@@ -472,6 +472,10 @@ fn check_host_port(s: &str) -> Result<(), String> {
             "{s:?}: expected host:port, e.g. \"stun.example.net:3478\" or \"[2001:db8::1]:3478\""
         ))
     }
+}
+
+fn has_scheme(url: &str, schemes: &[&str]) -> bool {
+    schemes.iter().any(|s| url.starts_with(s))
 }
 
 fn one_line(msg: &str) -> String {

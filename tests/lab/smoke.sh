@@ -37,7 +37,7 @@ cleanup() {
 }
 
 # bg cmd... : start a bounded helper (callers wrap it in `timeout`), keep its PID.
-bg() { "$@" & BG_PIDS+=("$!"); LAST_BG=$!; }
+spawn() { "$@" & BG_PIDS+=("$!"); LAST_BG=$!; }
 
 # Python one-liners for the UDP reachability test.
 LISTENER='import socket,sys
@@ -80,7 +80,7 @@ check_b() {
 # source port each: a conntrack flow would outlive rule changes). 0 if received.
 udp_reach() {
     local f=$TMP/reach.$1 i lpid
-    bg lx gwhard timeout 8 "$PY" -c "$LISTENER" "$MAP_PORT" 4 >"$f" 2>&1
+    spawn lx gwhard timeout 8 "$PY" -c "$LISTENER" "$MAP_PORT" 4 >"$f" 2>&1
     lpid=$LAST_BG
     for ((i = 0; i < 30; i++)); do
         lx gwhard ss -Hlnu "sport = :$MAP_PORT" | grep -q . && break
@@ -157,7 +157,7 @@ check_g() {
 
 check_e() {
     local topic="edgereach/smoke/$$" msg="hello-$RANDOM-$RANDOM" f=$TMP/mqtt i spid
-    bg lx peer timeout 12 mosquitto_sub -h "$MQTT_IP" -p "$MQTT_PORT" -t "$topic" -C 1 -W 10 >"$f" 2>&1
+    spawn lx peer timeout 12 mosquitto_sub -h "$MQTT_IP" -p "$MQTT_PORT" -t "$topic" -C 1 -W 10 >"$f" 2>&1
     spid=$LAST_BG
     # mosquitto_sub has no "subscribed" signal: publish until it has the message
     for ((i = 0; i < 20; i++)); do
@@ -174,9 +174,9 @@ check_e() {
 
 check_h() {
     local out
-    "$LAB" udp-block "$LABDIR" on 2>/dev/null
+    "$LAB" udp-block "$LABDIR" on 2>/dev/null || { fail "h. udp-block on failed"; return; }
     out=$(lx gwhard timeout 10 "$PY" "$HERE/stunprobe.py" --retries 2 --timeout 0.5 "$STUN1" 2>&1) || true
-    "$LAB" udp-block "$LABDIR" off 2>/dev/null
+    "$LAB" udp-block "$LABDIR" off 2>/dev/null || { fail "h. udp-block off failed"; return; }
     if [[ $out != *timeout* ]]; then
         fail "h. udp-block on: STUN still answered ($out)"; return
     fi
