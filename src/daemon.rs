@@ -67,17 +67,6 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (net_tx, net_rx) = watch::channel(NetState::default());
 
-    let mut tasks = JoinSet::new();
-    tasks.spawn(netwatch::run(hub.clone(), net_tx, stop_signal.clone()));
-    tasks.spawn(control::serve(
-        listener,
-        socket_path.clone(),
-        policy,
-        hub.clone(),
-        stop_signal.clone(),
-    ));
-    tasks.spawn(pending::run(hub.clone(), config_rx, net_rx, stop_signal));
-
     hub.emit(
         "daemon",
         "started",
@@ -88,6 +77,17 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
             socket_path.display()
         ),
     );
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(netwatch::run(hub.clone(), net_tx, stop_signal.clone()));
+    tasks.spawn(control::serve(
+        listener,
+        socket_path.clone(),
+        policy,
+        hub.clone(),
+        stop_signal.clone(),
+    ));
+    tasks.spawn(pending::run(hub.clone(), config_rx, net_rx, stop_signal));
 
     loop {
         tokio::select! {

@@ -13,12 +13,19 @@
 #   lab.sh leftovers LABDIR          exit 1 if namespaces/processes remain
 #
 # Env for `up`: LAB_UPNP, LAB_NATPMP, LAB_PCP = yes|no (default yes), and
-# LAB_FAIL_AT=<stage> to simulate a failure (tests the cleanup path).
+# LAB_FAIL_AT=namespaces|links|nft|coturn|mosquitto|miniupnpd|env to simulate
+# a failure at that stage (tests the cleanup path).
+# miniupnpd 2.3.1 has only enable_upnp and enable_natpmp; the latter turns on
+# NAT-PMP AND PCP together (one socket, UDP 5351; `enable_pcp_pmp` is a later
+# alias). LAB_NATPMP/LAB_PCP=no therefore drop that protocol's version byte in
+# the router's nftables input chain (see lab-conf.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lab-conf.sh
 source "$HERE/lab-conf.sh"
+# shellcheck source=lab-proc.sh
+source "$HERE/lab-proc.sh"
 
 # Documentation ranges only (RFC 5737).
 INET_IP=203.0.113.1 HARD_WAN_IP=203.0.113.2 EASY_WAN_IP=203.0.113.3
@@ -32,7 +39,11 @@ UPNP_HTTP_PORT=5000 NATPMP_PORT=5351
 # Interface names are per namespace, so they need no lab prefix (<= 15 chars).
 HARD_WAN_IF=wan0 HARD_LAN_IF=br-lan EASY_WAN_IF=wan0 EASY_LAN_IF=lan0 HOST_IF=eth0
 HOSTKEYS=(inet srv peer rhard reasy gwhard gwhard2 gweasy)
-TERM_WAIT=5 # seconds before SIGKILL
+# Written to LABDIR/env as NAME=value (plus NS_*, STUN1/2, MQTT, options).
+ENV_VARS=(INET_IP INET_NET HARD_WAN_IP HARD_WAN_IF HARD_LAN_IF HARD_LAN_GW HARD_LAN_NET
+    GWHARD_IP GWHARD2_IP EASY_WAN_IP EASY_WAN_IF EASY_LAN_IF EASY_LAN_GW EASY_LAN_NET
+    GWEASY_IP STUN1_IP STUN2_IP STUN_PORT STUN_ALT_PORT MQTT_IP MQTT_PORT PEER_IP
+    UPNP_HTTP_PORT NATPMP_PORT)
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -56,52 +67,6 @@ valid_key() {
     local k
     for k in "${HOSTKEYS[@]}"; do [[ $k == "$1" ]] && return 0; done
     return 1
-}
-
-# ---- process records: run/NAME.proc = "PID STARTTIME HOSTKEY" -------------
-# The start time guards against killing a recycled PID.
-
-proc_start() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    s=${s##*) }
-    # shellcheck disable=SC2086
-    set -- $s
-    printf '%s' "${20}"
-}
-
-proc_state() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    s=${s##*) }
-    printf '%s' "${s%% *}"
-}
-
-record_alive() {
-    local pid st _k
-    read -r pid st _k <"$1" || return 1
-    [[ -n $pid && $(proc_start "$pid") == "$st" ]] || return 1
-    [[ $(proc_state "$pid") != Z ]]
-}
-
-stop_record() {
-    local f=$1 pid st _k i
-    [[ -f $f ]] || return 0
-    read -r pid st _k <"$f" || true
-    if record_alive "$f"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < TERM_WAIT * 10; i++)); do
-            record_alive "$f" || break
-            sleep 0.1
-        done
-        if record_alive "$f"; then
-            log "pid $pid ($(basename "$f" .proc)) ignored TERM; sending KILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            for ((i = 0; i < 20; i++)); do record_alive "$f" || break; sleep 0.1; done
-        fi
-    fi
-    wait "$pid" 2>/dev/null || true # reap if it was our own child
-    rm -f "$f"
 }
 
 # start_daemon NAME HOSTKEY cmd... : foreground daemon in a namespace.
@@ -287,47 +252,16 @@ apply_udp_block() {
 }
 
 write_env() {
-    local k up
+    local k v
     {
         printf 'LAB_ID=%s\nLABDIR=%s\n' "$LAB_ID" "$LABDIR"
-        for k in "${HOSTKEYS[@]}"; do
-            up=${k^^}
-            printf 'NS_%s=%s\n' "$up" "$(ns "$k")"
-        done
-        cat <<EOF
-INET_IP=$INET_IP
-INET_NET=$INET_NET
-HARD_WAN_IP=$HARD_WAN_IP
-HARD_WAN_IF=$HARD_WAN_IF
-HARD_LAN_IF=$HARD_LAN_IF
-HARD_LAN_GW=$HARD_LAN_GW
-HARD_LAN_NET=$HARD_LAN_NET
-GWHARD_IP=$GWHARD_IP
-GWHARD2_IP=$GWHARD2_IP
-EASY_WAN_IP=$EASY_WAN_IP
-EASY_LAN_GW=$EASY_LAN_GW
-EASY_LAN_NET=$EASY_LAN_NET
-GWEASY_IP=$GWEASY_IP
-GW_IF=$HOST_IF
-STUN1=$STUN1_IP:$STUN_PORT
-STUN2=$STUN2_IP:$STUN_PORT
-STUN1_IP=$STUN1_IP
-STUN2_IP=$STUN2_IP
-STUN_PORT=$STUN_PORT
-STUN_ALT_PORT=$STUN_ALT_PORT
-MQTT=$MQTT_IP:$MQTT_PORT
-MQTT_IP=$MQTT_IP
-MQTT_PORT=$MQTT_PORT
-PEER_IP=$PEER_IP
-UPNP=$LAB_UPNP
-NATPMP=$LAB_NATPMP
-PCP=$LAB_PCP
-UPNP_HTTP_PORT=$UPNP_HTTP_PORT
-NATPMP_PORT=$NATPMP_PORT
-MINIUPNPD_CONF=$LABDIR/miniupnpd.conf
-LEASE_FILE=$LABDIR/run/miniupnpd.leases
-LOGDIR=$LABDIR/logs
-EOF
+        for k in "${HOSTKEYS[@]}"; do printf 'NS_%s=%s\n' "${k^^}" "$(ns "$k")"; done
+        for v in "${ENV_VARS[@]}"; do printf '%s=%s\n' "$v" "${!v}"; done
+        printf 'GW_IF=%s\nSTUN1=%s:%s\nSTUN2=%s:%s\nMQTT=%s:%s\n' "$HOST_IF" \
+            "$STUN1_IP" "$STUN_PORT" "$STUN2_IP" "$STUN_PORT" "$MQTT_IP" "$MQTT_PORT"
+        printf 'UPNP=%s\nNATPMP=%s\nPCP=%s\n' "$LAB_UPNP" "$LAB_NATPMP" "$LAB_PCP"
+        printf 'MINIUPNPD_CONF=%s\nLEASE_FILE=%s\nLOGDIR=%s\n' "$LABDIR/miniupnpd.conf" \
+            "$LABDIR/run/miniupnpd.leases" "$LABDIR/logs"
     } >"$LABDIR/env.tmp"
     mv "$LABDIR/env.tmp" "$LABDIR/env"
 }
@@ -421,7 +355,6 @@ cmd_reboot_router() {
     [[ -f $LABDIR/env ]] || die "no lab in $LABDIR"
     local t0 t1
     t0=$(date +%s.%N)
-    # shellcheck disable=SC1091
     LAB_UPNP=$(sed -n 's/^UPNP=//p' "$LABDIR/env")
     LAB_NATPMP=$(sed -n 's/^NATPMP=//p' "$LABDIR/env")
     LAB_PCP=$(sed -n 's/^PCP=//p' "$LABDIR/env")
@@ -455,7 +388,7 @@ cmd_exec() {
     exec ip netns exec "$(ns "$key")" "$@"
 }
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0" >&2; exit 2; }
 
 main() {
     local cmd=${1:-}
