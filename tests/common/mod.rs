@@ -134,6 +134,8 @@ impl Drop for Daemon {
     }
 }
 
+pub mod lab;
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

@@ -55,6 +55,7 @@ policy_denies() {
 
 restore_policy() {
     [[ $POLICY_OURS -eq 1 ]] || return 0
+    POLICY_OURS=0
     if [[ -e $POLICY_SAVE ]]; then
         mv -f "$POLICY_SAVE" "$POLICY"
         log "restored the original $POLICY"
@@ -109,7 +110,6 @@ main() {
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
         --no-install-recommends "${missing[@]}"
     restore_policy
-    POLICY_OURS=0
     mapfile -t missing < <(missing_pkgs)
     if [[ ${#missing[@]} -ne 0 ]]; then
         log "still missing after install: ${missing[*]}"; exit 1

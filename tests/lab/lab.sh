@@ -50,12 +50,16 @@ die() { log "ERROR: $*"; exit 1; }
 
 # ---- lab identity --------------------------------------------------------
 
-# Sets LABDIR (absolute), LAB_ID and PFX. The id is a hash of the real path,
-# so every subcommand finds the same namespaces without any state.
+# Sets LABDIR (absolute), LAB_ID and PFX. The id is a hash of the real path
+# (so it is known even before lab.id is written); once recorded, lab.id wins,
+# which keeps `down` working if the directory was moved.
 init_lab() {
     [[ -n ${1:-} ]] || die "LABDIR missing"
     LABDIR=$(realpath -m -- "$1")
     LAB_ID="erl$(printf '%s' "$LABDIR" | sha256sum | cut -c1-5)"
+    if [[ -f $LABDIR/lab.id ]] && grep -qxE 'erl[0-9a-f]{5}' "$LABDIR/lab.id"; then
+        LAB_ID=$(cat "$LABDIR/lab.id")
+    fi
     PFX="$LAB_ID-"
 }
 
@@ -281,6 +285,7 @@ up_exit() {
     set +e
     log "up failed (rc=$rc); tearing down what was built"
     teardown
+    rm -f "$LABDIR/env" "$LABDIR/env.tmp"
     exit 1
 }
 

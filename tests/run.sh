@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints and every test, the namespace lab
+# included. As root it first installs what the lab needs (Debian packages);
+# as another user the lab tests skip and say why.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then
+    tests/lab/install-deps.sh
+else
+    echo "run.sh: not root: lab tests will skip (run as root for the full suite)"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+echo "== cargo test"
+# One test binary at a time: lab tests build namespaces and daemons, and the
+# machine has two cores.
+cargo test --locked --all-targets -- --test-threads=2
