@@ -19,3 +19,5 @@ echo "== cargo test"
 # One test binary at a time: lab tests build namespaces and daemons, and the
 # machine has two cores.
 cargo test --locked --all-targets -- --test-threads=2
+echo "== fuzz smoke"
+tests/fuzz.sh
