@@ -87,6 +87,12 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         hub.clone(),
         stop_signal.clone(),
     ));
+    tasks.spawn(crate::portmap::service::run(
+        hub.clone(),
+        config_rx.clone(),
+        net_rx.clone(),
+        stop_signal.clone(),
+    ));
     tasks.spawn(pending::run(hub.clone(), config_rx, net_rx, stop_signal));
 
     loop {

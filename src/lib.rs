@@ -7,6 +7,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod entropy;
 pub mod logging;
 pub mod netwatch;
 pub mod pending;

@@ -28,7 +28,6 @@ pub async fn run(
         let cfg = config.borrow_and_update().clone();
         let has_route = net.borrow_and_update().default_route.is_some();
         hub.update(|s| {
-            apply(&mut s.portmap, portmap(&cfg, has_route));
             apply(&mut s.netcheck, netcheck(&cfg, has_route));
             apply(&mut s.tailscale, tailscale(&cfg));
             apply(&mut s.admission, admission(&cfg));
@@ -55,19 +54,6 @@ fn not_built(what: &str) -> Verdict {
         State::Unavailable,
         format!("{what} is not implemented in this build yet"),
     )
-}
-
-fn portmap(cfg: &Config, has_route: bool) -> Verdict {
-    if !cfg.portmap.enabled {
-        return (State::Disabled, "portmap.enabled is false".into());
-    }
-    if !has_route {
-        return (
-            State::Unavailable,
-            "no default route yet, so there is no router to ask for a mapping".into(),
-        );
-    }
-    not_built("port mapping")
 }
 
 fn netcheck(cfg: &Config, has_route: bool) -> Verdict {
@@ -128,10 +114,7 @@ mod tests {
     #[test]
     fn reasons_follow_config_and_network() {
         let mut cfg = Config::default();
-        assert_eq!(portmap(&cfg, false).0, State::Unavailable);
-        assert!(portmap(&cfg, false).1.contains("no default route"));
-        cfg.portmap.enabled = false;
-        assert_eq!(portmap(&cfg, true).0, State::Disabled);
+        assert!(netcheck(&cfg, false).1.contains("no STUN servers"));
         assert!(netcheck(&cfg, true).1.contains("no STUN servers"));
         cfg.tailscale.socket = "/nonexistent/tailscaled.sock".into();
         assert!(tailscale(&cfg)

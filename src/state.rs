@@ -237,16 +237,7 @@ pub fn derive_gateway_id(machine_id: &str) -> String {
 
 fn random_gateway_id() -> String {
     let mut buf = [0u8; 6];
-    let got = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf));
-    if got.is_err() {
-        // Last resort: time and pid still make a collision unlikely on one site.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let mixed = nanos ^ (u128::from(std::process::id()) << 64);
-        buf.copy_from_slice(&mixed.to_le_bytes()[..6]);
-    }
+    crate::entropy::fill(&mut buf);
     let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
     format!("gw-{hex}")
 }

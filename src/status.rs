@@ -139,6 +139,77 @@ impl CapabilityStatus {
     }
 }
 
+/// What the portmap task holds on the router.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortmapStatus {
+    /// Health of port mapping as a whole.
+    #[serde(flatten)]
+    pub health: Health,
+    /// The router asked (the default gateway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<String>,
+    /// Which protocols answered at the last probe: `pcp`, `nat-pmp`, `upnp`.
+    pub protocols_seen: Vec<String>,
+    /// The router's public address, as it reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_ip: Option<String>,
+    /// One entry per configured mapping.
+    pub mappings: Vec<MappingStatus>,
+    /// Router reboots noticed since start.
+    pub router_reboots: u64,
+    /// Datagrams ignored because of their source or content.
+    pub ignored_packets: u64,
+}
+
+impl Default for PortmapStatus {
+    fn default() -> Self {
+        Self {
+            health: Health::new(State::Unavailable, None),
+            router: None,
+            protocols_seen: Vec::new(),
+            external_ip: None,
+            mappings: Vec::new(),
+            router_reboots: 0,
+            ignored_packets: 0,
+        }
+    }
+}
+
+/// One mapping held on the router.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingStatus {
+    /// Configured name.
+    pub name: String,
+    /// `udp` or `tcp`.
+    pub protocol: String,
+    /// Protocol used with the router: `pcp`, `nat-pmp` or `upnp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// The gateway's side, `ip:port`.
+    pub internal: String,
+    /// The router's public side, `ip:port`, once granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<String>,
+    /// Whether the external port is the one asked for.
+    pub same_port: bool,
+    /// Lease granted, in seconds (0 = permanent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_s: Option<u64>,
+    /// When the lease ends without renewal (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Last successful check on the router (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified: Option<String>,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+    /// `ok`, `degraded` or `unavailable`.
+    pub state: State,
+    /// Why it is not simply ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Severity of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,7 +247,7 @@ pub struct Status {
     /// Routes and addresses.
     pub network: NetworkStatus,
     /// Router port mappings.
-    pub portmap: CapabilityStatus,
+    pub portmap: PortmapStatus,
     /// STUN NAT report.
     pub netcheck: CapabilityStatus,
     /// tailscaled driver and keepalive.
@@ -204,7 +275,10 @@ impl Status {
                 addresses: Vec::new(),
                 changes: 0,
             },
-            portmap: starting(),
+            portmap: PortmapStatus {
+                health: Health::new(State::Unavailable, Some("starting".to_string())),
+                ..PortmapStatus::default()
+            },
             netcheck: starting(),
             tailscale: starting(),
             admission: starting(),

@@ -42,8 +42,24 @@ pub fn render_status(s: &Status) -> String {
         )
     });
     line(&mut out, "network", &s.network.health, route);
+    line(&mut out, "portmap", &s.portmap.health, None);
+    for m in &s.portmap.mappings {
+        let _ = writeln!(
+            out,
+            "  {:<8} {} {} -> {} via {} ({:?}{})",
+            m.name,
+            m.protocol,
+            m.internal,
+            m.external.as_deref().unwrap_or("-"),
+            m.method.as_deref().unwrap_or("-"),
+            m.state,
+            m.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
     for (name, sec) in [
-        ("portmap", &s.portmap),
         ("netcheck", &s.netcheck),
         ("tailscale", &s.tailscale),
         ("admission", &s.admission),

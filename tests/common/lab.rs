@@ -96,3 +96,174 @@ impl Drop for Lab {
         }
     }
 }
+
+/// An edgereach daemon running in one of the lab's hosts.
+pub struct LabDaemon {
+    pub child: std::process::Child,
+    pub config: PathBuf,
+    pub name: String,
+}
+
+impl Lab {
+    /// Start the daemon in `host` with the example config, `edit` applied.
+    pub fn daemon(&self, host: &str, edit: impl Fn(String) -> String) -> LabDaemon {
+        let dir = self.dir.path().join(format!("edgereach-{host}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("edgereach.toml");
+        std::fs::write(&config, edit(super::config_in(&dir))).unwrap();
+        let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+        let ns = self.get(&format!("NS_{}", host.to_uppercase())).to_string();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                super::bin(),
+                "run",
+                "--log-level",
+                "debug",
+                "--config",
+            ])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        LabDaemon {
+            child,
+            config,
+            name: host.to_string(),
+        }
+    }
+}
+
+impl LabDaemon {
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let out = Command::new(super::bin())
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Poll the status until `pred` holds; panics after `limit`.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: std::time::Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if self.status().is_some_and(|s| pred(&s)) {
+                return start.elapsed();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "{}: {what} not seen within {limit:?}; status: {}\nlog:\n{}",
+            self.name,
+            self.status().map(|s| s.to_string()).unwrap_or_default(),
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.config.with_file_name("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; returns (success, time taken).
+    pub fn stop(&mut self) -> (bool, std::time::Duration) {
+        let start = std::time::Instant::now();
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        while start.elapsed() < std::time::Duration::from_secs(5) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return (st.success(), start.elapsed());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        (false, start.elapsed())
+    }
+}
+
+impl Drop for LabDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP listener in a lab host, printing what arrives (tests/lab/udpreach.py).
+pub struct UdpListener {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl Lab {
+    pub fn udp_listen(&self, host: &str, port: u16, seconds: u32) -> UdpListener {
+        let out = self.dir.path().join(format!("listen-{host}-{port}.txt"));
+        let ns = self.get(&format!("NS_{}", host.to_uppercase())).to_string();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/udpreach.py");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, "/usr/bin/python3"])
+            .arg(&script)
+            .args(["listen", &port.to_string(), &seconds.to_string()])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .spawn()
+            .unwrap();
+        let l = UdpListener { child, out };
+        for _ in 0..100 {
+            if l.text().starts_with("ready") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        l
+    }
+
+    /// Send `count` numbered datagrams from `host`, `gap` seconds apart; blocks.
+    pub fn udp_send(&self, host: &str, to: &str, port: u16, count: u32, gap: f64) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/udpreach.py");
+        let ns = self.get(&format!("NS_{}", host.to_uppercase())).to_string();
+        let st = Command::new("ip")
+            .args(["netns", "exec", &ns, "/usr/bin/python3"])
+            .arg(&script)
+            .args([
+                "send",
+                to,
+                &port.to_string(),
+                &count.to_string(),
+                &gap.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl UdpListener {
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// (sequence number, arrival time) of every datagram so far.
+    pub fn received(&self) -> Vec<(u32, f64)> {
+        self.text()
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.strip_prefix("got ")?.split(' ');
+                Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for UdpListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -39,6 +39,9 @@ $out_rules    }
         jump lab_udp_block
         ct state established,related accept
         iifname "$HARD_LAN_IF" oifname "$HARD_WAN_IF" accept
+        # br_netfilter sends bridged LAN<->LAN frames (SSDP multicast between
+        # LAN hosts) through this chain too; a home router does not filter them.
+        iifname "$HARD_LAN_IF" oifname "$HARD_LAN_IF" accept
         iifname "$HARD_WAN_IF" oifname "$HARD_LAN_IF" jump miniupnpd
     }
     chain miniupnpd {

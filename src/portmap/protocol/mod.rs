@@ -37,6 +37,8 @@ macro_rules! result_codes {
 
 pub mod natpmp;
 pub mod pcp;
+pub mod soap;
+pub mod ssdp;
 
 /// UDP port on which NAT-PMP and PCP servers listen (RFC 6886, RFC 6887).
 pub const SERVER_PORT: u16 = 5351;

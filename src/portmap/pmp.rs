@@ -1,0 +1,209 @@
+//! NAT-PMP and PCP over UDP: one request with bounded retransmission, and
+//! answers accepted only from the default gateway's port 5351.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::protocol::{natpmp, pcp, MAX_MESSAGE_LEN, SERVER_PORT};
+
+/// First retransmission interval (RFC 6886 §3.1 starts at 250 ms and doubles).
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+
+/// Why a NAT-PMP or PCP exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PmpError {
+    /// No valid answer from the router within the budget.
+    #[error("no answer from {router}:5351 within {budget:?}")]
+    Timeout {
+        /// The router.
+        router: Ipv4Addr,
+        /// The time allowed.
+        budget: Duration,
+    },
+    /// The socket failed.
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The router answered with a NAT-PMP error.
+    #[error("NAT-PMP: {0}")]
+    NatPmp(natpmp::NatPmpError),
+    /// The router answered with a PCP error.
+    #[error("PCP: {0}")]
+    Pcp(pcp::PcpError),
+}
+
+/// Counts datagrams dropped for their source or content.
+#[derive(Debug, Default)]
+pub struct Ignored(pub AtomicU64);
+
+impl Ignored {
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Send `request` to the router and wait for a datagram `accept` takes.
+/// `accept` returns `None` for datagrams to ignore (late or foreign answers),
+/// `Some(Err)` for a definite error answer, `Some(Ok)` for success.
+async fn exchange<T, E>(
+    router: Ipv4Addr,
+    local: Ipv4Addr,
+    request: &[u8],
+    budget: Duration,
+    ignored: &Ignored,
+    accept: impl Fn(&[u8]) -> Option<Result<T, E>>,
+) -> Result<Result<T, E>, PmpError> {
+    let socket = UdpSocket::bind(SocketAddr::from((local, 0))).await?;
+    let server = SocketAddr::V4(SocketAddrV4::new(router, SERVER_PORT));
+    let deadline = Instant::now() + budget;
+    let mut retry = FIRST_RETRY;
+    let mut buf = [0u8; MAX_MESSAGE_LEN + 1];
+    loop {
+        socket.send_to(request, server).await?;
+        let resend_at = (Instant::now() + retry).min(deadline);
+        retry = retry.saturating_mul(2);
+        loop {
+            let received = tokio::time::timeout_at(resend_at, socket.recv_from(&mut buf)).await;
+            let (len, from) = match received {
+                Err(_elapsed) => break,
+                Ok(r) => r?,
+            };
+            if from != server || len > MAX_MESSAGE_LEN {
+                ignored.bump();
+                continue;
+            }
+            match accept(buf.get(..len).unwrap_or_default()) {
+                Some(answer) => return Ok(answer),
+                None => ignored.bump(),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(PmpError::Timeout { router, budget });
+        }
+    }
+}
+
+/// A PCP MAP (create, renew or, with lifetime 0, delete).
+pub async fn pcp_map(
+    router: Ipv4Addr,
+    request: &pcp::MapRequest,
+    budget: Duration,
+    ignored: &Ignored,
+) -> Result<pcp::MapGrant, PmpError> {
+    let local = match request.client_addr {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let answer = exchange(router, local, &request.encode(), budget, ignored, |d| {
+        match pcp::decode_map_response(d, request) {
+            Ok(g) => Some(Ok(g)),
+            // A server error for our nonce is an answer; anything else is noise.
+            Err(e @ pcp::PcpError::Server(_)) => Some(Err(e)),
+            Err(_) => None,
+        }
+    })
+    .await?;
+    answer.map_err(PmpError::Pcp)
+}
+
+/// A PCP ANNOUNCE: whether the router speaks PCP, and its epoch.
+pub async fn pcp_announce(
+    router: Ipv4Addr,
+    local: Ipv4Addr,
+    budget: Duration,
+    ignored: &Ignored,
+) -> Result<u32, PmpError> {
+    let req = pcp::announce_request(IpAddr::V4(local));
+    let answer = exchange(router, local, &req, budget, ignored, |d| {
+        match pcp::decode_response(d, pcp::Opcode::Announce) {
+            Ok(r) if r.result == pcp::ResultCode::Success => Some(Ok(r.epoch_secs)),
+            Ok(r) => Some(Err(pcp::PcpError::Server(r.result))),
+            // A NAT-PMP-only router answers "unsupported version" in its own format.
+            Err(pcp::PcpError::Version { .. }) => Some(Err(pcp::PcpError::Version { got: 0 })),
+            Err(_) => None,
+        }
+    })
+    .await?;
+    answer.map_err(PmpError::Pcp)
+}
+
+/// A NAT-PMP mapping request (create, renew or, with lifetime 0, delete).
+pub async fn natpmp_map(
+    router: Ipv4Addr,
+    local: Ipv4Addr,
+    request: &natpmp::MapRequest,
+    budget: Duration,
+    ignored: &Ignored,
+) -> Result<natpmp::MapGrant, PmpError> {
+    let answer = exchange(router, local, &request.encode(), budget, ignored, |d| {
+        match natpmp::decode_map_response(d, request) {
+            Ok(g) => Some(Ok(g)),
+            Err(e @ natpmp::NatPmpError::Server(_)) => Some(Err(e)),
+            Err(_) => None,
+        }
+    })
+    .await?;
+    answer.map_err(PmpError::NatPmp)
+}
+
+/// The router's public address and epoch, by NAT-PMP.
+pub async fn natpmp_external(
+    router: Ipv4Addr,
+    local: Ipv4Addr,
+    budget: Duration,
+    ignored: &Ignored,
+) -> Result<(Ipv4Addr, u32), PmpError> {
+    let req = natpmp::external_address_request();
+    let answer = exchange(
+        router,
+        local,
+        &req,
+        budget,
+        ignored,
+        |d| match natpmp::decode_response(d, natpmp::Opcode::ExternalAddress) {
+            Ok(natpmp::Response {
+                body: Some(natpmp::Body::ExternalAddress(ip)),
+                epoch_secs,
+                ..
+            }) => Some(Ok((ip, epoch_secs))),
+            Ok(r) => Some(Err(natpmp::NatPmpError::Server(r.result))),
+            Err(_) => None,
+        },
+    )
+    .await?;
+    answer.map_err(PmpError::NatPmp)
+}
+
+/// Whether `now_epoch` means the router lost its state since `last_epoch`
+/// was seen `elapsed` ago (RFC 6886 §3.6: allow 1/8 clock drift, 2 s slack).
+pub fn epoch_says_rebooted(last_epoch: u32, elapsed: Duration, now_epoch: u32) -> bool {
+    let elapsed = elapsed.as_secs();
+    let expected = u64::from(last_epoch) + elapsed * 7 / 8;
+    u64::from(now_epoch) + 2 < expected || now_epoch < last_epoch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_rules() {
+        assert!(!epoch_says_rebooted(100, Duration::from_secs(30), 130));
+        assert!(
+            !epoch_says_rebooted(100, Duration::from_secs(30), 127),
+            "drift allowed"
+        );
+        assert!(
+            epoch_says_rebooted(100, Duration::from_secs(30), 3),
+            "reset"
+        );
+        assert!(
+            epoch_says_rebooted(100, Duration::from_secs(0), 99),
+            "went back"
+        );
+        assert!(!epoch_says_rebooted(0, Duration::from_secs(1), 1));
+    }
+}

@@ -1,0 +1,264 @@
+//! One router and the three ways to ask it for a mapping: probe which
+//! protocols it speaks, then create, renew, check and delete through the
+//! protocol that worked.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::pmp::{self, Ignored};
+use super::protocol::{natpmp, pcp, Protocol as WireProtocol};
+use super::upnp::UpnpRouter;
+use crate::config::{MappingConfig, Protocol};
+
+/// Time one NAT-PMP/PCP exchange may take (retransmits included).
+const PMP_BUDGET: Duration = Duration::from_millis(1500);
+/// Description shown in the router's UPnP table.
+const DESCRIPTION: &str = "edgereach";
+
+/// The protocol used with the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Port Control Protocol (RFC 6887).
+    Pcp,
+    /// NAT-PMP (RFC 6886).
+    NatPmp,
+    /// UPnP IGD.
+    Upnp,
+}
+
+impl Method {
+    /// Name used in status and events.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Pcp => "pcp",
+            Method::NatPmp => "nat-pmp",
+            Method::Upnp => "upnp",
+        }
+    }
+}
+
+/// A mapping as the router granted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Protocol that granted it.
+    pub method: Method,
+    /// Public side; the IP is unspecified when the router did not say.
+    pub external: SocketAddrV4,
+    /// Lease in seconds (0 = permanent).
+    pub lease_s: u32,
+    /// Router epoch at grant time (NAT-PMP/PCP).
+    pub epoch: Option<u32>,
+    /// When it was granted.
+    pub at: Instant,
+}
+
+/// What a probe of the router found.
+pub struct Router {
+    /// The default gateway.
+    pub addr: Ipv4Addr,
+    /// Our address toward it.
+    pub local: Ipv4Addr,
+    /// PCP answered.
+    pub pcp: bool,
+    /// NAT-PMP answered, with the public address it reported.
+    pub natpmp: Option<Ipv4Addr>,
+    /// UPnP IGD found.
+    pub upnp: Option<UpnpRouter>,
+    /// Datagrams ignored for source or content.
+    pub ignored: Arc<Ignored>,
+}
+
+fn wire(p: Protocol) -> WireProtocol {
+    match p {
+        Protocol::Udp => WireProtocol::Udp,
+        Protocol::Tcp => WireProtocol::Tcp,
+    }
+}
+
+fn v4(ip: IpAddr) -> Ipv4Addr {
+    match ip {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(a) => a.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+impl Router {
+    /// Ask PCP, NAT-PMP and UPnP in parallel, each within its own bound.
+    pub async fn probe(addr: Ipv4Addr, local: Ipv4Addr, ignored: Arc<Ignored>) -> Self {
+        let (pcp, natpmp, upnp) = tokio::join!(
+            pmp::pcp_announce(addr, local, PMP_BUDGET, &ignored),
+            pmp::natpmp_external(addr, local, PMP_BUDGET, &ignored),
+            UpnpRouter::discover(addr, local),
+        );
+        if let Err(e) = &upnp {
+            tracing::debug!("UPnP probe: {e}");
+        }
+        Self {
+            addr,
+            local,
+            pcp: pcp.is_ok(),
+            natpmp: natpmp.ok().map(|(ip, _)| ip),
+            upnp: upnp.ok(),
+            ignored,
+        }
+    }
+
+    /// Protocols that answered, in the order they are tried.
+    pub fn methods(&self) -> Vec<Method> {
+        let mut m = Vec::new();
+        if self.pcp {
+            m.push(Method::Pcp);
+        }
+        if self.natpmp.is_some() {
+            m.push(Method::NatPmp);
+        }
+        if self.upnp.is_some() {
+            m.push(Method::Upnp);
+        }
+        m
+    }
+
+    /// Create or renew `mapping` through `method`, asking for `external_port`.
+    pub async fn map(
+        &self,
+        method: Method,
+        mapping: &MappingConfig,
+        external_port: u16,
+        lease: Duration,
+        nonce: [u8; 12],
+    ) -> Result<Grant, String> {
+        let lease_s = u32::try_from(lease.as_secs()).unwrap_or(u32::MAX);
+        match method {
+            Method::Pcp => {
+                let req = self.pcp_request(mapping, external_port, lease_s, nonce);
+                let g = pmp::pcp_map(self.addr, &req, PMP_BUDGET, &self.ignored)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Grant {
+                    method,
+                    external: SocketAddrV4::new(
+                        v4(g.mapping.external_addr),
+                        g.mapping.external_port,
+                    ),
+                    lease_s: g.lifetime_secs,
+                    epoch: Some(g.epoch_secs),
+                    at: Instant::now(),
+                })
+            }
+            Method::NatPmp => {
+                let req = natpmp::MapRequest {
+                    protocol: wire(mapping.protocol),
+                    internal_port: mapping.internal_port,
+                    suggested_external_port: external_port,
+                    lifetime_secs: lease_s,
+                };
+                let g = pmp::natpmp_map(self.addr, self.local, &req, PMP_BUDGET, &self.ignored)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(Grant {
+                    method,
+                    external: SocketAddrV4::new(
+                        self.natpmp.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                        g.mapping.external_port,
+                    ),
+                    lease_s: g.mapping.lifetime_secs,
+                    epoch: Some(g.epoch_secs),
+                    at: Instant::now(),
+                })
+            }
+            Method::Upnp => {
+                let igd = self.upnp.as_ref().ok_or("no UPnP IGD")?;
+                let g = igd
+                    .add(
+                        mapping.protocol,
+                        mapping.internal_port,
+                        external_port,
+                        lease_s,
+                        DESCRIPTION,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ip = igd
+                    .external_ip()
+                    .await
+                    .map(v4)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                Ok(Grant {
+                    method,
+                    external: SocketAddrV4::new(ip, g.external_port),
+                    lease_s: g.lease_s,
+                    epoch: None,
+                    at: Instant::now(),
+                })
+            }
+        }
+    }
+
+    /// Whether the router still holds `grant` for us (UPnP only; NAT-PMP and
+    /// PCP are checked by renewing, which also repairs).
+    pub async fn upnp_holds(&self, mapping: &MappingConfig, grant: &Grant) -> Result<bool, String> {
+        let igd = self.upnp.as_ref().ok_or("no UPnP IGD")?;
+        let entry = igd
+            .specific_entry(mapping.protocol, grant.external.port())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(entry.is_some_and(|e| {
+            e.internal_client == IpAddr::V4(self.local)
+                && e.internal_port == mapping.internal_port
+                && e.enabled
+        }))
+    }
+
+    /// Delete `grant` from the router.
+    pub async fn unmap(
+        &self,
+        mapping: &MappingConfig,
+        grant: &Grant,
+        nonce: [u8; 12],
+    ) -> Result<(), String> {
+        match grant.method {
+            Method::Pcp => {
+                let req = self.pcp_request(mapping, grant.external.port(), 0, nonce);
+                pmp::pcp_map(self.addr, &req, PMP_BUDGET, &self.ignored)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Method::NatPmp => {
+                let req = natpmp::MapRequest::delete(wire(mapping.protocol), mapping.internal_port);
+                pmp::natpmp_map(self.addr, self.local, &req, PMP_BUDGET, &self.ignored)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Method::Upnp => match &self.upnp {
+                Some(igd) => igd
+                    .remove(mapping.protocol, grant.external.port())
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("no UPnP IGD".into()),
+            },
+        }
+    }
+
+    fn pcp_request(
+        &self,
+        mapping: &MappingConfig,
+        external_port: u16,
+        lease_s: u32,
+        nonce: [u8; 12],
+    ) -> pcp::MapRequest {
+        pcp::MapRequest {
+            lifetime_secs: lease_s,
+            client_addr: IpAddr::V4(self.local),
+            nonce,
+            protocol: wire(mapping.protocol),
+            internal_port: mapping.internal_port,
+            suggested_external_port: external_port,
+            suggested_external_addr: None,
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! The portmap actor: from the first default route on, hold every configured
+//! mapping on the router, renew at half-lease, verify every
+//! `verify_interval`, repair at once on a router announcement, refresh
+//! (delete + re-add) every `refresh_interval`, and release on shutdown or when
+//! the network changes.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::announce;
+use super::pmp::{epoch_says_rebooted, Ignored};
+use super::router::{Grant, Method, Router};
+use crate::config::{Config, MappingConfig};
+use crate::netwatch::NetState;
+use crate::shutdown::Shutdown;
+use crate::status::{Level, MappingStatus, State, StatusHub};
+
+/// Time all mappings together get to be released.
+const RELEASE_BUDGET: Duration = Duration::from_millis(1200);
+/// Longest wait between attempts while nothing works.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Announcements closer together than this trigger one check.
+const HINT_SPACING: Duration = Duration::from_secs(1);
+
+/// Why a session ended.
+enum End {
+    Shutdown,
+    Changed,
+}
+
+/// Run the portmap actor until shutdown.
+pub async fn run(
+    hub: StatusHub,
+    mut config: watch::Receiver<Arc<Config>>,
+    mut net: watch::Receiver<NetState>,
+    mut shutdown: Shutdown,
+) {
+    let ignored = Arc::new(Ignored::default());
+    loop {
+        let cfg = config.borrow_and_update().clone();
+        let target = net
+            .borrow_and_update()
+            .default_route
+            .as_ref()
+            .and_then(|r| {
+                let gw = r.gateway.as_deref()?.parse::<Ipv4Addr>().ok()?;
+                let local = r.source.as_deref()?.parse::<Ipv4Addr>().ok()?;
+                Some((gw, local))
+            });
+        let idle_reason = if !cfg.portmap.enabled {
+            Some((State::Disabled, "portmap.enabled is false".to_string()))
+        } else if target.is_none() {
+            Some((
+                State::Unavailable,
+                "no default route with a gateway and an IPv4 source yet".to_string(),
+            ))
+        } else {
+            None
+        };
+        if let Some((state, reason)) = idle_reason {
+            hub.update(|s| {
+                s.portmap.health.set(state, Some(reason));
+                s.portmap.mappings.clear();
+            });
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = config.changed() => {}
+                _ = net.changed() => {}
+            }
+            continue;
+        }
+        let Some((gw, local)) = target else { continue };
+        let mut session = Session::new(hub.clone(), cfg, gw, local, ignored.clone());
+        match session.run(&mut config, &mut net, &mut shutdown).await {
+            End::Shutdown => return,
+            End::Changed => continue,
+        }
+    }
+}
+
+struct Held {
+    cfg: MappingConfig,
+    nonce: [u8; 12],
+    grant: Option<Grant>,
+    failures: u32,
+    /// The router lost it (deleted, rebooted, renewal refused) since it was granted.
+    lost: bool,
+    last_verified: Option<SystemTime>,
+    reason: Option<String>,
+    next_retry: Instant,
+}
+
+struct Session {
+    hub: StatusHub,
+    cfg: Arc<Config>,
+    gw: Ipv4Addr,
+    local: Ipv4Addr,
+    ignored: Arc<Ignored>,
+    router: Option<Router>,
+    boot_id: Option<u32>,
+    held: Vec<Held>,
+    next_verify: Instant,
+    next_refresh: Instant,
+}
+
+impl Session {
+    fn new(
+        hub: StatusHub,
+        cfg: Arc<Config>,
+        gw: Ipv4Addr,
+        local: Ipv4Addr,
+        ignored: Arc<Ignored>,
+    ) -> Self {
+        let now = Instant::now();
+        let held = cfg
+            .portmap
+            .mapping
+            .iter()
+            .map(|m| {
+                let mut nonce = [0u8; 12];
+                crate::entropy::fill(&mut nonce);
+                Held {
+                    cfg: m.clone(),
+                    nonce,
+                    grant: None,
+                    failures: 0,
+                    lost: false,
+                    last_verified: None,
+                    reason: Some("not mapped yet".into()),
+                    next_retry: now,
+                }
+            })
+            .collect();
+        Self {
+            next_verify: now + cfg.portmap.verify_interval.get(),
+            next_refresh: now + cfg.portmap.refresh_interval.get(),
+            hub,
+            cfg,
+            gw,
+            local,
+            ignored,
+            router: None,
+            boot_id: None,
+            held,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        config: &mut watch::Receiver<Arc<Config>>,
+        net: &mut watch::Receiver<NetState>,
+        shutdown: &mut Shutdown,
+    ) -> End {
+        let (hint_tx, mut hints) = mpsc::channel(1);
+        let listener = tokio::spawn(announce::listen(
+            self.gw,
+            self.local,
+            hint_tx,
+            self.ignored.clone(),
+        ));
+        let mut last_hint = Instant::now() - HINT_SPACING;
+        self.publish();
+        let end = loop {
+            self.step().await;
+            self.publish();
+            let wake = self.next_wake();
+            tokio::select! {
+                _ = shutdown.wait() => break End::Shutdown,
+                _ = config.changed() => break End::Changed,
+                r = net.changed() => {
+                    if r.is_err() { break End::Shutdown; }
+                    let still = net.borrow().default_route.as_ref().is_some_and(|r| {
+                        r.gateway.as_deref() == Some(&self.gw.to_string())
+                            && r.source.as_deref() == Some(&self.local.to_string())
+                    });
+                    if !still {
+                        self.hub.emit("portmap", "network.changed", Level::Info,
+                            format!("default route or address changed; releasing mappings on {} and mapping anew", self.gw));
+                        break End::Changed;
+                    }
+                }
+                Some(()) = hints.recv() => {
+                    if last_hint.elapsed() >= HINT_SPACING {
+                        last_hint = Instant::now();
+                        self.on_announcement().await;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        };
+        listener.abort();
+        self.release_all().await;
+        self.publish();
+        end
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut t = self.next_verify.min(self.next_refresh);
+        for h in &self.held {
+            match &h.grant {
+                None => t = t.min(h.next_retry),
+                Some(g) if g.lease_s > 0 => {
+                    t = t.min(g.at + Duration::from_secs(u64::from(g.lease_s) / 2))
+                }
+                Some(_) => {}
+            }
+        }
+        t
+    }
+
+    /// Do whatever is due: probe, create, renew, verify, refresh.
+    async fn step(&mut self) {
+        let now = Instant::now();
+        if self.router.is_none() {
+            self.probe().await;
+        }
+        if now >= self.next_refresh {
+            self.next_refresh = now + self.cfg.portmap.refresh_interval.get();
+            for i in 0..self.held.len() {
+                self.refresh(i).await;
+            }
+        }
+        let verify_due = now >= self.next_verify;
+        if verify_due {
+            self.next_verify = now + self.cfg.portmap.verify_interval.get();
+            if self.router.is_some() {
+                self.check_boot_id(1).await;
+            }
+        }
+        for i in 0..self.held.len() {
+            let renew_due = self.held[i].grant.is_some_and(|g| {
+                g.lease_s > 0 && now >= g.at + Duration::from_secs(u64::from(g.lease_s) / 2)
+            });
+            let create_due = self.held[i].grant.is_none() && now >= self.held[i].next_retry;
+            if create_due || renew_due || verify_due {
+                self.ensure(i, renew_due).await;
+            }
+        }
+    }
+
+    async fn probe(&mut self) {
+        let router = Router::probe(self.gw, self.local, self.ignored.clone()).await;
+        let seen: Vec<String> = router
+            .methods()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        self.hub.update(|s| {
+            s.portmap.router = Some(self.gw.to_string());
+            s.portmap.protocols_seen = seen.clone();
+        });
+        if seen.is_empty() {
+            let wait = backoff(self.held.first().map_or(0, |h| h.failures));
+            for h in &mut self.held {
+                h.failures += 1;
+                h.reason = Some(format!(
+                    "router {} answered none of PCP, NAT-PMP or UPnP IGD",
+                    self.gw
+                ));
+                h.next_retry = Instant::now() + wait;
+            }
+            return;
+        }
+        if let Some(igd) = &router.upnp {
+            self.boot_id = igd.boot_id(&self.ignored).await.ok().flatten();
+        }
+        self.router = Some(router);
+    }
+
+    /// Make sure mapping `i` is held: create it, renew it (PCP/NAT-PMP renew
+    /// is also their check), or look it up on the router (UPnP).
+    async fn ensure(&mut self, i: usize, renew: bool) {
+        let Some(router) = &self.router else { return };
+        let lease = self.cfg.portmap.lease.get();
+        let h = &self.held[i];
+        let (cfg, nonce) = (h.cfg.clone(), h.nonce);
+        if let Some(g) = h.grant {
+            if g.method == Method::Upnp && !renew {
+                match router.upnp_holds(&cfg, &g).await {
+                    Ok(true) => return self.verified(i, g),
+                    Ok(false) => {
+                        self.hub.emit(
+                            "portmap",
+                            "mapping.lost",
+                            Level::Warn,
+                            format!(
+                                "{}: mapping {} is gone from the router; re-creating",
+                                cfg.name, g.external
+                            ),
+                        );
+                        self.held[i].grant = None;
+                        self.held[i].lost = true;
+                    }
+                    Err(e) => return self.failed(i, format!("check failed: {e}")),
+                }
+            }
+        }
+        let had = self.held[i].grant;
+        let methods = match had {
+            Some(g) => vec![g.method],
+            None => router.methods(),
+        };
+        let want_port = had.map_or(cfg.external_port, |g| g.external.port());
+        let mut last_err = String::from("no protocol available");
+        for method in methods {
+            match router.map(method, &cfg, want_port, lease, nonce).await {
+                Ok(grant) => return self.granted(i, had, grant),
+                Err(e) => last_err = format!("{}: {e}", method.name()),
+            }
+        }
+        if had.is_some() {
+            self.hub.emit(
+                "portmap",
+                "mapping.lost",
+                Level::Warn,
+                format!("{}: renewal failed ({last_err})", cfg.name),
+            );
+            self.held[i].grant = None;
+        }
+        self.failed(i, last_err);
+    }
+
+    fn granted(&mut self, i: usize, had: Option<Grant>, grant: Grant) {
+        let name = self.held[i].cfg.name.clone();
+        let wanted = self.held[i].cfg.external_port;
+        let was_lost = had.is_none() && self.held[i].lost;
+        if let (Some(old), Some(epoch)) = (had, grant.epoch) {
+            if old
+                .epoch
+                .is_some_and(|e| epoch_says_rebooted(e, old.at.elapsed(), epoch))
+            {
+                self.router_rebooted(format!(
+                    "{} epoch went from {:?} to {epoch}",
+                    grant.method.name(),
+                    old.epoch
+                ));
+            }
+            if old.external != grant.external {
+                self.hub.emit(
+                    "portmap",
+                    "mapping.changed",
+                    Level::Warn,
+                    format!(
+                        "{name}: router now maps {} instead of {}",
+                        grant.external, old.external
+                    ),
+                );
+            }
+        }
+        if had.is_none() {
+            let how = format!(
+                "{name}: {} {}:{} -> {} by {}, lease {}s",
+                self.held[i].cfg.protocol,
+                self.local,
+                self.held[i].cfg.internal_port,
+                grant.external,
+                grant.method.name(),
+                grant.lease_s
+            );
+            let kind = if was_lost {
+                "mapping.recovered"
+            } else {
+                "mapping.created"
+            };
+            self.hub.emit("portmap", kind, Level::Info, how);
+            if grant.external.port() != wanted {
+                self.hub.emit(
+                    "portmap",
+                    "mapping.port_differs",
+                    Level::Warn,
+                    format!(
+                        "{name}: external port {wanted} is taken on the router; got {} instead",
+                        grant.external.port()
+                    ),
+                );
+            }
+        }
+        self.held[i].grant = Some(grant);
+        self.held[i].lost = false;
+        self.verified(i, grant);
+    }
+
+    fn verified(&mut self, i: usize, grant: Grant) {
+        let h = &mut self.held[i];
+        h.failures = 0;
+        h.last_verified = Some(SystemTime::now());
+        h.reason = (grant.external.port() != h.cfg.external_port).then(|| {
+            format!(
+                "external port {} instead of {}: tailscaled will not advertise it on its own",
+                grant.external.port(),
+                h.cfg.external_port
+            )
+        });
+    }
+
+    fn failed(&mut self, i: usize, why: String) {
+        let h = &mut self.held[i];
+        h.failures += 1;
+        h.next_retry = Instant::now() + backoff(h.failures);
+        if h.failures == 1 {
+            self.hub.emit(
+                "portmap",
+                "mapping.failed",
+                Level::Error,
+                format!("{}: {why}", h.cfg.name),
+            );
+        }
+        h.reason = Some(why);
+        if h.failures >= 3 {
+            // Maybe the router changed what it speaks: probe again.
+            self.router = None;
+        }
+    }
+
+    fn router_rebooted(&mut self, why: String) {
+        self.hub.update(|s| s.portmap.router_reboots += 1);
+        self.hub.emit(
+            "portmap",
+            "router.rebooted",
+            Level::Warn,
+            format!("router {} restarted ({why})", self.gw),
+        );
+    }
+
+    /// UPnP routers change BOOTID on every start.
+    async fn check_boot_id(&mut self, attempts: u32) {
+        let Some(igd) = self.router.as_ref().and_then(|r| r.upnp.as_ref()) else {
+            return;
+        };
+        let mut answer = igd.boot_id(&self.ignored).await;
+        for _ in 1..attempts {
+            if answer.is_ok() {
+                break;
+            }
+            // A router that just announced itself may not answer searches yet.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            answer = igd.boot_id(&self.ignored).await;
+        }
+        let Ok(now) = answer else {
+            return;
+        };
+        if now.is_some() && self.boot_id.is_some() && now != self.boot_id {
+            self.router_rebooted(format!("SSDP BOOTID {:?} -> {:?}", self.boot_id, now));
+            for h in &mut self.held {
+                if h.grant.is_some_and(|g| g.method == Method::Upnp) {
+                    h.grant = None;
+                    h.lost = true;
+                    h.next_retry = Instant::now();
+                }
+            }
+        }
+        if now.is_some() {
+            self.boot_id = now;
+        }
+    }
+
+    /// A router announcement: check now rather than at the next interval.
+    async fn on_announcement(&mut self) {
+        if self.router.is_none() {
+            return self.step().await;
+        }
+        self.check_boot_id(4).await;
+        for i in 0..self.held.len() {
+            self.ensure(i, false).await;
+        }
+        self.publish();
+    }
+
+    /// Delete and re-add, for routers whose mappings die silently.
+    async fn refresh(&mut self, i: usize) {
+        let Some(router) = &self.router else { return };
+        let h = &self.held[i];
+        if let Some(g) = h.grant {
+            let _ = router.unmap(&h.cfg, &g, h.nonce).await;
+            self.held[i].grant = None;
+            self.ensure(i, false).await;
+        }
+    }
+
+    async fn release_all(&mut self) {
+        let Some(router) = &self.router else { return };
+        let jobs = self
+            .held
+            .iter()
+            .filter_map(|h| h.grant.map(|g| (h.cfg.clone(), g, h.nonce)));
+        let released = tokio::time::timeout(
+            RELEASE_BUDGET,
+            run_in_turn(jobs.map(|(cfg, g, nonce)| async move {
+                let r = router.unmap(&cfg, &g, nonce).await;
+                (cfg.name, g, r)
+            })),
+        )
+        .await;
+        match released {
+            Ok(results) => {
+                for (name, g, r) in results {
+                    match r {
+                        Ok(()) => self.hub.emit(
+                            "portmap",
+                            "mapping.released",
+                            Level::Info,
+                            format!("{name}: released {}", g.external),
+                        ),
+                        Err(e) => self.hub.emit(
+                            "portmap",
+                            "mapping.release_failed",
+                            Level::Warn,
+                            format!("{name}: could not release {}: {e}", g.external),
+                        ),
+                    };
+                }
+            }
+            Err(_) => {
+                self.hub.emit(
+                    "portmap",
+                    "mapping.release_failed",
+                    Level::Warn,
+                    "release did not finish in time",
+                );
+            }
+        }
+        for h in &mut self.held {
+            h.grant = None;
+            h.reason = Some("released".into());
+        }
+    }
+
+    fn publish(&self) {
+        let lan = |m: &MappingConfig| SocketAddrV4::new(self.local, m.internal_port).to_string();
+        let mappings: Vec<MappingStatus> = self
+            .held
+            .iter()
+            .map(|h| MappingStatus {
+                name: h.cfg.name.clone(),
+                protocol: h.cfg.protocol.to_string(),
+                method: h.grant.map(|g| g.method.name().to_string()),
+                internal: lan(&h.cfg),
+                external: h.grant.map(|g| g.external.to_string()),
+                same_port: h
+                    .grant
+                    .is_some_and(|g| g.external.port() == h.cfg.external_port),
+                lease_s: h.grant.map(|g| u64::from(g.lease_s)),
+                expires: h.grant.filter(|g| g.lease_s > 0).map(|g| {
+                    let left =
+                        Duration::from_secs(u64::from(g.lease_s)).saturating_sub(g.at.elapsed());
+                    humantime::format_rfc3339_seconds(SystemTime::now() + left).to_string()
+                }),
+                last_verified: h
+                    .last_verified
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                failures: h.failures,
+                state: match (&h.grant, &h.reason) {
+                    (Some(_), None) => State::Ok,
+                    (Some(_), Some(_)) => State::Degraded,
+                    (None, _) => State::Unavailable,
+                },
+                reason: h.reason.clone(),
+            })
+            .collect();
+        let external_ip = self
+            .held
+            .iter()
+            .find_map(|h| h.grant)
+            .map(|g| g.external.ip().to_string());
+        let (state, reason) = overall(&mappings);
+        let ignored = self.ignored.0.load(Ordering::Relaxed);
+        self.hub.update(|s| {
+            let p = &mut s.portmap;
+            p.health.set(state, reason);
+            p.router = Some(self.gw.to_string());
+            p.mappings = mappings;
+            p.ignored_packets = ignored;
+            if external_ip.is_some() {
+                p.external_ip = external_ip;
+            }
+        });
+    }
+}
+
+fn overall(m: &[MappingStatus]) -> (State, Option<String>) {
+    let bad: Vec<String> = m
+        .iter()
+        .filter(|x| x.state != State::Ok)
+        .map(|x| format!("{}: {}", x.name, x.reason.as_deref().unwrap_or("not ok")))
+        .collect();
+    if bad.is_empty() {
+        (State::Ok, None)
+    } else if m.iter().any(|x| x.state != State::Unavailable) {
+        (State::Degraded, Some(bad.join("; ")))
+    } else {
+        (State::Unavailable, Some(bad.join("; ")))
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let secs = 1u64 << failures.min(6);
+    Duration::from_secs(secs).min(MAX_BACKOFF)
+}
+
+/// Run futures one after another and collect their outputs in order.
+async fn run_in_turn<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out = Vec::with_capacity(set.len());
+    // Mappings are few (one by default): polling them in turn is enough.
+    for f in set {
+        out.push(f.await);
+    }
+    out
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""UDP reachability for lab tests (stdlib only, bounded).
+
+  udpreach.py listen PORT SECONDS        print "got SEQ T" per datagram
+  udpreach.py send HOST PORT COUNT GAP   send "SEQ" datagrams, each from a
+                                         fresh source port (conntrack keeps
+                                         flows alive across rule changes)
+"""
+import socket
+import sys
+import time
+
+
+def listen(port, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    end = time.monotonic() + seconds
+    print("ready", flush=True)
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        s.settimeout(left)
+        try:
+            data, _ = s.recvfrom(2048)
+        except socket.timeout:
+            return
+        print("got %s %.3f" % (data.decode(errors="replace"), time.time()), flush=True)
+
+
+def send(host, port, count, gap):
+    for seq in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(str(seq).encode(), (host, port))
+        s.close()
+        print("sent %d %.3f" % (seq, time.time()), flush=True)
+        time.sleep(gap)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "listen":
+        listen(int(sys.argv[2]), float(sys.argv[3]))
+    elif mode == "send":
+        send(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+    else:
+        sys.exit("usage: udpreach.py listen PORT SECONDS | send HOST PORT COUNT GAP")

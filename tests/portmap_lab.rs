@@ -1,0 +1,223 @@
+//! Port mapping against the lab's real miniupnpd: each protocol, reachability
+//! from outside, router reboot, short leases, release on SIGTERM, two gateways
+//! wanting the same port, and a hostile fake IGD.
+
+mod common;
+
+use std::time::Duration;
+
+use common::is_root;
+use common::lab::{Lab, LabDaemon};
+
+const PORT: u16 = 41641;
+
+macro_rules! need_root {
+    ($name:literal) => {
+        if !is_root() {
+            eprintln!(concat!(
+                "SKIP ",
+                $name,
+                ": the lab needs root (network namespaces)"
+            ));
+            return;
+        }
+    };
+}
+
+fn router_rules(lab: &Lab) -> String {
+    String::from_utf8_lossy(&lab.exec("rhard", &["nft", "list", "ruleset"]).stdout).into_owned()
+}
+
+fn mapping_ok(s: &serde_json::Value, method: &str) -> bool {
+    let m = &s["portmap"]["mappings"][0];
+    m["state"] == "ok" && m["method"] == method && m["external"] == "203.0.113.2:41641"
+}
+
+fn wait_mapped(d: &LabDaemon, method: &str) -> Duration {
+    d.wait_for(
+        &format!("mapping via {method}"),
+        Duration::from_secs(15),
+        |s| mapping_ok(s, method),
+    )
+}
+
+#[test]
+fn each_protocol_maps_reaches_and_releases() {
+    need_root!("each_protocol_maps_reaches_and_releases");
+    for (method, opts) in [
+        (
+            "pcp",
+            [("LAB_UPNP", "no"), ("LAB_NATPMP", "no"), ("LAB_PCP", "yes")],
+        ),
+        (
+            "nat-pmp",
+            [("LAB_UPNP", "no"), ("LAB_NATPMP", "yes"), ("LAB_PCP", "no")],
+        ),
+        (
+            "upnp",
+            [("LAB_UPNP", "yes"), ("LAB_NATPMP", "no"), ("LAB_PCP", "no")],
+        ),
+    ] {
+        let lab = Lab::up(&opts);
+        let mut d = lab.daemon("gwhard", |c| c);
+        let took = wait_mapped(&d, method);
+        eprintln!("{method}: mapped and verified {took:?} after start");
+        let rules = router_rules(&lab);
+        assert!(
+            rules.contains("41641"),
+            "{method}: no rule on the router:\n{rules}"
+        );
+
+        let listener = lab.udp_listen("gwhard", PORT, 10);
+        lab.udp_send("peer", "203.0.113.2", PORT, 5, 0.2);
+        std::thread::sleep(Duration::from_millis(300));
+        let got = listener.received().len();
+        eprintln!("{method}: {got}/5 datagrams from outside reached the gateway");
+        assert_eq!(got, 5, "{method}: datagrams lost");
+
+        let (ok, took) = d.stop();
+        assert!(ok, "{method}: unclean exit:\n{}", d.log());
+        eprintln!("{method}: SIGTERM -> exit in {took:?}");
+        assert!(took < Duration::from_secs(2));
+        let rules = router_rules(&lab);
+        assert!(
+            !rules.contains("41641"),
+            "{method}: mapping left on the router:\n{rules}"
+        );
+        let (clean, report) = lab.down_and_check();
+        assert!(clean, "{report}");
+    }
+}
+
+/// Largest gap between consecutive arrivals, in seconds.
+fn max_gap(arrivals: &[(u32, f64)]) -> f64 {
+    arrivals
+        .windows(2)
+        .map(|w| w[1].1 - w[0].1)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn router_reboot_is_repaired_within_5s() {
+    need_root!("router_reboot_is_repaired_within_5s");
+    for (method, opts) in [
+        ("pcp", vec![]),
+        ("upnp", vec![("LAB_NATPMP", "no"), ("LAB_PCP", "no")]),
+    ] {
+        let lab = Lab::up(&opts);
+        let d = lab.daemon("gwhard", |c| c);
+        wait_mapped(&d, method);
+        let listener = lab.udp_listen("gwhard", PORT, 20);
+        std::thread::scope(|s| {
+            s.spawn(|| lab.udp_send("peer", "203.0.113.2", PORT, 40, 0.25));
+            std::thread::sleep(Duration::from_secs(2));
+            let out = lab.cmd("reboot-router", &[]);
+            assert!(out.status.success());
+        });
+        let got = listener.received();
+        let gap = max_gap(&got);
+        eprintln!(
+            "{method}: router reboot: {}/40 datagrams arrived, longest outage {gap:.2}s",
+            got.len()
+        );
+        assert!(
+            gap <= 5.0,
+            "{method}: outage {gap:.2}s after reboot:\n{}",
+            d.log()
+        );
+        assert!(
+            got.last().is_some_and(|(seq, _)| *seq >= 38),
+            "{method}: stream did not come back"
+        );
+        d.wait_for("reboot noticed", Duration::from_secs(5), |s| {
+            s["portmap"]["router_reboots"].as_u64() >= Some(1)
+                && s["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["kind"] == "mapping.recovered" || e["kind"] == "router.rebooted")
+        });
+    }
+}
+
+#[test]
+fn short_lease_three_periods_no_loss() {
+    need_root!("short_lease_three_periods_no_loss");
+    // miniupnpd grants PCP/NAT-PMP leases of at least 120 s; UPnP grants 20 s.
+    let lab = Lab::up(&[("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
+    let d = lab.daemon("gwhard", |c| c.replace("lease = \"1h\"", "lease = \"20s\""));
+    wait_mapped(&d, "upnp");
+    let lease = d.status().unwrap()["portmap"]["mappings"][0]["lease_s"].as_u64();
+    assert_eq!(lease, Some(20), "router granted the short lease");
+    let listener = lab.udp_listen("gwhard", PORT, 65);
+    lab.udp_send("peer", "203.0.113.2", PORT, 60, 1.0);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = listener.received().len();
+    eprintln!("20 s lease, 60 datagrams over 60 s: {got} arrived");
+    assert_eq!(got, 60, "datagrams lost across renewals:\n{}", d.log());
+}
+
+#[test]
+fn second_gateway_gets_another_port_and_says_so() {
+    need_root!("second_gateway_gets_another_port_and_says_so");
+    let lab = Lab::up(&[]);
+    let first = lab.daemon("gwhard", |c| c);
+    wait_mapped(&first, "pcp");
+    let second = lab.daemon("gwhard2", |c| c);
+    second.wait_for("another port", Duration::from_secs(15), |s| {
+        let m = &s["portmap"]["mappings"][0];
+        m["external"]
+            .as_str()
+            .is_some_and(|e| !e.ends_with(":41641"))
+            && m["same_port"] == false
+            && m["state"] == "degraded"
+            && m["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("instead of 41641"))
+    });
+    let s = second.status().unwrap();
+    eprintln!("second gateway: {}", s["portmap"]["mappings"][0]);
+    assert!(s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "mapping.port_differs"));
+}
+
+#[test]
+fn fake_igd_on_the_lan_is_ignored() {
+    need_root!("fake_igd_on_the_lan_is_ignored");
+    // The real router speaks only PCP here; a fake IGD on another LAN host
+    // answers SSDP searches and multicasts NOTIFYs.
+    let lab = Lab::up(&[("LAB_UPNP", "no"), ("LAB_NATPMP", "no")]);
+    let fake = std::process::Command::new("ip")
+        .args(["netns", "exec", lab.get("NS_GWHARD2"), "/usr/bin/python3"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/fakeigd.py"))
+        .args([lab.get("GWHARD2_IP"), "20"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _fake = Kill(fake);
+    std::thread::sleep(Duration::from_millis(500));
+    let d = lab.daemon("gwhard", |c| c);
+    wait_mapped(&d, "pcp");
+    d.wait_for("fake IGD ignored", Duration::from_secs(10), |s| {
+        let seen = s["portmap"]["protocols_seen"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        !seen.iter().any(|p| p == "upnp") && s["portmap"]["ignored_packets"].as_u64() > Some(0)
+    });
+    let s = d.status().unwrap();
+    eprintln!(
+        "fake IGD: protocols_seen={} ignored_packets={}",
+        s["portmap"]["protocols_seen"], s["portmap"]["ignored_packets"]
+    );
+}
