@@ -38,6 +38,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Probe the router and show what it and the daemon hold.
+    Portmap {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file and exit (2 on error).
     CheckConfig,
     /// Developer tools for tests.
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
             report(run_daemon(config, cli.config))
         }
         Command::Status { json } => report(show_status(&cli.config, json)),
+        Command::Portmap { json } => report(show_portmap(&cli.config, json)),
         Command::Debug(DebugCommand::WriteState { dir, count }) => report(write_state(&dir, count)),
     }
 }
@@ -119,6 +126,28 @@ fn show_status(config_path: &std::path::Path, json: bool) -> anyhow::Result<()> 
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print!("{}", edgereach::view::render_status(&status));
+    }
+    Ok(())
+}
+
+fn show_portmap(config_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let daemon = control::request(&config.gateway.control_socket(), &Request::Status)
+        .map_err(|e| e.to_string())
+        .and_then(|r| {
+            r.status
+                .map(|s| s.portmap)
+                .ok_or_else(|| "no status".to_string())
+        });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let found = runtime.block_on(edgereach::portmap::inspect::inspect(&config, daemon));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else {
+        print!("{}", edgereach::portmap::inspect::render(&found));
     }
     Ok(())
 }

@@ -221,3 +221,52 @@ fn fake_igd_on_the_lan_is_ignored() {
         s["portmap"]["protocols_seen"], s["portmap"]["ignored_packets"]
     );
 }
+
+#[test]
+fn portmap_cli_probes_router_and_shows_daemon_view() {
+    need_root!("portmap_cli_probes_router_and_shows_daemon_view");
+    let lab = Lab::up(&[]);
+    let d = lab.daemon("gwhard", |c| c);
+    wait_mapped(&d, "pcp");
+    let run = |json: bool| {
+        let mut args = vec![
+            "netns",
+            "exec",
+            lab.get("NS_GWHARD"),
+            common::bin(),
+            "portmap",
+        ];
+        if json {
+            args.push("--json");
+        }
+        let out = std::process::Command::new("ip")
+            .args(&args)
+            .arg("--config")
+            .arg(&d.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let v: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+    assert_eq!(v["router"], "192.0.2.1");
+    assert_eq!(v["pcp"], true);
+    assert_eq!(v["nat_pmp_external"], "203.0.113.2");
+    assert_eq!(v["upnp_external"], "203.0.113.2");
+    assert!(v["upnp_boot_id"].is_u64(), "{v}");
+    assert_eq!(v["daemon"]["mappings"][0]["external"], "203.0.113.2:41641");
+    let text = run(false);
+    eprintln!("{text}");
+    assert!(
+        text.contains("router 192.0.2.1 (this host 192.0.2.10)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tailscale udp 192.0.2.10:41641 -> 203.0.113.2:41641 via pcp"),
+        "{text}"
+    );
+}

@@ -8,6 +8,7 @@
 //! - [`service`]: the actor that owns the mappings and the `portmap` status.
 
 pub mod announce;
+pub mod inspect;
 pub mod pmp;
 pub mod protocol;
 pub mod router;

@@ -1,0 +1,203 @@
+//! `edgereach portmap`: probe the router from the CLI and show what it holds
+//! next to what the daemon holds (compare `tailscale debug portmap`).
+
+use std::fmt::Write;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::pmp::Ignored;
+use super::router::Router;
+use crate::config::Config;
+use crate::netwatch::NetState;
+use crate::status::PortmapStatus;
+
+/// What the router says, probed just now.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    /// Default gateway probed, if there is a default route.
+    pub router: Option<String>,
+    /// This host's address toward it.
+    pub local: Option<String>,
+    /// PCP answered an ANNOUNCE.
+    pub pcp: bool,
+    /// NAT-PMP's reported public address, when it answered.
+    pub nat_pmp_external: Option<String>,
+    /// UPnP IGD's reported public address, when found.
+    pub upnp_external: Option<String>,
+    /// UPnP BOOTID, when found.
+    pub upnp_boot_id: Option<u32>,
+    /// UPnP table entries for the configured external ports.
+    pub upnp_entries: Vec<RouterEntry>,
+    /// Datagrams ignored during the probe (foreign source or malformed).
+    pub ignored_packets: u64,
+    /// The daemon's portmap section.
+    pub daemon: Option<PortmapStatus>,
+    /// Why the daemon's view could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemon_error: Option<String>,
+}
+
+/// One UPnP table entry for a configured mapping.
+#[derive(Debug, Serialize)]
+pub struct RouterEntry {
+    /// Configured mapping name.
+    pub name: String,
+    /// `udp` or `tcp`.
+    pub protocol: String,
+    /// External port looked up.
+    pub external_port: u16,
+    /// `ip:port` it forwards to, or None when the router has no entry.
+    pub internal: Option<String>,
+    /// Lease left in seconds (0 = permanent).
+    pub lease_s: Option<u32>,
+    /// Router's description of the entry.
+    pub description: Option<String>,
+}
+
+/// Probe the router on the current default route.
+pub async fn inspect(cfg: &Config, daemon: Result<PortmapStatus, String>) -> Inspection {
+    let route = NetState::read().default_route;
+    let target = route.as_ref().and_then(|r| {
+        Some((
+            r.gateway.as_deref()?.parse::<Ipv4Addr>().ok()?,
+            r.source.as_deref()?.parse::<Ipv4Addr>().ok()?,
+        ))
+    });
+    let mut out = Inspection {
+        router: None,
+        local: None,
+        pcp: false,
+        nat_pmp_external: None,
+        upnp_external: None,
+        upnp_boot_id: None,
+        upnp_entries: Vec::new(),
+        ignored_packets: 0,
+        daemon_error: daemon.as_ref().err().cloned(),
+        daemon: daemon.ok(),
+    };
+    let Some((gw, local)) = target else {
+        return out;
+    };
+    let ignored = Arc::new(Ignored::default());
+    let router = Router::probe(gw, local, ignored.clone()).await;
+    out.router = Some(gw.to_string());
+    out.local = Some(local.to_string());
+    out.pcp = router.pcp;
+    out.nat_pmp_external = router.natpmp.map(|ip| ip.to_string());
+    if let Some(igd) = &router.upnp {
+        out.upnp_external = igd.external_ip().await.ok().map(|ip| ip.to_string());
+        out.upnp_boot_id = igd.boot_id(&ignored).await.ok().flatten();
+        for m in &cfg.portmap.mapping {
+            let entry = igd
+                .specific_entry(m.protocol, m.external_port)
+                .await
+                .ok()
+                .flatten();
+            out.upnp_entries.push(RouterEntry {
+                name: m.name.clone(),
+                protocol: m.protocol.to_string(),
+                external_port: m.external_port,
+                internal: entry
+                    .as_ref()
+                    .map(|e| format!("{}:{}", e.internal_client, e.internal_port)),
+                lease_s: entry.as_ref().map(|e| e.lease_duration),
+                description: entry.map(|e| e.description),
+            });
+        }
+    }
+    out.ignored_packets = ignored.0.load(std::sync::atomic::Ordering::Relaxed);
+    out
+}
+
+/// Text in the spirit of `tailscale debug portmap`.
+pub fn render(i: &Inspection) -> String {
+    let mut o = String::new();
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    match (&i.router, &i.local) {
+        (Some(r), Some(l)) => {
+            let _ = writeln!(o, "router {r} (this host {l})");
+        }
+        _ => {
+            let _ = writeln!(o, "no default route with a gateway: nothing to probe");
+        }
+    }
+    if i.router.is_some() {
+        let _ = writeln!(o, "  pcp      {}", yes(i.pcp));
+        let _ = writeln!(
+            o,
+            "  nat-pmp  {}{}",
+            yes(i.nat_pmp_external.is_some()),
+            i.nat_pmp_external
+                .as_deref()
+                .map(|e| format!(", external {e}"))
+                .unwrap_or_default()
+        );
+        let upnp =
+            i.upnp_external.is_some() || i.upnp_boot_id.is_some() || !i.upnp_entries.is_empty();
+        let _ = writeln!(
+            o,
+            "  upnp     {}{}{}",
+            yes(upnp),
+            i.upnp_external
+                .as_deref()
+                .map(|e| format!(", external {e}"))
+                .unwrap_or_default(),
+            i.upnp_boot_id
+                .map(|b| format!(", BOOTID {b}"))
+                .unwrap_or_default()
+        );
+        for e in &i.upnp_entries {
+            let held = match (&e.internal, e.lease_s) {
+                (Some(to), Some(0)) => format!("-> {to}, permanent"),
+                (Some(to), Some(l)) => format!("-> {to}, {l}s left"),
+                _ => "no entry".to_string(),
+            };
+            let _ = writeln!(
+                o,
+                "  upnp table: {} {} {}: {held}",
+                e.name, e.protocol, e.external_port
+            );
+        }
+        if i.ignored_packets > 0 {
+            let _ = writeln!(
+                o,
+                "  ignored {} datagrams from other sources or malformed",
+                i.ignored_packets
+            );
+        }
+    }
+    match (&i.daemon, &i.daemon_error) {
+        (Some(p), _) => {
+            let _ = writeln!(
+                o,
+                "daemon: {:?}{}",
+                p.health.state,
+                p.health
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+            for m in &p.mappings {
+                let _ = writeln!(
+                    o,
+                    "  {} {} {} -> {} via {}, {:?}, lease {}s, verified {}",
+                    m.name,
+                    m.protocol,
+                    m.internal,
+                    m.external.as_deref().unwrap_or("-"),
+                    m.method.as_deref().unwrap_or("-"),
+                    m.state,
+                    m.lease_s.unwrap_or(0),
+                    m.last_verified.as_deref().unwrap_or("never")
+                );
+            }
+        }
+        (None, e) => {
+            let _ = writeln!(o, "daemon: {}", e.as_deref().unwrap_or("no answer"));
+        }
+    }
+    o
+}
