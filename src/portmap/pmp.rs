@@ -58,11 +58,15 @@ async fn exchange<T, E>(
 ) -> Result<Result<T, E>, PmpError> {
     let socket = UdpSocket::bind(SocketAddr::from((local, 0))).await?;
     let server = SocketAddr::V4(SocketAddrV4::new(router, SERVER_PORT));
+    // Connected: the kernel drops datagrams from anyone else, and a router
+    // that does not listen on 5351 fails fast with ICMP "port unreachable"
+    // instead of running out the whole budget.
+    socket.connect(server).await?;
     let deadline = Instant::now() + budget;
     let mut retry = FIRST_RETRY;
     let mut buf = [0u8; MAX_MESSAGE_LEN + 1];
     loop {
-        socket.send_to(request, server).await?;
+        socket.send(request).await?;
         let resend_at = (Instant::now() + retry).min(deadline);
         retry = retry.saturating_mul(2);
         loop {

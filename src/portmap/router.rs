@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::pmp::{self, Ignored};
@@ -55,6 +56,16 @@ pub struct Grant {
     pub at: Instant,
 }
 
+/// One protocol's probe outcome.
+pub enum ProbeResult {
+    /// Whether PCP answered an ANNOUNCE.
+    Pcp(bool),
+    /// NAT-PMP's public address, if it answered.
+    NatPmp(Option<Ipv4Addr>),
+    /// The UPnP IGD, if found.
+    Upnp(Option<UpnpRouter>),
+}
+
 /// What a probe of the router found.
 pub struct Router {
     /// The default gateway.
@@ -86,24 +97,66 @@ fn v4(ip: IpAddr) -> Ipv4Addr {
 }
 
 impl Router {
-    /// Ask PCP, NAT-PMP and UPnP in parallel, each within its own bound.
-    pub async fn probe(addr: Ipv4Addr, local: Ipv4Addr, ignored: Arc<Ignored>) -> Self {
-        let (pcp, natpmp, upnp) = tokio::join!(
-            pmp::pcp_announce(addr, local, PMP_BUDGET, &ignored),
-            pmp::natpmp_external(addr, local, PMP_BUDGET, &ignored),
-            UpnpRouter::discover(addr, local),
-        );
-        if let Err(e) = &upnp {
-            tracing::debug!("UPnP probe: {e}");
-        }
+    /// A router nothing is known about yet.
+    pub fn unprobed(addr: Ipv4Addr, local: Ipv4Addr, ignored: Arc<Ignored>) -> Self {
         Self {
             addr,
             local,
-            pcp: pcp.is_ok(),
-            natpmp: natpmp.ok().map(|(ip, _)| ip),
-            upnp: upnp.ok(),
+            pcp: false,
+            natpmp: None,
+            upnp: None,
             ignored,
         }
+    }
+
+    /// Start asking PCP, NAT-PMP and UPnP in parallel, each within its own
+    /// bound; each answer arrives on its own, so the fastest protocol can be
+    /// used without waiting for a silent one to time out.
+    pub fn start_probes(&self) -> JoinSet<ProbeResult> {
+        let (addr, local) = (self.addr, self.local);
+        let mut set = JoinSet::new();
+        let ignored = self.ignored.clone();
+        set.spawn(async move {
+            ProbeResult::Pcp(
+                pmp::pcp_announce(addr, local, PMP_BUDGET, &ignored)
+                    .await
+                    .is_ok(),
+            )
+        });
+        let ignored = self.ignored.clone();
+        set.spawn(async move {
+            let r = pmp::natpmp_external(addr, local, PMP_BUDGET, &ignored).await;
+            ProbeResult::NatPmp(r.ok().map(|(ip, _)| ip))
+        });
+        set.spawn(async move {
+            let r = UpnpRouter::discover(addr, local).await;
+            if let Err(e) = &r {
+                tracing::debug!("UPnP probe: {e}");
+            }
+            ProbeResult::Upnp(r.ok())
+        });
+        set
+    }
+
+    /// Record one probe's answer.
+    pub fn merge(&mut self, result: ProbeResult) {
+        match result {
+            ProbeResult::Pcp(ok) => self.pcp = ok,
+            ProbeResult::NatPmp(ip) => self.natpmp = ip,
+            ProbeResult::Upnp(igd) => self.upnp = igd,
+        }
+    }
+
+    /// Probe all three protocols and wait for every answer.
+    pub async fn probe(addr: Ipv4Addr, local: Ipv4Addr, ignored: Arc<Ignored>) -> Self {
+        let mut router = Self::unprobed(addr, local, ignored);
+        let mut probes = router.start_probes();
+        while let Some(done) = probes.join_next().await {
+            if let Ok(r) = done {
+                router.merge(r);
+            }
+        }
+        router
     }
 
     /// Protocols that answered, in the order they are tried.

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::announce;
 use super::pmp::{epoch_says_rebooted, Ignored};
-use super::router::{Grant, Method, Router};
+use super::router::{Grant, Method, ProbeResult, Router};
 use crate::config::{Config, MappingConfig};
 use crate::netwatch::NetState;
 use crate::shutdown::Shutdown;
@@ -24,6 +25,8 @@ use crate::status::{Level, MappingStatus, State, StatusHub};
 const RELEASE_BUDGET: Duration = Duration::from_millis(1200);
 /// Longest wait between attempts while nothing works.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// After a first protocol answers, how long a preferred one may still answer.
+const PREFERRED_GRACE: Duration = Duration::from_millis(250);
 /// Announcements closer together than this trigger one check.
 const HINT_SPACING: Duration = Duration::from_secs(1);
 
@@ -102,6 +105,8 @@ struct Session {
     local: Ipv4Addr,
     ignored: Arc<Ignored>,
     router: Option<Router>,
+    /// Probe answers still to come after the first usable one.
+    probes: JoinSet<ProbeResult>,
     boot_id: Option<u32>,
     held: Vec<Held>,
     next_verify: Instant,
@@ -145,6 +150,7 @@ impl Session {
             local,
             ignored,
             router: None,
+            probes: JoinSet::new(),
             boot_id: None,
             held,
         }
@@ -182,6 +188,11 @@ impl Session {
                         self.hub.emit("portmap", "network.changed", Level::Info,
                             format!("default route or address changed; releasing mappings on {} and mapping anew", self.gw));
                         break End::Changed;
+                    }
+                }
+                Some(done) = self.probes.join_next(), if !self.probes.is_empty() => {
+                    if let Ok(r) = done {
+                        self.late_probe(r).await;
                     }
                 }
                 Some(()) = hints.recv() => {
@@ -243,18 +254,32 @@ impl Session {
         }
     }
 
+    /// Ask the router what it speaks; return as soon as one protocol answers
+    /// (the others keep going and are merged by `late_probe`).
     async fn probe(&mut self) {
-        let router = Router::probe(self.gw, self.local, self.ignored.clone()).await;
-        let seen: Vec<String> = router
-            .methods()
-            .iter()
-            .map(|m| m.name().to_string())
-            .collect();
-        self.hub.update(|s| {
-            s.portmap.router = Some(self.gw.to_string());
-            s.portmap.protocols_seen = seen.clone();
-        });
-        if seen.is_empty() {
+        let mut router = Router::unprobed(self.gw, self.local, self.ignored.clone());
+        self.probes = router.start_probes();
+        // Wait for the first protocol that answers, then a short grace for a
+        // preferred one (PCP answers in milliseconds when it is there).
+        let mut grace_ends: Option<Instant> = None;
+        while !router.pcp {
+            let next = match grace_ends {
+                None => self.probes.join_next().await,
+                Some(end) => match tokio::time::timeout_at(end, self.probes.join_next()).await {
+                    Ok(n) => n,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Some(Ok(r)) => router.merge(r),
+                Some(Err(_)) => {}
+                None => break,
+            }
+            if grace_ends.is_none() && !router.methods().is_empty() {
+                grace_ends = Some(Instant::now() + PREFERRED_GRACE);
+            }
+        }
+        if router.methods().is_empty() {
             let wait = backoff(self.held.first().map_or(0, |h| h.failures));
             for h in &mut self.held {
                 h.failures += 1;
@@ -264,12 +289,43 @@ impl Session {
                 ));
                 h.next_retry = Instant::now() + wait;
             }
+            self.publish_protocols(&router);
             return;
         }
         if let Some(igd) = &router.upnp {
             self.boot_id = igd.boot_id(&self.ignored).await.ok().flatten();
         }
+        self.publish_protocols(&router);
         self.router = Some(router);
+    }
+
+    /// A probe answer that came after the first usable one.
+    async fn late_probe(&mut self, result: ProbeResult) {
+        let Some(router) = &mut self.router else {
+            return;
+        };
+        router.merge(result);
+        let fresh_igd = router.upnp.is_some() && self.boot_id.is_none();
+        if fresh_igd {
+            if let Some(igd) = &router.upnp {
+                self.boot_id = igd.boot_id(&self.ignored).await.ok().flatten();
+            }
+        }
+        if let Some(router) = &self.router {
+            self.publish_protocols(router);
+        }
+    }
+
+    fn publish_protocols(&self, router: &Router) {
+        let seen: Vec<String> = router
+            .methods()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        self.hub.update(|s| {
+            s.portmap.router = Some(self.gw.to_string());
+            s.portmap.protocols_seen = seen;
+        });
     }
 
     /// Make sure mapping `i` is held: create it, renew it (PCP/NAT-PMP renew

@@ -84,7 +84,7 @@ pub enum SsdpError {
 }
 
 /// The fields of an SSDP search answer that port mapping needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SsdpResponse {
     /// LOCATION: URL of the root device description (not yet validated, see
     /// [`location_host`]).
@@ -159,8 +159,7 @@ pub fn parse_response(datagram: &[u8]) -> Result<SsdpResponse, SsdpError> {
     let mut status_seen = false;
     let mut headers = 0usize;
     let mut location = None;
-    let (mut st, mut usn, mut server) = (None, None, None);
-    let (mut boot_id, mut config_id, mut cache_max_age) = (None, None, None);
+    let mut r = SsdpResponse::default();
     for (index, raw) in datagram.split(|&b| b == b'\n').enumerate() {
         let line_no = index + 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -192,48 +191,33 @@ pub fn parse_response(datagram: &[u8]) -> Result<SsdpResponse, SsdpError> {
             .ok_or(SsdpError::MalformedHeader(line_no))?;
         match name.to_ascii_uppercase().as_str() {
             "LOCATION" => set_once(&mut location, value, "LOCATION")?,
-            "ST" => set_once(&mut st, value, "ST")?,
-            "USN" => set_once(&mut usn, value, "USN")?,
-            "SERVER" => set_once(&mut server, value, "SERVER")?,
-            "BOOTID.UPNP.ORG" => boot_id = parse_decimal(value),
-            "CONFIGID.UPNP.ORG" => config_id = parse_decimal(value),
-            "CACHE-CONTROL" => cache_max_age = max_age(value),
+            "ST" => set_once(&mut r.search_target, value, "ST")?,
+            "USN" => set_once(&mut r.usn, value, "USN")?,
+            "SERVER" => set_once(&mut r.server, value, "SERVER")?,
+            "BOOTID.UPNP.ORG" => r.boot_id = parse_decimal(value),
+            "CONFIGID.UPNP.ORG" => r.config_id = parse_decimal(value),
+            "CACHE-CONTROL" => r.cache_max_age = max_age(value),
             _ => {}
         }
     }
     if !status_seen {
         return Err(SsdpError::Empty);
     }
-    let location = location.ok_or(SsdpError::MissingLocation)?;
-    if location.is_empty() {
+    r.location = location.ok_or(SsdpError::MissingLocation)?;
+    if r.location.is_empty() {
         return Err(SsdpError::EmptyLocation);
     }
-    Ok(SsdpResponse {
-        location,
-        search_target: st,
-        usn,
-        server,
-        boot_id,
-        config_id,
-        cache_max_age,
-    })
+    Ok(r)
 }
 
 /// Accepts `HTTP/1.1 200 <any reason>`.
 fn check_status_line(line: &str) -> Result<(), SsdpError> {
-    let mut parts = line.split_whitespace();
-    let version = parts.next().unwrap_or_default();
-    let code = parts.next().unwrap_or_default();
-    if !version.eq_ignore_ascii_case("HTTP/1.1")
-        || code.len() != 3
-        || !code.bytes().all(|b| b.is_ascii_digit())
-    {
-        return Err(SsdpError::NotAResponse);
-    }
-    match code.parse::<u16>() {
-        Ok(200) => Ok(()),
-        Ok(other) => Err(SsdpError::Status(other)),
-        Err(_) => Err(SsdpError::NotAResponse),
+    let mut parts = line.split_whitespace().map(str::to_ascii_uppercase);
+    let (version, code) = (parts.next(), parts.next().unwrap_or_default());
+    match (version.as_deref(), code.len(), parse_decimal(&code)) {
+        (Some("HTTP/1.1"), 3, Some(200)) => Ok(()),
+        (Some("HTTP/1.1"), 3, Some(other)) => Err(SsdpError::Status(other.try_into().unwrap_or(0))),
+        _ => Err(SsdpError::NotAResponse),
     }
 }
 
@@ -257,45 +241,36 @@ pub fn location_host(location: &str) -> Result<(IpAddr, u16, String), SsdpError>
     let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
-    let path = if path.starts_with('/') {
-        path.to_owned()
-    } else {
-        format!("/{path}")
+    let path = match path.starts_with('/') {
+        true => path.to_owned(),
+        false => format!("/{path}"),
     };
-    if authority.contains('@') {
-        return Err(SsdpError::UserInfo);
+    match authority {
+        "" => return Err(SsdpError::MissingHost),
+        a if a.contains('@') => return Err(SsdpError::UserInfo),
+        _ => {}
     }
-    if authority.is_empty() {
-        return Err(SsdpError::MissingHost);
-    }
-    let (ip, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (inside, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| SsdpError::HostNotIpLiteral(authority.to_owned()))?;
-        let ip: std::net::Ipv6Addr = inside
-            .parse()
-            .map_err(|_| SsdpError::HostNotIpLiteral(inside.to_owned()))?;
-        let port = match after {
-            "" => None,
-            _ => Some(
-                after
-                    .strip_prefix(':')
-                    .ok_or_else(|| SsdpError::InvalidPort(after.to_owned()))?,
-            ),
-        };
-        (IpAddr::V6(ip).to_canonical(), port)
-    } else {
-        let (host, port) = match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        };
-        if host.is_empty() {
-            return Err(SsdpError::MissingHost);
+    let not_ip = |h: &str| SsdpError::HostNotIpLiteral(h.to_owned());
+    let (ip, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (inside, after) = bracketed.split_once(']').ok_or_else(|| not_ip(authority))?;
+            let ip: std::net::Ipv6Addr = inside.parse().map_err(|_| not_ip(inside))?;
+            let port = match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None if after.is_empty() => None,
+                None => return Err(SsdpError::InvalidPort(after.to_owned())),
+            };
+            (IpAddr::V6(ip).to_canonical(), port)
         }
-        let ip: Ipv4Addr = host
-            .parse()
-            .map_err(|_| SsdpError::HostNotIpLiteral(host.to_owned()))?;
-        (IpAddr::V4(ip), port)
+        None => {
+            let (host, port) = authority
+                .split_once(':')
+                .map_or((authority, None), |(h, p)| (h, Some(p)));
+            if host.is_empty() {
+                return Err(SsdpError::MissingHost);
+            }
+            (IpAddr::V4(host.parse().map_err(|_| not_ip(host))?), port)
+        }
     };
     let port = match port {
         None | Some("") => 80,
@@ -328,16 +303,12 @@ BOOTID.UPNP.ORG: 1700000000\r\nCONFIGID.UPNP.ORG: 1337\r\n\r\n";
     #[test]
     fn msearch_multicast_and_unicast() {
         let m = text(msearch_request(SSDP_MULTICAST_V4, ST_IGD_V1, 2));
-        assert_eq!(
-            m,
+        let expected =
             "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\n\
-MX: 2\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n"
-        );
-        let u = text(msearch_request(
-            ([192, 0, 2, 1], 1900).into(),
-            ST_WAN_IP_CONNECTION_V2,
-            0,
-        ));
+MX: 2\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n";
+        assert_eq!(m, expected);
+        let gateway = ([192, 0, 2, 1], SSDP_PORT).into();
+        let u = text(msearch_request(gateway, ST_WAN_IP_CONNECTION_V2, 0));
         assert!(u.contains("HOST: 192.0.2.1:1900\r\nMAN") && u.contains("MX: 1\r\n"));
         assert!(u.ends_with("ST: urn:schemas-upnp-org:service:WANIPConnection:2\r\n\r\n"));
         let v6 = std::net::SocketAddrV6::new("ff02::c".parse().unwrap(), 1900, 0, 3);
@@ -352,10 +323,8 @@ MX: 2\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n"
         assert_eq!(r.location, "http://192.0.2.1:5000/rootDesc.xml");
         assert_eq!(r.search_target.as_deref(), Some(ST_IGD_V1));
         assert!(r.usn.as_deref().unwrap().starts_with("uuid:3d3cec3a-"));
-        assert_eq!(
-            r.server.as_deref(),
-            Some("Debian/6.1 UPnP/1.1 MiniUPnPd/2.3.1")
-        );
+        let server = r.server.as_deref();
+        assert_eq!(server, Some("Debian/6.1 UPnP/1.1 MiniUPnPd/2.3.1"));
         assert_eq!(r.boot_id, Some(1_700_000_000));
         assert_eq!((r.config_id, r.cache_max_age), (Some(1337), Some(120)));
         let (ip, port, path) = location_host(&r.location).unwrap();
@@ -369,10 +338,7 @@ MX: 2\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n"
 Cache-Control: no-cache=\"Ext\", MAX-AGE = \"1800\"\nbootid.upnp.org: soon\nx-junk:\n";
         let r = parse_response(d).unwrap();
         assert_eq!(r.location, "http://192.0.2.1/igd.xml");
-        assert_eq!(
-            (r.boot_id, r.cache_max_age, r.usn),
-            (None, Some(1800), None)
-        );
+        assert_eq!((r.boot_id, r.cache_max_age), (None, Some(1800)));
         // Whatever follows the blank line is ignored, even when not UTF-8.
         assert!(parse_response(b"HTTP/1.1 200 \r\nLOCATION: x\r\n\r\n\xff\xfe").is_ok());
     }
@@ -387,10 +353,8 @@ Cache-Control: no-cache=\"Ext\", MAX-AGE = \"1800\"\nbootid.upnp.org: soon\nx-ju
         let long = format!("{OK}LOCATION: /\r\nX: {}\r\n", "a".repeat(MAX_LINE_LEN - 3));
         assert!(parse_response(long.as_bytes()).is_ok());
         let long = long.replacen("X: ", "X:  ", 1);
-        assert_eq!(
-            parse_response(long.as_bytes()),
-            Err(SsdpError::LineTooLong(3))
-        );
+        let e = parse_response(long.as_bytes());
+        assert_eq!(e, Err(SsdpError::LineTooLong(3)));
         let mut big = MINIUPNPD.to_vec();
         big.resize(MAX_DATAGRAM_LEN, b' ');
         assert!(parse_response(&big).is_ok());
@@ -412,19 +376,13 @@ Cache-Control: no-cache=\"Ext\", MAX-AGE = \"1800\"\nbootid.upnp.org: soon\nx-ju
             (b"HTTP/1.1 404 Not Found\r\nLOCATION: x\r\n", E::Status(404)),
             (b"HTTP/1.1 200 OK\r\nLOCATION x\r\n", E::MalformedHeader(2)),
             (b"HTTP/1.1 200 OK\r\n: x\r\n", E::MalformedHeader(2)),
-            (
-                b"HTTP/1.1 200 OK\r\nST: a\r\n\r\nLOCATION: x",
-                E::MissingLocation,
-            ),
+            (b"HTTP/1.1 200 OK\nST: a\n\nLOCATION: x", E::MissingLocation),
             (b"HTTP/1.1 200 OK\r\nLocation:  \r\n", E::EmptyLocation),
             (
-                b"HTTP/1.1 200 OK\r\nLOCATION: a\r\nlocation: b",
+                b"HTTP/1.1 200 OK\nLOCATION: a\nlocation: b",
                 E::DuplicateHeader("LOCATION"),
             ),
-            (
-                b"HTTP/1.1 200 OK\r\nST: a\r\nSt: b\r\n",
-                E::DuplicateHeader("ST"),
-            ),
+            (b"HTTP/1.1 200 OK\nST: a\nSt: b\n", E::DuplicateHeader("ST")),
         ];
         for (datagram, expected) in cases {
             assert_eq!(parse_response(datagram), Err(expected), "{datagram:?}");
@@ -489,27 +447,21 @@ Cache-Control: no-cache=\"Ext\", MAX-AGE = \"1800\"\nbootid.upnp.org: soon\nx-ju
             state ^= state << 17;
             state
         };
-        let tokens = [
-            "\r\n",
-            "\n",
-            ":",
-            "[",
-            "]",
-            "@",
-            "\u{ff}",
-            "LOCATION: http://[",
-        ];
+        let tokens: Vec<&[u8]> = b"\r\n|\n|:|[|]|@|\xff|LOCATION: http://["
+            .split(|&b| b == b'|')
+            .collect();
         for _ in 0..4000 {
             let mut d = MINIUPNPD.to_vec();
             for _ in 0..1 + next() % 8 {
                 let at = (next() as usize) % (d.len() + 1);
                 match next() % 4 {
                     0 if at < d.len() => d[at] = next() as u8,
-                    1 if at < d.len() => {
-                        d.remove(at);
-                    }
+                    1 if at < d.len() => _ = d.remove(at),
                     2 => d.insert(at, next() as u8),
-                    _ => drop(d.splice(at..at, tokens[(next() as usize) % tokens.len()].bytes())),
+                    _ => {
+                        let t = tokens[(next() as usize) % tokens.len()];
+                        d.splice(at..at, t.iter().copied());
+                    }
                 }
             }
             check(&d);
