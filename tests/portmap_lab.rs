@@ -270,3 +270,110 @@ fn portmap_cli_probes_router_and_shows_daemon_view() {
         "{text}"
     );
 }
+
+#[test]
+fn upnp_wins_back_the_wanted_port_when_freed() {
+    need_root!("upnp_wins_back_the_wanted_port_when_freed");
+    let lab = Lab::up(&[("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
+    let fast = |c: String| c.replace("verify_interval = \"30s\"", "verify_interval = \"2s\"");
+    let mut first = lab.daemon("gwhard", fast);
+    wait_mapped(&first, "upnp");
+    let second = lab.daemon("gwhard2", fast);
+    second.wait_for("another port", Duration::from_secs(15), |s| {
+        s["portmap"]["mappings"][0]["same_port"] == false
+            && s["portmap"]["mappings"][0]["external"].is_string()
+    });
+    let (ok, _) = first.stop();
+    assert!(ok);
+    let took = second.wait_for("wanted port back", Duration::from_secs(10), |s| {
+        let m = &s["portmap"]["mappings"][0];
+        m["external"] == "203.0.113.2:41641"
+            && m["internal"] == "192.0.2.11:41641"
+            && m["state"] == "ok"
+            && s["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "mapping.port_recovered")
+    });
+    eprintln!("second gateway got 41641 back {took:?} after the first released it");
+    let rules = router_rules(&lab);
+    assert!(
+        !rules.contains("41642"),
+        "the spare port was not given back:\n{rules}"
+    );
+}
+
+#[test]
+fn renumbered_gateway_maps_anew() {
+    need_root!("renumbered_gateway_maps_anew");
+    let lab = Lab::up(&[]);
+    let d = lab.daemon("gwhard", |c| c);
+    wait_mapped(&d, "pcp");
+    let sh = |cmd: &str| {
+        let out = lab.exec("gwhard", &["sh", "-c", cmd]);
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh("sysctl -qw net.ipv4.conf.eth0.promote_secondaries=1 \
+        && ip addr add 192.0.2.12/26 dev eth0 && ip addr del 192.0.2.10/26 dev eth0 \
+        && (ip route show default | grep -q . || ip route add default via 192.0.2.1)");
+    let took = d.wait_for(
+        "mapping for the new address",
+        Duration::from_secs(15),
+        |s| {
+            let m = &s["portmap"]["mappings"][0];
+            m["internal"] == "192.0.2.12:41641" && m["external"].is_string()
+        },
+    );
+    let s = d.status().unwrap();
+    let external = s["portmap"]["mappings"][0]["external"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eprintln!("renumbered: mapped anew {took:?} later as {external}");
+    assert!(s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "network.changed"));
+    let port: u16 = external.rsplit(':').next().unwrap().parse().unwrap();
+    let listener = lab.udp_listen("gwhard", PORT, 8);
+    lab.udp_send("peer", "203.0.113.2", port, 5, 0.2);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        listener.received().len(),
+        5,
+        "new mapping does not reach the new address"
+    );
+}
+
+#[test]
+fn refresh_deletes_and_readds_without_loss() {
+    need_root!("refresh_deletes_and_readds_without_loss");
+    let lab = Lab::up(&[("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
+    let d = lab.daemon("gwhard", |c| {
+        c.replace("refresh_interval = \"6h\"", "refresh_interval = \"60s\"")
+    });
+    wait_mapped(&d, "upnp");
+    let listener = lab.udp_listen("gwhard", PORT, 75);
+    lab.udp_send("peer", "203.0.113.2", PORT, 70, 1.0);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = listener.received().len();
+    let s = d.status().unwrap();
+    let refreshed = s["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "mapping.refreshed")
+        .count();
+    eprintln!("refresh every 60 s: {refreshed} refresh(es), {got}/70 datagrams arrived");
+    assert!(refreshed >= 1, "no refresh happened:\n{}", d.log());
+    // The delete and re-add are milliseconds apart; at 1 datagram/s at most
+    // one can fall into that gap.
+    assert!(got >= 69, "datagrams lost across the refresh: {got}/70");
+    assert_eq!(s["portmap"]["mappings"][0]["state"], "ok");
+}

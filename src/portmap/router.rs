@@ -56,6 +56,17 @@ pub struct Grant {
     pub at: Instant,
 }
 
+/// Outcome of checking a UPnP mapping on the router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpnpCheck {
+    /// The entry is there, for us, and the public address is unchanged.
+    Holds,
+    /// No entry for us at that external port any more.
+    Gone,
+    /// The router's public address moved.
+    ExternalIpChanged(Ipv4Addr),
+}
+
 /// One protocol's probe outcome.
 pub enum ProbeResult {
     /// Whether PCP answered an ANNOUNCE.
@@ -211,12 +222,15 @@ impl Router {
                 let g = pmp::natpmp_map(self.addr, self.local, &req, PMP_BUDGET, &self.ignored)
                     .await
                     .map_err(|e| e.to_string())?;
+                // The mapping answer has no address: ask for it each time, so a
+                // changed public address is noticed at the next renewal.
+                let ip = pmp::natpmp_external(self.addr, self.local, PMP_BUDGET, &self.ignored)
+                    .await
+                    .map(|(ip, _)| ip)
+                    .unwrap_or(self.natpmp.unwrap_or(Ipv4Addr::UNSPECIFIED));
                 Ok(Grant {
                     method,
-                    external: SocketAddrV4::new(
-                        self.natpmp.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                        g.mapping.external_port,
-                    ),
+                    external: SocketAddrV4::new(ip, g.mapping.external_port),
                     lease_s: g.mapping.lifetime_secs,
                     epoch: Some(g.epoch_secs),
                     at: Instant::now(),
@@ -250,19 +264,32 @@ impl Router {
         }
     }
 
-    /// Whether the router still holds `grant` for us (UPnP only; NAT-PMP and
-    /// PCP are checked by renewing, which also repairs).
-    pub async fn upnp_holds(&self, mapping: &MappingConfig, grant: &Grant) -> Result<bool, String> {
+    /// Check a UPnP grant on the router: the table entry for its external
+    /// port must still point at us, and the public address must not have
+    /// moved. (NAT-PMP and PCP are checked by renewing, which also repairs.)
+    pub async fn upnp_check(
+        &self,
+        mapping: &MappingConfig,
+        grant: &Grant,
+    ) -> Result<UpnpCheck, String> {
         let igd = self.upnp.as_ref().ok_or("no UPnP IGD")?;
         let entry = igd
             .specific_entry(mapping.protocol, grant.external.port())
             .await
             .map_err(|e| e.to_string())?;
-        Ok(entry.is_some_and(|e| {
+        let ours = entry.is_some_and(|e| {
             e.internal_client == IpAddr::V4(self.local)
                 && e.internal_port == mapping.internal_port
                 && e.enabled
-        }))
+        });
+        if !ours {
+            return Ok(UpnpCheck::Gone);
+        }
+        let ip = igd.external_ip().await.map(v4).map_err(|e| e.to_string())?;
+        if !ip.is_unspecified() && ip != *grant.external.ip() {
+            return Ok(UpnpCheck::ExternalIpChanged(ip));
+        }
+        Ok(UpnpCheck::Holds)
     }
 
     /// Delete `grant` from the router.

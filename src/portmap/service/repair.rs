@@ -1,0 +1,339 @@
+//! Keeping each mapping held: create, renew, check, repair, refresh, release.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::{backoff, run_in_turn, Session, RELEASE_BUDGET};
+use crate::portmap::pmp::epoch_says_rebooted;
+use crate::portmap::router::{Grant, Method, UpnpCheck};
+use crate::status::Level;
+
+impl Session {
+    /// Make sure mapping `i` is held: create it, renew it (PCP/NAT-PMP renew
+    /// is also their check), or look it up on the router (UPnP).
+    pub(super) async fn ensure(&mut self, i: usize, renew: bool) {
+        let Some(router) = &self.router else { return };
+        let lease = self.cfg.portmap.lease.get();
+        let h = &self.held[i];
+        let (cfg, nonce) = (h.cfg.clone(), h.nonce);
+        if let Some(g) = h.grant {
+            if g.method == Method::Upnp && !renew {
+                match router.upnp_check(&cfg, &g).await {
+                    Ok(UpnpCheck::Holds) => {
+                        self.verified(i, g);
+                        return self.upnp_preferred_port(i).await;
+                    }
+                    Ok(UpnpCheck::Gone) => {
+                        self.hub.emit(
+                            "portmap",
+                            "mapping.lost",
+                            Level::Warn,
+                            format!(
+                                "{}: mapping {} is gone from the router; re-creating",
+                                cfg.name, g.external
+                            ),
+                        );
+                        self.held[i].grant = None;
+                        self.held[i].lost = true;
+                    }
+                    Ok(UpnpCheck::ExternalIpChanged(ip)) => {
+                        self.hub.emit(
+                            "portmap",
+                            "external_ip.changed",
+                            Level::Warn,
+                            format!(
+                                "router's public address changed from {} to {ip}; re-creating {}",
+                                g.external.ip(),
+                                cfg.name
+                            ),
+                        );
+                        self.held[i].grant = None;
+                        self.held[i].lost = true;
+                    }
+                    Err(e) => return self.failed(i, format!("check failed: {e}")),
+                }
+            }
+        }
+        let had = self.held[i].grant;
+        let methods = match had {
+            Some(g) => vec![g.method],
+            None => router.methods(),
+        };
+        let want_port = had.map_or(cfg.external_port, |g| g.external.port());
+        let mut last_err = String::from("no protocol available");
+        for method in methods {
+            match router.map(method, &cfg, want_port, lease, nonce).await {
+                Ok(grant) => return self.granted(i, had, grant),
+                Err(e) => last_err = format!("{}: {e}", method.name()),
+            }
+        }
+        if had.is_some() {
+            self.hub.emit(
+                "portmap",
+                "mapping.lost",
+                Level::Warn,
+                format!("{}: renewal failed ({last_err})", cfg.name),
+            );
+            self.held[i].grant = None;
+            self.held[i].lost = true;
+        }
+        self.failed(i, last_err);
+    }
+
+    pub(super) fn granted(&mut self, i: usize, had: Option<Grant>, grant: Grant) {
+        let name = self.held[i].cfg.name.clone();
+        let wanted = self.held[i].cfg.external_port;
+        let was_lost = had.is_none() && self.held[i].lost;
+        if let (Some(old), Some(epoch)) = (had, grant.epoch) {
+            if old
+                .epoch
+                .is_some_and(|e| epoch_says_rebooted(e, old.at.elapsed(), epoch))
+            {
+                self.router_rebooted(format!(
+                    "{} epoch went from {:?} to {epoch}",
+                    grant.method.name(),
+                    old.epoch
+                ));
+            }
+            if old.external != grant.external {
+                self.hub.emit(
+                    "portmap",
+                    "mapping.changed",
+                    Level::Warn,
+                    format!(
+                        "{name}: router now maps {} instead of {}",
+                        grant.external, old.external
+                    ),
+                );
+            }
+        }
+        if had.is_none() {
+            let how = format!(
+                "{name}: {} {}:{} -> {} by {}, lease {}s",
+                self.held[i].cfg.protocol,
+                self.local,
+                self.held[i].cfg.internal_port,
+                grant.external,
+                grant.method.name(),
+                grant.lease_s
+            );
+            let kind = if was_lost {
+                "mapping.recovered"
+            } else {
+                "mapping.created"
+            };
+            self.hub.emit("portmap", kind, Level::Info, how);
+            if grant.external.port() != wanted {
+                self.hub.emit(
+                    "portmap",
+                    "mapping.port_differs",
+                    Level::Warn,
+                    format!(
+                        "{name}: external port {wanted} is taken on the router; got {} instead",
+                        grant.external.port()
+                    ),
+                );
+            }
+        }
+        self.held[i].grant = Some(grant);
+        self.held[i].lost = false;
+        self.verified(i, grant);
+    }
+
+    pub(super) fn verified(&mut self, i: usize, grant: Grant) {
+        let h = &mut self.held[i];
+        h.failures = 0;
+        h.last_verified = Some(SystemTime::now());
+        h.reason = (grant.external.port() != h.cfg.external_port).then(|| {
+            format!(
+                "external port {} instead of {}: tailscaled will not advertise it on its own",
+                grant.external.port(),
+                h.cfg.external_port
+            )
+        });
+    }
+
+    pub(super) fn failed(&mut self, i: usize, why: String) {
+        let h = &mut self.held[i];
+        h.failures += 1;
+        h.next_retry = Instant::now() + backoff(h.failures);
+        if h.failures == 1 {
+            self.hub.emit(
+                "portmap",
+                "mapping.failed",
+                Level::Error,
+                format!("{}: {why}", h.cfg.name),
+            );
+        }
+        h.reason = Some(why);
+        if h.failures >= 3 {
+            // Maybe the router changed what it speaks: probe again.
+            self.router = None;
+        }
+    }
+
+    pub(super) fn router_rebooted(&mut self, why: String) {
+        self.hub.update(|s| s.portmap.router_reboots += 1);
+        self.hub.emit(
+            "portmap",
+            "router.rebooted",
+            Level::Warn,
+            format!("router {} restarted ({why})", self.gw),
+        );
+    }
+
+    /// UPnP routers change BOOTID on every start.
+    pub(super) async fn check_boot_id(&mut self, attempts: u32) {
+        let Some(igd) = self.router.as_ref().and_then(|r| r.upnp.as_ref()) else {
+            return;
+        };
+        let mut answer = igd.boot_id(&self.ignored).await;
+        for _ in 1..attempts {
+            if answer.is_ok() {
+                break;
+            }
+            // A router that just announced itself may not answer searches yet.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            answer = igd.boot_id(&self.ignored).await;
+        }
+        let Ok(now) = answer else {
+            return;
+        };
+        if now.is_some() && self.boot_id.is_some() && now != self.boot_id {
+            self.router_rebooted(format!("SSDP BOOTID {:?} -> {:?}", self.boot_id, now));
+            for h in &mut self.held {
+                if h.grant.is_some_and(|g| g.method == Method::Upnp) {
+                    h.grant = None;
+                    h.lost = true;
+                    h.next_retry = Instant::now();
+                }
+            }
+        }
+        if now.is_some() {
+            self.boot_id = now;
+        }
+    }
+
+    /// A router announcement: check now rather than at the next interval.
+    pub(super) async fn on_announcement(&mut self) {
+        if self.router.is_none() {
+            return self.step().await;
+        }
+        self.check_boot_id(4).await;
+        for i in 0..self.held.len() {
+            self.ensure(i, false).await;
+        }
+        self.publish();
+    }
+
+    /// Delete and re-add, for routers whose mappings die silently.
+    /// Delete and re-add, for routers whose mappings die silently (and, for
+    /// PCP and NAT-PMP, the moment to win back the wanted port).
+    pub(super) async fn refresh(&mut self, i: usize) {
+        let Some(router) = &self.router else { return };
+        let h = &self.held[i];
+        if let Some(g) = h.grant {
+            let _ = router.unmap(&h.cfg, &g, h.nonce).await;
+            self.held[i].grant = None;
+            self.ensure(i, false).await;
+            if let Some(now) = self.held[i].grant {
+                self.hub.emit(
+                    "portmap",
+                    "mapping.refreshed",
+                    Level::Info,
+                    format!(
+                        "{}: deleted and re-added {} -> {}",
+                        self.held[i].cfg.name, g.external, now.external
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Holding another port than wanted by UPnP: try for the wanted one
+    /// again (it may have been freed); UPnP allows both at once, so nothing
+    /// is lost while trying.
+    pub(super) async fn upnp_preferred_port(&mut self, i: usize) {
+        let Some(router) = &self.router else { return };
+        let (cfg, nonce) = (self.held[i].cfg.clone(), self.held[i].nonce);
+        let Some(old) = self.held[i].grant else {
+            return;
+        };
+        if old.method != Method::Upnp || old.external.port() == cfg.external_port {
+            return;
+        }
+        let lease = self.cfg.portmap.lease.get();
+        let Ok(new) = router
+            .map(Method::Upnp, &cfg, cfg.external_port, lease, nonce)
+            .await
+        else {
+            return;
+        };
+        if new.external.port() != cfg.external_port {
+            // The router handed out yet another port: give that one back.
+            let _ = router.unmap(&cfg, &new, nonce).await;
+            return;
+        }
+        let _ = router.unmap(&cfg, &old, nonce).await;
+        self.hub.emit(
+            "portmap",
+            "mapping.port_recovered",
+            Level::Info,
+            format!(
+                "{}: got the wanted port {} back (was {})",
+                cfg.name, new.external, old.external
+            ),
+        );
+        self.held[i].grant = Some(new);
+        self.verified(i, new);
+    }
+
+    pub(super) async fn release_all(&mut self) {
+        let Some(router) = &self.router else { return };
+        let jobs = self
+            .held
+            .iter()
+            .filter_map(|h| h.grant.map(|g| (h.cfg.clone(), g, h.nonce)));
+        let released = tokio::time::timeout(
+            RELEASE_BUDGET,
+            run_in_turn(jobs.map(|(cfg, g, nonce)| async move {
+                let r = router.unmap(&cfg, &g, nonce).await;
+                (cfg.name, g, r)
+            })),
+        )
+        .await;
+        match released {
+            Ok(results) => {
+                for (name, g, r) in results {
+                    match r {
+                        Ok(()) => self.hub.emit(
+                            "portmap",
+                            "mapping.released",
+                            Level::Info,
+                            format!("{name}: released {}", g.external),
+                        ),
+                        Err(e) => self.hub.emit(
+                            "portmap",
+                            "mapping.release_failed",
+                            Level::Warn,
+                            format!("{name}: could not release {}: {e}", g.external),
+                        ),
+                    };
+                }
+            }
+            Err(_) => {
+                self.hub.emit(
+                    "portmap",
+                    "mapping.release_failed",
+                    Level::Warn,
+                    "release did not finish in time",
+                );
+            }
+        }
+        for h in &mut self.held {
+            h.grant = None;
+            h.reason = Some("released".into());
+        }
+    }
+}
