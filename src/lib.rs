@@ -12,6 +12,7 @@ pub mod logging;
 pub mod netwatch;
 pub mod pending;
 pub mod portmap;
+pub mod resolve;
 pub mod shutdown;
 pub mod state;
 pub mod status;
