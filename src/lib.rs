@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod entropy;
 pub mod logging;
+pub mod netcheck;
 pub mod netwatch;
 pub mod pending;
 pub mod portmap;

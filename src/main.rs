@@ -44,11 +44,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a NAT report now and print it (tailscale netcheck's layout).
+    Netcheck {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Validate a configuration file and exit (2 on error).
     CheckConfig,
     /// Developer tools for tests.
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +102,7 @@ fn main() -> ExitCode {
         }
         Command::Status { json } => report(show_status(&cli.config, json)),
         Command::Portmap { json } => report(show_portmap(&cli.config, json)),
+        Command::Netcheck { format } => report(run_netcheck(&cli.config, format)),
         Command::Debug(DebugCommand::WriteState { dir, count }) => report(write_state(&dir, count)),
     }
 }
@@ -148,6 +161,33 @@ fn show_portmap(config_path: &std::path::Path, json: bool) -> anyhow::Result<()>
         println!("{}", serde_json::to_string_pretty(&found)?);
     } else {
         print!("{}", edgereach::portmap::inspect::render(&found));
+    }
+    Ok(())
+}
+
+fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result<()> {
+    use edgereach::netcheck::run::{self, History, Kind};
+    let config = Config::load(config_path)?;
+    // The daemon's last report carries the rarely measured mapping lifetime.
+    let daemon_report = control::request(&config.gateway.control_socket(), &Request::Status)
+        .ok()
+        .and_then(|r| r.status)
+        .and_then(|s| s.netcheck.report);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(async {
+        let resolver = edgereach::resolve::NameResolver::from_system();
+        let targets = run::targets(&config.netcheck, &resolver).await?;
+        let port_mapping = edgereach::portmap::inspect::protocols_now().await;
+        let mut history = History::default();
+        history.last = daemon_report;
+        run::run(&targets, Kind::Full, &mut history, port_mapping).await
+    })?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print!("{}", edgereach::netcheck::text::render(&report)),
     }
     Ok(())
 }

@@ -26,9 +26,8 @@ pub async fn run(
 ) {
     loop {
         let cfg = config.borrow_and_update().clone();
-        let has_route = net.borrow_and_update().default_route.is_some();
+        net.borrow_and_update();
         hub.update(|s| {
-            apply(&mut s.netcheck, netcheck(&cfg, has_route));
             apply(&mut s.tailscale, tailscale(&cfg));
             apply(&mut s.admission, admission(&cfg));
             apply(&mut s.telemetry, telemetry(&cfg));
@@ -54,19 +53,6 @@ fn not_built(what: &str) -> Verdict {
         State::Unavailable,
         format!("{what} is not implemented in this build yet"),
     )
-}
-
-fn netcheck(cfg: &Config, has_route: bool) -> Verdict {
-    if cfg.netcheck.stun_servers.is_empty() && cfg.netcheck.derp_map.is_empty() {
-        return (
-            State::Unavailable,
-            "no STUN servers: set netcheck.stun_servers or netcheck.derp_map".into(),
-        );
-    }
-    if !has_route {
-        return (State::Unavailable, "no default route yet".into());
-    }
-    not_built("netcheck")
 }
 
 fn tailscale(cfg: &Config) -> Verdict {
@@ -114,8 +100,6 @@ mod tests {
     #[test]
     fn reasons_follow_config_and_network() {
         let mut cfg = Config::default();
-        assert!(netcheck(&cfg, false).1.contains("no STUN servers"));
-        assert!(netcheck(&cfg, true).1.contains("no STUN servers"));
         cfg.tailscale.socket = "/nonexistent/tailscaled.sock".into();
         assert!(tailscale(&cfg)
             .1

@@ -175,6 +175,18 @@ impl Default for PortmapStatus {
     }
 }
 
+/// The latest NAT report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetcheckStatus {
+    /// Health of netcheck.
+    #[serde(flatten)]
+    pub health: Health,
+    /// The latest report (also what `edgereach netcheck --format json` prints).
+    pub report: Option<crate::netcheck::report::Report>,
+    /// Reports made since start.
+    pub runs: u64,
+}
+
 /// One mapping held on the router.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MappingStatus {
@@ -249,7 +261,7 @@ pub struct Status {
     /// Router port mappings.
     pub portmap: PortmapStatus,
     /// STUN NAT report.
-    pub netcheck: CapabilityStatus,
+    pub netcheck: NetcheckStatus,
     /// tailscaled driver and keepalive.
     pub tailscale: CapabilityStatus,
     /// Admission service registration.
@@ -279,7 +291,11 @@ impl Status {
                 health: Health::new(State::Unavailable, Some("starting".to_string())),
                 ..PortmapStatus::default()
             },
-            netcheck: starting(),
+            netcheck: NetcheckStatus {
+                health: Health::new(State::Unavailable, Some("starting".to_string())),
+                report: None,
+                runs: 0,
+            },
             tailscale: starting(),
             admission: starting(),
             telemetry: starting(),

@@ -59,8 +59,18 @@ pub fn render_status(s: &Status) -> String {
                 .unwrap_or_default()
         );
     }
+    let nc = s.netcheck.report.as_ref().map(|r| {
+        format!(
+            "UDP {}, public {}, hard NAT {}, filtering {}",
+            r.udp,
+            r.ipv4.as_deref().unwrap_or("none"),
+            r.mapping_varies_by_dest_ip
+                .map_or("unknown".into(), |b| b.to_string()),
+            r.filtering.map_or("unknown", |f| f.name())
+        )
+    });
+    line(&mut out, "netcheck", &s.netcheck.health, nc);
     for (name, sec) in [
-        ("netcheck", &s.netcheck),
         ("tailscale", &s.tailscale),
         ("admission", &s.admission),
         ("telemetry", &s.telemetry),

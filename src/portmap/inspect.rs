@@ -111,6 +111,26 @@ pub async fn inspect(cfg: &Config, daemon: Result<PortmapStatus, String>) -> Ins
     out
 }
 
+/// Which port-mapping protocols the router on the default route speaks now.
+pub async fn protocols_now() -> Vec<String> {
+    let route = NetState::read().default_route;
+    let target = route.as_ref().and_then(|r| {
+        Some((
+            r.gateway.as_deref()?.parse::<Ipv4Addr>().ok()?,
+            r.source.as_deref()?.parse::<Ipv4Addr>().ok()?,
+        ))
+    });
+    let Some((gw, local)) = target else {
+        return Vec::new();
+    };
+    let router = Router::probe(gw, local, Arc::new(Ignored::default())).await;
+    router
+        .methods()
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect()
+}
+
 /// Text in the spirit of `tailscale debug portmap`.
 pub fn render(i: &Inspection) -> String {
     let mut o = String::new();

@@ -1,0 +1,16 @@
+//! Netcheck: a STUN-based NAT report that matches `tailscale netcheck` field
+//! for field, plus the NAT filtering type and the idle mapping lifetime.
+//!
+//! - [`stun`], [`derpmap`]: pure codecs, fuzzed;
+//! - [`probe`]: the UDP probes (plan, RFC 5780 tests, lifetime estimate);
+//! - [`run`]: one report from targets, with region stickiness;
+//! - [`service`]: the actor that owns the `netcheck` status section;
+//! - [`report`], [`text`]: the report type and its tailscale-style text.
+
+pub mod derpmap;
+pub mod probe;
+pub mod report;
+pub mod run;
+pub mod service;
+pub mod stun;
+pub mod text;

@@ -1,0 +1,281 @@
+//! One netcheck run: targets from the configuration and the DERP map,
+//! names resolved by TTL, probes, and the report with tailscale's
+//! preferred-region stickiness.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::derpmap;
+use super::probe::{self, Target};
+use super::report::{keep_preferred, ms, RegionRef, Report};
+use crate::config::NetcheckConfig;
+use crate::resolve::{split_host_port, NameResolver};
+
+/// Total time a report may take (tailscale's ReportTimeout).
+pub const REPORT_BUDGET: Duration = Duration::from_secs(5);
+/// Time the STUN phase may take.
+pub const STUN_BUDGET: Duration = Duration::from_secs(3);
+/// Region ids given to configured servers (DERP regions use their own ids).
+const CONFIGURED_REGION_BASE: u16 = 900;
+/// How long a region's best latency counts for stickiness (tailscale: 5 min).
+const HISTORY: Duration = Duration::from_secs(300);
+/// Regions an incremental run probes (tailscale: 3).
+const INCREMENTAL_REGIONS: usize = 3;
+/// Largest DERP map file read.
+const MAX_DERP_MAP: u64 = 1024 * 1024;
+
+/// Full run (all regions, filtering test) or a small one after a network change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// All regions, three tries each, plus the filtering test.
+    Full,
+    /// The fastest few regions, one try each, no filtering test.
+    Incremental,
+}
+
+/// What is kept between runs.
+#[derive(Debug, Default)]
+pub struct History {
+    best: Vec<(Instant, String, Duration)>,
+    preferred: Option<RegionRef>,
+    /// The previous report, for incremental runs and change events.
+    pub last: Option<Report>,
+}
+
+/// Why no report could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Nothing to probe.
+    #[error("no STUN servers: set netcheck.stun_servers or netcheck.derp_map")]
+    NoServers,
+    /// Targets exist but none could be resolved.
+    #[error("no STUN server could be resolved: {0}")]
+    Unresolved(String),
+    /// The DERP map could not be used.
+    #[error("netcheck.derp_map: {0}")]
+    DerpMap(String),
+    /// A socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Collect targets: configured servers, then the DERP map's STUN nodes.
+pub async fn targets(
+    cfg: &NetcheckConfig,
+    resolver: &NameResolver,
+) -> Result<Vec<Target>, RunError> {
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for (i, s) in cfg.stun_servers.iter().enumerate() {
+        let Some((host, port)) = split_host_port(s) else {
+            failures.push(format!("{s}: not host:port"));
+            continue;
+        };
+        let region = RegionRef {
+            id: CONFIGURED_REGION_BASE + u16::try_from(i).unwrap_or(99),
+            code: s.clone(),
+        };
+        match resolver.resolve(host).await {
+            Ok(r) => {
+                if let Some(ip) = r.addrs.iter().find(|a| a.is_ipv4()).or(r.addrs.first()) {
+                    out.push(Target {
+                        region,
+                        addr: SocketAddr::new(*ip, port),
+                    });
+                }
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if !cfg.derp_map.is_empty() {
+        let map = load_derp_map(&cfg.derp_map)?;
+        for t in derpmap::stun_targets(&map) {
+            let region = RegionRef {
+                id: t.region_id,
+                code: t.region_code.clone(),
+            };
+            let ip = match (t.ipv4, t.ipv6) {
+                (Some(v4), _) => Some(v4.into()),
+                (None, Some(v6)) => Some(v6.into()),
+                (None, None) => resolver
+                    .resolve(&t.host)
+                    .await
+                    .map_err(|e| failures.push(e.to_string()))
+                    .ok()
+                    .and_then(|r| r.addrs.first().copied()),
+            };
+            if let Some(ip) = ip {
+                out.push(Target {
+                    region,
+                    addr: SocketAddr::new(ip, t.port),
+                });
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(if failures.is_empty() {
+            RunError::NoServers
+        } else {
+            RunError::Unresolved(failures.join("; "))
+        });
+    }
+    Ok(out)
+}
+
+fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
+    if source.starts_with("http://") || source.starts_with("https://") {
+        return Err(RunError::DerpMap(format!(
+            "{source}: fetching a DERP map by URL is not supported yet; give a file path"
+        )));
+    }
+    let meta =
+        std::fs::metadata(source).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))?;
+    if meta.len() > MAX_DERP_MAP {
+        return Err(RunError::DerpMap(format!(
+            "{source}: larger than {MAX_DERP_MAP} bytes"
+        )));
+    }
+    let bytes = std::fs::read(source).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))?;
+    derpmap::decode(&bytes).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))
+}
+
+/// Run one report over `targets`. `port_mapping` comes from the portmap task.
+pub async fn run(
+    targets: &[Target],
+    kind: Kind,
+    history: &mut History,
+    port_mapping: Vec<String>,
+) -> Result<Report, RunError> {
+    let started = Instant::now();
+    let chosen: Vec<Target> = match (kind, &history.last) {
+        (Kind::Incremental, Some(last)) if targets.len() > INCREMENTAL_REGIONS => {
+            let mut by_latency: Vec<&Target> = targets.iter().collect();
+            let lat = |t: &Target| {
+                last.region_latency_ms
+                    .get(&t.region.code)
+                    .copied()
+                    .unwrap_or(f64::MAX)
+            };
+            by_latency.sort_by(|a, b| lat(a).total_cmp(&lat(b)));
+            by_latency
+                .into_iter()
+                .take(INCREMENTAL_REGIONS)
+                .cloned()
+                .collect()
+        }
+        _ => targets.to_vec(),
+    };
+    let tries = if kind == Kind::Full { 3 } else { 1 };
+    let outcome = probe::probe(&chosen, tries, STUN_BUDGET).await?;
+    let mut report = Report {
+        udp: !outcome.answers.is_empty(),
+        port_mapping,
+        os_has_ipv6: outcome.ipv6_socket,
+        bytes_sent: outcome.bytes_sent,
+        ignored_packets: outcome.ignored,
+        ..Report::default()
+    };
+    let mut best_here: HashMap<String, Duration> = HashMap::new();
+    for a in &outcome.answers {
+        let Some(t) = chosen.get(a.target) else {
+            continue;
+        };
+        let e = best_here.entry(t.region.code.clone()).or_insert(a.latency);
+        *e = (*e).min(a.latency);
+        if a.mapped.is_ipv4() && report.ipv4.is_none() {
+            report.ipv4 = Some(a.mapped.to_string());
+        }
+        if a.mapped.is_ipv6() && report.ipv6.is_none() {
+            report.ipv6 = Some(a.mapped.to_string());
+        }
+    }
+    report.mapping_varies_by_dest_ip = mapping_varies(&chosen, &outcome.answers);
+    for (code, d) in &best_here {
+        report.region_latency_ms.insert(code.clone(), ms(*d));
+    }
+    report.preferred_region = preferred(&chosen, &best_here, history);
+    if kind == Kind::Full {
+        let rfc5780 = outcome
+            .answers
+            .iter()
+            .find_map(|a| Some((chosen.get(a.target)?.addr, a.other?, a.latency)))
+            .filter(|(s, _, _)| s.is_ipv4());
+        if let Some((server, other, rtt)) = rfc5780 {
+            let budget_left = REPORT_BUDGET.saturating_sub(started.elapsed());
+            let mut sent = 0;
+            report.filtering =
+                tokio::time::timeout(budget_left, probe::filtering(server, other, rtt, &mut sent))
+                    .await
+                    .ok()
+                    .flatten();
+            report.bytes_sent += sent;
+        }
+    }
+    if let Some(last) = &history.last {
+        report.mapping_lifetime_s = last.mapping_lifetime_s;
+        if kind == Kind::Incremental && report.filtering.is_none() {
+            report.filtering = last.filtering;
+        }
+    }
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    history.last = Some(report.clone());
+    Ok(report)
+}
+
+/// Some(true) when two different destination IPs saw different public
+/// addresses for the same socket; None with fewer than two destination IPs.
+fn mapping_varies(targets: &[Target], answers: &[probe::Answer]) -> Option<bool> {
+    let v4: Vec<(std::net::IpAddr, SocketAddr)> = answers
+        .iter()
+        .filter_map(|a| Some((targets.get(a.target)?.addr.ip(), a.mapped)))
+        .filter(|(dst, _)| dst.is_ipv4())
+        .collect();
+    let mut dests: Vec<_> = v4.iter().map(|(d, _)| *d).collect();
+    dests.sort();
+    dests.dedup();
+    if dests.len() < 2 {
+        return None;
+    }
+    Some(v4.iter().any(|(_, m)| *m != v4[0].1))
+}
+
+fn preferred(
+    targets: &[Target],
+    now: &HashMap<String, Duration>,
+    h: &mut History,
+) -> Option<RegionRef> {
+    let t = Instant::now();
+    h.best.retain(|(at, _, _)| at.elapsed() < HISTORY);
+    for (code, d) in now {
+        h.best.push((t, code.clone(), *d));
+    }
+    let mut best_recent: HashMap<&str, Duration> = HashMap::new();
+    for (_, code, d) in &h.best {
+        let e = best_recent.entry(code.as_str()).or_insert(*d);
+        *e = (*e).min(*d);
+    }
+    let (best_code, best) = best_recent
+        .iter()
+        .filter(|(c, _)| now.contains_key(**c))
+        .min_by_key(|(_, d)| **d)
+        .map(|(c, d)| (c.to_string(), *d))?;
+    let old = h.preferred.as_ref().map(|r| r.code.clone());
+    let keep = old
+        .as_ref()
+        .is_some_and(|o| *o != best_code && keep_preferred(now.get(o).copied(), best));
+    let code = if keep {
+        old.unwrap_or(best_code)
+    } else {
+        best_code
+    };
+    let region = targets
+        .iter()
+        .find(|t| t.region.code == code)
+        .map(|t| t.region.clone())?;
+    h.preferred = Some(region.clone());
+    Some(region)
+}

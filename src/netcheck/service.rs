@@ -1,0 +1,225 @@
+//! The netcheck actor: a full report at start and every `interval`, a small
+//! one after each network change, the idle-mapping lifetime estimate rarely,
+//! and an event for every field that changed meaningfully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::probe;
+use super::report::Report;
+use super::run::{self, History, Kind};
+use crate::config::Config;
+use crate::netwatch::NetState;
+use crate::resolve::NameResolver;
+use crate::shutdown::Shutdown;
+use crate::status::{Level, State, StatusHub};
+
+/// Quiet time after a network change before the small run.
+const NETWORK_SETTLE: Duration = Duration::from_secs(1);
+/// How often the idle-mapping lifetime is estimated (it takes minutes).
+const LIFETIME_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// Idle times tried for the lifetime estimate.
+pub const LIFETIME_CLIFFS: [Duration; 5] = [
+    Duration::from_secs(5),
+    Duration::from_secs(10),
+    Duration::from_secs(20),
+    Duration::from_secs(40),
+    Duration::from_secs(80),
+];
+
+/// Run until shutdown.
+pub async fn run(
+    hub: StatusHub,
+    mut config: watch::Receiver<Arc<Config>>,
+    mut net: watch::Receiver<NetState>,
+    mut shutdown: Shutdown,
+) {
+    let resolver = NameResolver::from_system();
+    let mut history = History::default();
+    let mut kind = Kind::Full;
+    let mut next_full = Instant::now();
+    let mut lifetime_due = Instant::now();
+    let (lifetime_tx, mut lifetime_rx) = tokio::sync::mpsc::channel::<Option<u64>>(1);
+    loop {
+        let cfg = config.borrow_and_update().clone();
+        let has_route = net.borrow_and_update().default_route.is_some();
+        if !has_route {
+            hub.update(|s| {
+                s.netcheck
+                    .health
+                    .set(State::Unavailable, Some("no default route yet".into()))
+            });
+        } else {
+            match run::targets(&cfg.netcheck, &resolver).await {
+                Err(e) => hub.update(|s| {
+                    s.netcheck
+                        .health
+                        .set(State::Unavailable, Some(e.to_string()))
+                }),
+                Ok(targets) => {
+                    let port_mapping = hub.snapshot().portmap.protocols_seen;
+                    match run::run(&targets, kind, &mut history, port_mapping).await {
+                        Ok(report) => publish(&hub, &report, history.last.as_ref()),
+                        Err(e) => hub.update(|s| {
+                            s.netcheck.health.set(State::Degraded, Some(e.to_string()))
+                        }),
+                    }
+                    if kind == Kind::Full {
+                        next_full = Instant::now() + cfg.netcheck.interval.get();
+                    }
+                    if Instant::now() >= lifetime_due {
+                        lifetime_due = Instant::now() + LIFETIME_EVERY;
+                        if let Some(t) = targets.iter().find(|t| t.addr.is_ipv4()) {
+                            let (server, tx) = (t.addr, lifetime_tx.clone());
+                            tokio::spawn(async move {
+                                let mut sent = 0;
+                                let est =
+                                    probe::mapping_lifetime(server, &LIFETIME_CLIFFS, &mut sent)
+                                        .await;
+                                let _ = tx.send(est).await;
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        kind = Kind::Full;
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = config.changed() => {}
+            _ = net.changed() => {
+                tokio::time::sleep(NETWORK_SETTLE).await;
+                kind = Kind::Incremental;
+            }
+            Some(est) = lifetime_rx.recv() => {
+                if let Some(last) = history.last.as_mut() {
+                    last.mapping_lifetime_s = est;
+                    let snapshot = last.clone();
+                    hub.update(|s| s.netcheck.report = Some(snapshot));
+                    if let Some(secs) = est {
+                        hub.emit("netcheck", "mapping_lifetime.measured", Level::Info,
+                            format!("the NAT keeps an idle UDP mapping at least {secs}s"));
+                    }
+                }
+                // Not a reason to probe again now.
+                let wait = next_full.saturating_duration_since(Instant::now());
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            _ = tokio::time::sleep_until(next_full) => {}
+        }
+    }
+}
+
+fn publish(hub: &StatusHub, report: &Report, _: Option<&Report>) {
+    let old = hub.snapshot().netcheck.report;
+    let (state, reason) = if report.udp {
+        (State::Ok, None)
+    } else {
+        (
+            State::Degraded,
+            Some(
+                "no STUN answer over UDP: UDP is blocked or the servers are unreachable"
+                    .to_string(),
+            ),
+        )
+    };
+    let new = report.clone();
+    hub.update(|s| {
+        s.netcheck.health.set(state, reason);
+        s.netcheck.runs += 1;
+        s.netcheck.report = Some(new);
+    });
+    for (kind, msg) in changes(old.as_ref(), report) {
+        hub.emit("netcheck", kind, Level::Info, msg);
+    }
+}
+
+/// Field changes worth an event. A hard NAT's port changes every run, so
+/// only the public IP counts for `ipv4`.
+pub fn changes(old: Option<&Report>, new: &Report) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let ip = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|a| a.rsplit_once(':'))
+            .map(|(ip, _)| ip.to_string())
+    };
+    let Some(old) = old else {
+        out.push((
+            "netcheck.first",
+            format!(
+                "UDP {}, public {}, hard NAT {}, filtering {}",
+                new.udp,
+                new.ipv4.as_deref().unwrap_or("none"),
+                tri(new.mapping_varies_by_dest_ip),
+                new.filtering.map_or("unknown", |f| f.name())
+            ),
+        ));
+        return out;
+    };
+    if old.udp != new.udp {
+        out.push(("udp.changed", format!("UDP {} -> {}", old.udp, new.udp)));
+    }
+    if ip(&old.ipv4) != ip(&new.ipv4) {
+        out.push((
+            "public_ip.changed",
+            format!("public IPv4 {:?} -> {:?}", ip(&old.ipv4), ip(&new.ipv4)),
+        ));
+    }
+    if old.mapping_varies_by_dest_ip != new.mapping_varies_by_dest_ip {
+        out.push((
+            "nat_type.changed",
+            format!(
+                "MappingVariesByDestIP {} -> {}",
+                tri(old.mapping_varies_by_dest_ip),
+                tri(new.mapping_varies_by_dest_ip)
+            ),
+        ));
+    }
+    if old.filtering != new.filtering && new.filtering.is_some() {
+        out.push((
+            "filtering.changed",
+            format!(
+                "filtering {} -> {}",
+                old.filtering.map_or("unknown", |f| f.name()),
+                new.filtering.map_or("unknown", |f| f.name())
+            ),
+        ));
+    }
+    if old.preferred_region != new.preferred_region {
+        let code = |r: &Option<super::report::RegionRef>| {
+            r.as_ref().map_or("none".to_string(), |r| r.code.clone())
+        };
+        out.push((
+            "preferred_region.changed",
+            format!(
+                "nearest region {} -> {}",
+                code(&old.preferred_region),
+                code(&new.preferred_region)
+            ),
+        ));
+    }
+    if old.port_mapping != new.port_mapping {
+        out.push((
+            "port_mapping.changed",
+            format!(
+                "port mapping {:?} -> {:?}",
+                old.port_mapping, new.port_mapping
+            ),
+        ));
+    }
+    out
+}
+
+fn tri(b: Option<bool>) -> &'static str {
+    match b {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "unknown",
+    }
+}

@@ -1,0 +1,111 @@
+use super::*;
+
+/// RFC 5769 §2.2 sample IPv4 response (SOFTWARE, XOR-MAPPED-ADDRESS
+/// 192.0.2.1:32853, MESSAGE-INTEGRITY, FINGERPRINT).
+const RFC5769_V4: [u8; 80] = [
+    0x01, 0x01, 0x00, 0x3c, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86,
+    0xfa, 0x87, 0xdf, 0xae, 0x80, 0x22, 0x00, 0x0b, 0x74, 0x65, 0x73, 0x74, 0x20, 0x76, 0x65, 0x63,
+    0x74, 0x6f, 0x72, 0x20, 0x00, 0x20, 0x00, 0x08, 0x00, 0x01, 0xa1, 0x47, 0xe1, 0x12, 0xa6, 0x43,
+    0x00, 0x08, 0x00, 0x14, 0x2b, 0x91, 0xf5, 0x99, 0xfd, 0x9e, 0x90, 0xc3, 0x8c, 0x74, 0x89, 0xf9,
+    0x2a, 0xf9, 0xba, 0x53, 0xf0, 0x6b, 0xe7, 0xd7, 0x80, 0x28, 0x00, 0x04, 0xc0, 0x7d, 0x4c, 0x96,
+];
+/// RFC 5769 §2.3 sample IPv6 response (2001:db8:1234:5678:11:2233:4455:6677 port 32853).
+const RFC5769_V6: [u8; 92] = [
+    0x01, 0x01, 0x00, 0x48, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86,
+    0xfa, 0x87, 0xdf, 0xae, 0x80, 0x22, 0x00, 0x0b, 0x74, 0x65, 0x73, 0x74, 0x20, 0x76, 0x65, 0x63,
+    0x74, 0x6f, 0x72, 0x20, 0x00, 0x20, 0x00, 0x14, 0x00, 0x02, 0xa1, 0x47, 0x01, 0x13, 0xa9, 0xfa,
+    0xa5, 0xd3, 0xf1, 0x79, 0xbc, 0x25, 0xf4, 0xb5, 0xbe, 0xd2, 0xb9, 0xd9, 0x00, 0x08, 0x00, 0x14,
+    0xa3, 0x82, 0x95, 0x4e, 0x4b, 0xe6, 0x7b, 0xf1, 0x17, 0x84, 0xc9, 0x7c, 0x82, 0x92, 0xc2, 0x75,
+    0xbf, 0xe3, 0xed, 0x41, 0x80, 0x28, 0x00, 0x04, 0xc8, 0xfb, 0x0b, 0x4c,
+];
+const TID: TransactionId = TransactionId::new([
+    0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae,
+]);
+
+#[test]
+fn rfc5769_ipv4_response() {
+    let r = decode_binding_response(&RFC5769_V4, &TID).unwrap();
+    assert_eq!(r.mapped, "192.0.2.1:32853".parse().unwrap());
+}
+
+#[test]
+fn rfc5769_ipv6_response() {
+    let r = decode_binding_response(&RFC5769_V6, &TID).unwrap();
+    assert_eq!(
+        r.mapped,
+        "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
+            .parse()
+            .unwrap()
+    );
+}
+
+#[test]
+fn wrong_transaction_cookie_and_fingerprint() {
+    let other = TransactionId::new([0; 12]);
+    assert_eq!(
+        decode_binding_response(&RFC5769_V4, &other),
+        Err(StunError::WrongTransaction)
+    );
+    let mut bad = RFC5769_V4;
+    bad[5] ^= 1;
+    assert_eq!(decode_binding_response(&bad, &TID), Err(StunError::NotStun));
+    let mut bad = RFC5769_V4;
+    bad[79] ^= 1; // last FINGERPRINT byte
+    assert!(
+        matches!(
+            decode_binding_response(&bad, &TID),
+            Err(StunError::Malformed(_))
+        ),
+        "bad CRC must fail"
+    );
+    assert!(matches!(
+        decode_binding_response(&[0u8; 1600], &TID),
+        Err(StunError::TooLarge(1600))
+    ));
+}
+
+#[test]
+fn request_is_binding_with_fingerprint() {
+    let req = binding_request(&TID, None).unwrap();
+    assert_eq!(&req[..2], &[0x00, 0x01], "Binding request");
+    assert_eq!(&req[4..8], &MAGIC_COOKIE);
+    assert_eq!(&req[8..20], TID.as_bytes());
+    assert_eq!(req.len(), 28, "header + FINGERPRINT");
+    assert_eq!(&req[20..22], &[0x80, 0x28]);
+    assert!(looks_like_stun(&req));
+    let change = binding_request(
+        &TID,
+        Some(ChangeRequest {
+            change_ip: true,
+            change_port: true,
+        }),
+    )
+    .unwrap();
+    assert_eq!(change.len(), 36);
+    assert_eq!(
+        &change[20..28],
+        &[0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x00, 0x06]
+    );
+}
+
+#[test]
+fn truncations_and_mutations_never_panic() {
+    for v in [&RFC5769_V4[..], &RFC5769_V6[..]] {
+        for n in 0..=v.len() {
+            let _ = decode_binding_response(&v[..n], &TID);
+            let _ = looks_like_stun(&v[..n]);
+        }
+    }
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..5000 {
+        let mut m = RFC5769_V4.to_vec();
+        for _ in 0..3 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x as usize) % m.len();
+            m[i] = (x >> 32) as u8;
+        }
+        let _ = decode_binding_response(&m, &TID);
+    }
+}
