@@ -26,8 +26,12 @@
 #                  (">cap" if none within BENCH_REBOOT_CAP)
 #   outage_s       longest gap between arrivals from 1 s before the reboot
 #                  starts until recovery (the outage a peer sees)
-#   cpu_ms_min     idle CPU (utime+stime) in ms per minute over BENCH_IDLE_SECS
-#                  with the sender stopped; rss_kib VmRSS at its end, hwm_kib peak
+#   cpu_ms_min     idle CPU (utime+stime, /proc/PID/stat) in ms per minute over
+#                  BENCH_IDLE_SECS with the sender stopped: clock ticks, so one
+#                  tick (10 ms) in 30 s already reads as 20 ms/min
+#   cpu_sched_ms_min  the same from the threads' schedstat (ns resolution; a
+#                  thread that exits inside the window is not counted)
+#   rss_kib        VmRSS at the end of the idle window; hwm_kib VmHWM (peak)
 #   stop_s         SIGTERM -> exit; left_rules: nft rules naming 41641 left on
 #                  the router after exit (0 = mapping released)
 #   clean          `lab.sh leftovers` after `lab.sh down` (1 = nothing left)
@@ -163,7 +167,7 @@ mkdir -p "$OUT_DIR"
 STAMP=$(date +%Y%m%d-%H%M%S)
 CSV=$OUT_DIR/portmap-$STAMP.csv
 ROOT=$(mktemp -d "${TMPDIR:-/tmp}/edgereach-bench.XXXXXX")
-COLS=run,impl,method,external,same_port,binds_port,mapped_s,reach_s,reach41641_s,reboot_s,outage_s,external_after,cpu_ms_min,rss_kib,hwm_kib,stop_s,left_rules,clean
+COLS=run,impl,method,external,same_port,binds_port,mapped_s,reach_s,reach41641_s,reboot_s,outage_s,external_after,cpu_ms_min,cpu_sched_ms_min,rss_kib,hwm_kib,stop_s,left_rules,clean
 echo "$COLS" >"$CSV"
 
 # Outside peer: every GAP s one datagram "PORT:SEQ" to HOST:41641 and to each
@@ -250,6 +254,22 @@ max_gap() { # FILE FROM TO: longest gap between arrivals in [FROM, TO]
         END { printf "%.3f", g }' "$1"
 }
 
+# sched_snapshot PID: "TID NS-ON-CPU" per live thread (ns resolution; threads
+# that exit between two snapshots lose their share, so it is a lower bound).
+sched_snapshot() {
+    local f t ns _r
+    for f in /proc/"$1"/task/*/schedstat; do
+        t=${f%/schedstat}
+        t=${t##*/}
+        if read -r ns _r <"$f" 2>/dev/null; then printf '%s %s\n' "$t" "$ns"; fi
+    done
+    return 0
+}
+sched_delta_ns() { # SNAP_A SNAP_B
+    awk 'NR == FNR { a[$1] = $2; next } { d = $2 - (($1 in a) ? a[$1] : 0); if (d > 0) s += d }
+        END { printf "%.0f", s }' "$1" "$2"
+}
+
 cpu_ticks() { local s; s=$(cat "/proc/$1/stat"); s=${s##*) }; awk '{ print $12 + $13 }' <<<"$s"; }
 vm_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
@@ -259,7 +279,7 @@ run_one() {
     local run=$1 impl=$2 w labdir cfg t0 t ext port i
     local method=none external="" same=0 mapped_s=NA reach_s=NA reach41641_s=NA
     local reboot_s=NA outage_s=NA external_after="" cpu=NA rss=NA hwm=NA stop_s=NA left=NA clean=0
-    local binds=NA
+    local binds=NA cpu_sched=NA
     local listen_pid impl_pid sender_pid tr0 tr1 trec c_a c_b ta tb
 
     w=$ROOT/run$run-$impl
@@ -273,6 +293,7 @@ run_one() {
 
     # listener on the gateway: long enough for every phase below
     local listen_secs=$((START_CAP + SETTLE + REBOOT_CMD_CAP + REBOOT_CAP + IDLE_SECS + STOP_CAP + 30))
+    : >"$w/listen.out" # exists before the child opens it (polled below)
     ip netns exec "$NS_GWHARD" "$PY" "$UDPREACH" listen "$PORT" "$listen_secs" \
         </dev/null >"$w/listen.out" 2>"$w/listen.err" &
     listen_pid=$!
@@ -293,12 +314,14 @@ run_one() {
         sed -e "s|^state_dir =.*|state_dir = \"$w/state\"|" \
             -e "s|^control_socket =.*|control_socket = \"$w/control.sock\"|" \
             "$REPO/config/edgereach.toml" >"$cfg"
+        : >"$w/impl.out"; : >"$w/impl.err"
         t0=$(now)
         ip netns exec "$NS_GWHARD" "$EDGEREACH_BIN" run --config "$cfg" \
             </dev/null >"$w/impl.out" 2>"$w/impl.err" &
         impl_pid=$!
         local bin=$EDGEREACH_BIN
     else
+        : >"$w/impl.out"; : >"$w/impl.err"
         t0=$(now)
         # shellcheck disable=SC2086
         ip netns exec "$NS_GWHARD" "$N0_BIN" $N0_ARGS \
@@ -384,12 +407,16 @@ run_one() {
     if alive "$impl_pid"; then
         ta=$(now)
         c_a=$(cpu_ticks "$impl_pid")
+        sched_snapshot "$impl_pid" >"$w/sched.a"
         for ((i = 0; i < IDLE_SECS; i++)); do sleep 1; alive "$impl_pid" || break; done
         if alive "$impl_pid"; then
             tb=$(now)
             c_b=$(cpu_ticks "$impl_pid")
+            sched_snapshot "$impl_pid" >"$w/sched.b"
             cpu=$(awk -v a="$c_a" -v b="$c_b" -v hz="$CLK_TCK" -v s="$(fsub "$tb" "$ta")" \
                 'BEGIN { printf "%.1f", (b - a) * 1000 / hz * 60 / s }')
+            cpu_sched=$(awk -v ns="$(sched_delta_ns "$w/sched.a" "$w/sched.b")" \
+                -v s="$(fsub "$tb" "$ta")" 'BEGIN { printf "%.2f", ns / 1e6 * 60 / s }')
             rss=$(vm_kib "$impl_pid" VmRSS)
             hwm=$(vm_kib "$impl_pid" VmHWM)
         fi
@@ -418,9 +445,9 @@ run_one() {
     "$LAB" down "$labdir" 2>"$w/lab-down.log" || log "lab down reported an error; see $w/lab-down.log"
     if "$LAB" leftovers "$labdir" >"$w/leftovers.txt" 2>&1; then clean=1; else ALL_OK=0; fi
     CUR_LAB=""
-    log "run $run $impl: idle cpu=${cpu} ms/min rss=${rss} KiB; stop=${stop_s}s; rules left=$left; clean=$clean"
+    log "run $run $impl: idle cpu=${cpu} ms/min (schedstat ${cpu_sched}) rss=${rss} KiB; stop=${stop_s}s; rules left=$left; clean=$clean"
 
-    echo "$run,$impl,$method,$external,$same,$binds,$mapped_s,$reach_s,$reach41641_s,$reboot_s,$outage_s,$external_after,$cpu,$rss,$hwm,$stop_s,$left,$clean" >>"$CSV"
+    echo "$run,$impl,$method,$external,$same,$binds,$mapped_s,$reach_s,$reach41641_s,$reboot_s,$outage_s,$external_after,$cpu,$cpu_sched,$rss,$hwm,$stop_s,$left,$clean" >>"$CSV"
 }
 
 # ---- main -----------------------------------------------------------------------
@@ -483,7 +510,8 @@ lines = [
     ("binds UDP 41641 itself", lambda rs: "%d/%d" % (sum(1 for r in rs if (num(r["binds_port"]) or 0) > 0), len(rs))),
     ("router reboot -> reachable (s, cap %ss)" % cap, lambda rs: stat([r["reboot_s"] for r in rs])),
     ("  longest outage around reboot (s)", lambda rs: stat([r["outage_s"] for r in rs])),
-    ("idle CPU (ms/min)", lambda rs: stat([r["cpu_ms_min"] for r in rs], "%.0f")),
+    ("idle CPU, utime+stime (ms/min)", lambda rs: stat([r["cpu_ms_min"] for r in rs], "%.0f")),
+    ("idle CPU, schedstat (ms/min)", lambda rs: stat([r["cpu_sched_ms_min"] for r in rs], "%.2f")),
     ("RSS (KiB)", lambda rs: stat([r["rss_kib"] for r in rs], "%.0f")),
     ("  peak RSS, VmHWM (KiB)", lambda rs: stat([r["hwm_kib"] for r in rs], "%.0f")),
     ("SIGTERM -> exit (s)", lambda rs: stat([r["stop_s"] for r in rs])),

@@ -24,7 +24,7 @@ struct FakeIgd {
 }
 
 impl FakeIgd {
-    fn start(lab: &Lab) -> Self {
+    fn start(lab: &Lab, extra: &[&str]) -> Self {
         let log = lab.path().join("fake725igd.log");
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/fake725igd.py");
@@ -38,6 +38,7 @@ impl FakeIgd {
                 "--wan",
                 lab.get("HARD_WAN_IP"),
             ])
+            .args(extra)
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::inherit())
             .spawn()
@@ -91,7 +92,7 @@ fn permanent_lease_only_router_gets_lease_0_and_no_leak() {
     let t0 = Instant::now();
     // Declared in this order so they drop in reverse: daemon, fake, lab.
     let lab = Lab::up(&[("LAB_UPNP", "no"), ("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
-    let fake = FakeIgd::start(&lab);
+    let fake = FakeIgd::start(&lab, &[]);
     let mut d = lab.daemon("gwhard", |c| {
         c.replace("verify_interval = \"30s\"", "verify_interval = \"2s\"")
     });
@@ -189,4 +190,59 @@ fn permanent_lease_only_router_gets_lease_0_and_no_leak() {
     let (clean, report) = lab.down_and_check();
     assert!(clean, "{report}");
     eprintln!("test took {:?}", t0.elapsed());
+}
+
+/// A router that checks conflicts before leases: AddPortMapping answers 718
+/// (another host holds 41641), then AddAnyPortMapping answers 725 for a
+/// lease; edgereach must retry AddAny with lease 0, and delete it on exit.
+#[test]
+fn taken_port_and_permanent_only_lease_via_add_any() {
+    if !is_root() {
+        eprintln!(
+            "SKIP taken_port_and_permanent_only_lease_via_add_any: needs root (network namespaces)"
+        );
+        return;
+    }
+    let lab = Lab::up(&[("LAB_UPNP", "no"), ("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
+    let other = format!("41641:{}", lab.get("GWHARD2_IP"));
+    let fake = FakeIgd::start(&lab, &["--preload", &other, "--conflict-first"]);
+    let mut d = lab.daemon("gwhard", |c| c);
+    d.wait_for(
+        "permanent mapping on another port",
+        Duration::from_secs(15),
+        |s| {
+            let m = &s["portmap"]["mappings"][0];
+            m["method"] == "upnp"
+                && m["lease_s"] == 0
+                && m["same_port"] == false
+                && m["external"].is_string()
+        },
+    );
+    let actions = fake.actions();
+    assert!(
+        actions
+            .iter()
+            .any(|l| l.starts_with("ADDANY ") && l.contains("lease=0 -> ok")),
+        "no lease=0 AddAnyPortMapping:\n{}",
+        fake.log()
+    );
+    let port = d.status().unwrap()["portmap"]["mappings"][0]["external"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, took) = d.stop();
+    assert!(
+        ok && took < Duration::from_secs(2),
+        "exit {ok} in {took:?}:\n{}",
+        d.log()
+    );
+    assert!(
+        fake.actions().contains(&format!("DELETE {port} UDP -> ok")),
+        "permanent mapping on {port} leaked:\n{}",
+        fake.log()
+    );
+    eprintln!("fake IGD actions:\n  {}", fake.actions().join("\n  "));
 }

@@ -90,8 +90,15 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = config.changed() => {}
-            _ = net.changed() => {
-                tokio::time::sleep(NETWORK_SETTLE).await;
+            r = net.changed() => {
+                // The sender is gone only when the daemon is stopping.
+                if r.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(NETWORK_SETTLE) => {}
+                }
                 kind = Kind::Incremental;
             }
             Some(est) = lifetime_rx.recv() => {

@@ -324,6 +324,35 @@ impl Router {
         }
     }
 
+    /// Delete whatever `mapping` may hold on the router although we never
+    /// recorded a grant (an answer lost, or a step cut short by shutdown):
+    /// PCP by our nonce, NAT-PMP by our internal port, UPnP only after the
+    /// table shows the wanted port points at us. Never touches others' entries.
+    pub async fn release_unrecorded(&self, mapping: &MappingConfig, nonce: [u8; 12]) {
+        let probe_grant = |method| Grant {
+            method,
+            external: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, mapping.external_port),
+            lease_s: 0,
+            epoch: None,
+            at: Instant::now(),
+        };
+        for method in self.methods() {
+            match method {
+                Method::Pcp | Method::NatPmp => {
+                    let _ = self.unmap(mapping, &probe_grant(method), nonce).await;
+                }
+                Method::Upnp => {
+                    let g = probe_grant(method);
+                    if let Ok(UpnpCheck::Holds | UpnpCheck::ExternalIpChanged(_)) =
+                        self.upnp_check(mapping, &g).await
+                    {
+                        let _ = self.unmap(mapping, &g, nonce).await;
+                    }
+                }
+            }
+        }
+    }
+
     fn pcp_request(
         &self,
         mapping: &MappingConfig,

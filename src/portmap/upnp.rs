@@ -189,7 +189,12 @@ impl UpnpRouter {
                 external_port: port,
                 lease_s: lease,
             }),
-            Err(AddAnyPortError::OnlyPermanentLeasesSupported) if lease != 0 => {
+            // igd-next classifies 725 only for AddPortMapping; from
+            // AddAnyPortMapping it arrives as a bare error code.
+            Err(AddAnyPortError::OnlyPermanentLeasesSupported)
+            | Err(AddAnyPortError::RequestError(igd_next::RequestError::ErrorCode(725 | 402, _)))
+                if lease != 0 =>
+            {
                 Box::pin(self.add_any(proto, local, 0, description)).await
             }
             Err(e) => Err(req_err("AddAnyPortMapping", e)),

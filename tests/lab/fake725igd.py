@@ -24,6 +24,7 @@ stdout, one flushed line per event, for tests to read:
   GETSPECIFIC 41641 UDP -> ok       (or -> 714)
   GETGENERIC 0 -> ok 41641 UDP      (or -> 713)
   GETEXTERNALIP -> 203.0.113.2
+  AddPortMapping invalid args {...} -> 402   (malformed request)
   table: 41641/UDP->192.0.2.10:41641 ...   (after every change)
   exit after N s, M mapping(s) left
 --preload PORT:IP puts a permanent UDP mapping for another client in the table
@@ -237,9 +238,10 @@ def soap_fault(code):
 # ---- the mapping table ---------------------------------------------------
 
 class Fault(Exception):
-    def __init__(self, code):
+    def __init__(self, code, logged=False):
         super().__init__(code)
         self.code = code
+        self.logged = logged  # already reported on stdout
 
 
 class Igd:
@@ -315,6 +317,7 @@ class Igd:
                 self.log_table()
         except Fault as f:
             log("%s -> %d" % (what, f.code))
+            f.logged = True
             raise
         return soap_ok("AddPortMapping", [])
 
@@ -340,6 +343,7 @@ class Igd:
                 self.log_table()
         except Fault as f:
             log("%s -> %d" % (what, f.code))
+            f.logged = True
             raise
         return soap_ok("AddAnyPortMapping", [("NewReservedPort", chosen)])
 
@@ -349,7 +353,7 @@ class Igd:
         with self.lock:
             if self.table.pop((ext, proto), None) is None:
                 log("DELETE %d %s -> 714" % (ext, proto))
-                raise Fault(714)
+                raise Fault(714, logged=True)
             log("DELETE %d %s -> ok" % (ext, proto))
             self.log_table()
         return soap_ok("DeletePortMapping", [])
@@ -368,7 +372,7 @@ class Igd:
             e = dict(e) if e else None
         if e is None:
             log("GETSPECIFIC %d %s -> 714" % (ext, proto))
-            raise Fault(714)
+            raise Fault(714, logged=True)
         log("GETSPECIFIC %d %s -> ok" % (ext, proto))
         return soap_ok("GetSpecificPortMappingEntry", self.entry_fields(e))
 
@@ -381,7 +385,7 @@ class Igd:
             items = list(self.table.items())
         if index < 0 or index >= len(items):
             log("GETGENERIC %d -> 713" % index)
-            raise Fault(713)
+            raise Fault(713, logged=True)
         (ext, proto), e = items[index]
         log("GETGENERIC %d -> ok %d %s" % (index, ext, proto))
         return soap_ok("GetGenericPortMappingEntry",
@@ -408,8 +412,8 @@ class Igd:
         try:
             return h(args)
         except Fault as f:
-            if f.code == 402:
-                log("%s invalid args %r -> 402" % (action, args))
+            if not f.logged:
+                log("%s invalid args %r -> %d" % (action, args, f.code))
             return soap_fault(f.code)
 
 

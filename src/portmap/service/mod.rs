@@ -174,7 +174,16 @@ impl Session {
         let mut last_hint = Instant::now() - HINT_SPACING;
         self.publish();
         let end = loop {
-            self.step().await;
+            // A step can take seconds (SOAP timeouts); shutdown must not wait
+            // for it. What it may have created unrecorded is cleaned up by
+            // `release_all`.
+            let stopped = tokio::select! {
+                _ = shutdown.wait() => true,
+                _ = self.step() => false,
+            };
+            if stopped {
+                break End::Shutdown;
+            }
             self.publish();
             let wake = self.next_wake();
             tokio::select! {

@@ -295,13 +295,23 @@ impl Session {
             .held
             .iter()
             .filter_map(|h| h.grant.map(|g| (h.cfg.clone(), g, h.nonce)));
-        let released = tokio::time::timeout(
-            RELEASE_BUDGET,
-            run_in_turn(jobs.map(|(cfg, g, nonce)| async move {
+        let unrecorded: Vec<_> = self
+            .held
+            .iter()
+            .filter(|h| h.grant.is_none())
+            .map(|h| (h.cfg.clone(), h.nonce))
+            .collect();
+        let released = tokio::time::timeout(RELEASE_BUDGET, async {
+            let done = run_in_turn(jobs.map(|(cfg, g, nonce)| async move {
                 let r = router.unmap(&cfg, &g, nonce).await;
                 (cfg.name, g, r)
-            })),
-        )
+            }))
+            .await;
+            for (cfg, nonce) in &unrecorded {
+                router.release_unrecorded(cfg, *nonce).await;
+            }
+            done
+        })
         .await;
         match released {
             Ok(results) => {
