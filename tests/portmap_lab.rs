@@ -377,3 +377,40 @@ fn refresh_deletes_and_readds_without_loss() {
     assert!(got >= 69, "datagrams lost across the refresh: {got}/70");
     assert_eq!(s["portmap"]["mappings"][0]["state"], "ok");
 }
+
+#[test]
+fn mapping_deleted_behind_our_back_is_restored() {
+    need_root!("mapping_deleted_behind_our_back_is_restored");
+    let lab = Lab::up(&[("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
+    let d = lab.daemon("gwhard", |c| {
+        c.replace("verify_interval = \"30s\"", "verify_interval = \"2s\"")
+    });
+    wait_mapped(&d, "upnp");
+    // Someone on the gateway host removes it (upnpc acts as the same client).
+    let out = lab.exec("gwhard", &["upnpc", "-i", "-d", "41641", "UDP"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !router_rules(&lab).contains("41641"),
+        "upnpc did not delete it"
+    );
+    let took = d.wait_for("restored", Duration::from_secs(10), |s| {
+        let kinds: Vec<&str> = s["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["kind"].as_str())
+            .collect();
+        kinds.contains(&"mapping.lost")
+            && kinds.contains(&"mapping.recovered")
+            && mapping_ok(s, "upnp")
+    });
+    assert!(
+        router_rules(&lab).contains("41641"),
+        "not back on the router"
+    );
+    eprintln!("deleted mapping restored {took:?} later (verify_interval 2 s)");
+}
