@@ -92,6 +92,16 @@ pub struct DefaultRoute {
     pub source: Option<String>,
 }
 
+impl DefaultRoute {
+    /// The router and our IPv4 address toward it, when both are known.
+    pub fn router_and_source(&self) -> Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+        Some((
+            self.gateway.as_deref()?.parse().ok()?,
+            self.source.as_deref()?.parse().ok()?,
+        ))
+    }
+}
+
 /// One address configured on an interface.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceAddress {

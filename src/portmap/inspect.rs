@@ -2,7 +2,6 @@
 //! next to what the daemon holds (compare `tailscale debug portmap`).
 
 use std::fmt::Write;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -58,13 +57,9 @@ pub struct RouterEntry {
 
 /// Probe the router on the current default route.
 pub async fn inspect(cfg: &Config, daemon: Result<PortmapStatus, String>) -> Inspection {
-    let route = NetState::read().default_route;
-    let target = route.as_ref().and_then(|r| {
-        Some((
-            r.gateway.as_deref()?.parse::<Ipv4Addr>().ok()?,
-            r.source.as_deref()?.parse::<Ipv4Addr>().ok()?,
-        ))
-    });
+    let target = NetState::read()
+        .default_route
+        .and_then(|r| r.router_and_source());
     let mut out = Inspection {
         router: None,
         local: None,
@@ -113,13 +108,9 @@ pub async fn inspect(cfg: &Config, daemon: Result<PortmapStatus, String>) -> Ins
 
 /// Which port-mapping protocols the router on the default route speaks now.
 pub async fn protocols_now() -> Vec<String> {
-    let route = NetState::read().default_route;
-    let target = route.as_ref().and_then(|r| {
-        Some((
-            r.gateway.as_deref()?.parse::<Ipv4Addr>().ok()?,
-            r.source.as_deref()?.parse::<Ipv4Addr>().ok()?,
-        ))
-    });
+    let target = NetState::read()
+        .default_route
+        .and_then(|r| r.router_and_source());
     let Some((gw, local)) = target else {
         return Vec::new();
     };

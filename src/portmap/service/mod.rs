@@ -52,11 +52,7 @@ pub async fn run(
             .borrow_and_update()
             .default_route
             .as_ref()
-            .and_then(|r| {
-                let gw = r.gateway.as_deref()?.parse::<Ipv4Addr>().ok()?;
-                let local = r.source.as_deref()?.parse::<Ipv4Addr>().ok()?;
-                Some((gw, local))
-            });
+            .and_then(|r| r.router_and_source());
         let idle_reason = if !cfg.portmap.enabled {
             Some((State::Disabled, "portmap.enabled is false".to_string()))
         } else if target.is_none() {
