@@ -47,6 +47,15 @@ fn status_shows_every_section_with_reasons_and_sigterm_exits_fast() {
         }
     }
     assert_eq!(s["telemetry"]["state"], "disabled");
+    // Host-namespace test: nothing may leave for this machine's real network.
+    assert_eq!(s["portmap"]["state"], "disabled");
+    assert!(
+        s["netcheck"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no STUN servers"),
+        "{s}"
+    );
     assert!(s["tailscale"]["reason"]
         .as_str()
         .unwrap()

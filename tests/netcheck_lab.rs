@@ -33,7 +33,7 @@ fn netcheck(lab: &Lab, host: &str) -> serde_json::Value {
     let dir = lab.path().join(format!("nc-{host}"));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("c.toml");
-    std::fs::write(&cfg, common::config_in(&dir)).unwrap();
+    std::fs::write(&cfg, common::lab_config_in(&dir)).unwrap();
     let out = Command::new("ip")
         .args([
             "netns",

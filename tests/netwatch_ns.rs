@@ -47,7 +47,7 @@ fn starts_without_network_and_follows_the_default_route() {
     let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
-    std::fs::write(&config, config_in(dir.path())).unwrap();
+    std::fs::write(&config, lab_config_in(dir.path())).unwrap();
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
     let mut child = Command::new("ip")
         .args(["netns", "exec", &ns.0, bin(), "run", "--config"])

@@ -110,7 +110,7 @@ impl Lab {
         let dir = self.dir.path().join(format!("edgereach-{host}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("edgereach.toml");
-        std::fs::write(&config, edit(super::config_in(&dir))).unwrap();
+        std::fs::write(&config, edit(super::lab_config_in(&dir))).unwrap();
         let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
         let ns = self.get(&format!("NS_{}", host.to_uppercase())).to_string();
         let child = Command::new("ip")

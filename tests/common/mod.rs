@@ -15,8 +15,37 @@ pub fn example_config() -> String {
         .expect("example config")
 }
 
-/// The example config with state and socket moved into `dir`.
+/// The example config for a daemon in the HOST namespace: state and socket
+/// in `dir`, and everything that talks to the network switched off (port
+/// mapping would ask this machine's real default gateway, netcheck would send
+/// STUN through it). Tests that need those run inside the lab
+/// ([`lab_config_in`]).
 pub fn config_in(dir: &Path) -> String {
+    let mut section = String::new();
+    lab_config_in(dir)
+        .lines()
+        .map(|l| {
+            if l.starts_with('[') {
+                section = l.to_string();
+            }
+            match (section.as_str(), l) {
+                ("[portmap]", l) if l.starts_with("enabled =") => "enabled = false".to_string(),
+                ("[netcheck]", l) if l.starts_with("stun_servers =") => {
+                    "stun_servers = []".to_string()
+                }
+                ("[tailscale]", l) if l.starts_with("socket =") => {
+                    format!("socket = \"{}\"", dir.join("no-tailscaled.sock").display())
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The example config with state and socket moved into `dir`, everything
+/// on: only for daemons inside lab namespaces.
+pub fn lab_config_in(dir: &Path) -> String {
     example_config()
         .lines()
         .map(|l| {
