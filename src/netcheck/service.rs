@@ -87,6 +87,11 @@ pub async fn run(
             }
         }
         kind = Kind::Full;
+        // Every outcome (report, error, no route) waits a full interval
+        // unless something changes: never a hot loop.
+        if next_full <= Instant::now() {
+            next_full = Instant::now() + cfg.netcheck.interval.get();
+        }
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = config.changed() => {}

@@ -25,6 +25,8 @@ use crate::status::{Level, MappingStatus, State, StatusHub};
 
 /// Time all mappings together get to be released.
 const RELEASE_BUDGET: Duration = Duration::from_millis(1200);
+/// Shortest renewal period, whatever lease the router grants.
+const MIN_RENEW: Duration = Duration::from_secs(5);
 /// Longest wait between attempts while nothing works.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// After a first protocol answers, how long a preferred one may still answer.
@@ -222,9 +224,7 @@ impl Session {
         for h in &self.held {
             match &h.grant {
                 None => t = t.min(h.next_retry),
-                Some(g) if g.lease_s > 0 => {
-                    t = t.min(g.at + Duration::from_secs(u64::from(g.lease_s) / 2))
-                }
+                Some(g) if g.lease_s > 0 => t = t.min(renew_at(g)),
                 Some(_) => {}
             }
         }
@@ -251,9 +251,9 @@ impl Session {
             }
         }
         for i in 0..self.held.len() {
-            let renew_due = self.held[i].grant.is_some_and(|g| {
-                g.lease_s > 0 && now >= g.at + Duration::from_secs(u64::from(g.lease_s) / 2)
-            });
+            let renew_due = self.held[i]
+                .grant
+                .is_some_and(|g| g.lease_s > 0 && now >= renew_at(&g));
             let create_due = self.held[i].grant.is_none() && now >= self.held[i].next_retry;
             if create_due || renew_due || verify_due {
                 self.ensure(i, renew_due).await;
@@ -349,6 +349,12 @@ fn overall(m: &[MappingStatus]) -> (State, Option<String>) {
     } else {
         (State::Unavailable, Some(bad.join("; ")))
     }
+}
+
+/// Renew at half the granted lease, but never more often than every
+/// `MIN_RENEW` (a router granting a 1 s lease must not make us spin).
+fn renew_at(g: &Grant) -> Instant {
+    g.at + Duration::from_secs(u64::from(g.lease_s) / 2).max(MIN_RENEW)
 }
 
 fn backoff(failures: u32) -> Duration {
