@@ -80,6 +80,20 @@ fn status_shows_every_section_with_reasons_and_sigterm_exits_fast() {
         );
     }
 
+    // Idle with every capability unavailable or disabled: no spinning.
+    let ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = ticks(d.child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = ticks(d.child.id()) - before;
+    eprintln!("idle CPU: {used} ticks in 2 s");
+    assert!(used <= 5, "daemon spins when idle: {used} ticks in 2 s");
+
     d.signal(Signal::SIGTERM);
     let (st, took) = d
         .wait_exit(Duration::from_secs(2))
