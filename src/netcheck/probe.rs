@@ -18,7 +18,7 @@ const TRY_GAP: Duration = Duration::from_millis(100);
 /// Longest one RFC 5780 test may take (three sends, then wait).
 const FILTER_TEST_MAX: Duration = Duration::from_millis(900);
 /// Shortest wait for an RFC 5780 answer that may never come.
-const FILTER_TEST_MIN: Duration = Duration::from_millis(250);
+const FILTER_TEST_MIN: Duration = Duration::from_millis(400);
 
 /// A STUN server to probe and the region it stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,25 +227,70 @@ pub async fn filtering(
         change_ip: false,
         change_port: true,
     };
-    let (mut sent_a, mut sent_b) = (0, 0);
-    let (from_other, from_alt_port) = ([other], [same_ip_alt_port]);
-    let (ip_and_port, port) = tokio::join!(
-        exchange(&sock, server, Some(both), &from_other, budget, &mut sent_a),
-        exchange(
-            &sock,
-            server,
-            Some(port_only),
-            &from_alt_port,
-            budget,
-            &mut sent_b
-        ),
-    );
-    *bytes_sent += sent_a + sent_b;
-    Some(match (ip_and_port, port) {
-        (Some(_), _) => Filtering::EndpointIndependent,
-        (None, Some(_)) => Filtering::AddressDependent,
-        (None, None) => Filtering::AddressAndPortDependent,
+    // One receive loop for both tests: two concurrent receivers on one
+    // socket would steal each other's answers.
+    let answered = change_tests(
+        &sock,
+        server,
+        [(both, other), (port_only, same_ip_alt_port)],
+        budget,
+        bytes_sent,
+    )
+    .await;
+    Some(match answered {
+        [true, _] => Filtering::EndpointIndependent,
+        [false, true] => Filtering::AddressDependent,
+        [false, false] => Filtering::AddressAndPortDependent,
     })
+}
+
+/// Send each CHANGE-REQUEST (three times within `budget`) and report which
+/// got an answer from the address it asks the server to answer from.
+async fn change_tests(
+    sock: &UdpSocket,
+    server: SocketAddr,
+    tests: [(ChangeRequest, SocketAddr); 2],
+    budget: Duration,
+    bytes_sent: &mut u64,
+) -> [bool; 2] {
+    let tids = [new_tid(), new_tid()];
+    let mut reqs: Vec<Vec<u8>> = Vec::new();
+    for (tid, (change, _)) in tids.iter().zip(tests.iter()) {
+        match stun::binding_request(tid, Some(*change)) {
+            Ok(r) => reqs.push(r),
+            Err(_) => return [false, false],
+        }
+    }
+    let mut answered = [false, false];
+    let deadline = Instant::now() + budget;
+    let gap = budget / 3;
+    let mut buf = [0u8; MAX_DATAGRAM];
+    for round in 0..3u32 {
+        for (i, req) in reqs.iter().enumerate() {
+            if !answered[i] && sock.send_to(req, server).await.is_ok() {
+                *bytes_sent += req.len() as u64;
+            }
+        }
+        let until = if round == 2 {
+            deadline
+        } else {
+            (Instant::now() + gap).min(deadline)
+        };
+        while let Ok(Ok((n, from))) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await
+        {
+            let d = buf.get(..n).unwrap_or_default();
+            for i in 0..2 {
+                let expected_source = tests[i].1;
+                if from == expected_source && stun::decode_binding_response(d, &tids[i]).is_ok() {
+                    answered[i] = true;
+                }
+            }
+            if answered == [true, true] {
+                return answered;
+            }
+        }
+    }
+    answered
 }
 
 /// Estimate how long the NAT keeps an idle mapping: ask, stay idle for each

@@ -100,12 +100,17 @@ pub async fn targets(
             let ip = match (t.ipv4, t.ipv6) {
                 (Some(v4), _) => Some(v4.into()),
                 (None, Some(v6)) => Some(v6.into()),
-                (None, None) => resolver
+                (None, None) if t.resolve_ipv4 || t.resolve_ipv6 => resolver
                     .resolve(&t.host)
                     .await
                     .map_err(|e| failures.push(e.to_string()))
                     .ok()
-                    .and_then(|r| r.addrs.first().copied()),
+                    .and_then(|r| {
+                        r.addrs.into_iter().find(|a| {
+                            (a.is_ipv4() && t.resolve_ipv4) || (a.is_ipv6() && t.resolve_ipv6)
+                        })
+                    }),
+                (None, None) => None,
             };
             if let Some(ip) = ip {
                 out.push(Target {
