@@ -19,6 +19,10 @@ use super::protocol::ssdp;
 
 /// Where NAT-PMP/PCP servers multicast their announcements (RFC 6886 §3.2.1).
 const ANNOUNCE_PORT: u16 = 5350;
+/// Foreign datagrams handled per [`FLOOD_WINDOW`] before reading pauses.
+const FLOOD_LIMIT: u32 = 200;
+/// Window for [`FLOOD_LIMIT`].
+const FLOOD_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
 /// Largest announcement read; longer datagrams are truncated and ignored.
 const MAX_ANNOUNCE: usize = 2048;
 
@@ -61,7 +65,22 @@ pub async fn listen(
     }
     let mut a = [0u8; MAX_ANNOUNCE];
     let mut b = [0u8; MAX_ANNOUNCE];
+    // A flood of foreign datagrams must not cost a core: past FLOOD_LIMIT in
+    // one second, stop reading until the second is over (the kernel drops
+    // the rest; a router announcement lost that way is caught by the timer).
+    let mut window = tokio::time::Instant::now();
+    let mut foreign_in_window = 0u32;
     loop {
+        if foreign_in_window >= FLOOD_LIMIT {
+            tokio::select! {
+                _ = tokio::time::sleep_until(window + FLOOD_WINDOW) => {}
+                _ = hints.closed() => return,
+            }
+        }
+        if window.elapsed() >= FLOOD_WINDOW {
+            window = tokio::time::Instant::now();
+            foreign_in_window = 0;
+        }
         let from: std::io::Result<SocketAddr> = tokio::select! {
             r = recv(pmp.as_ref(), &mut a) => r,
             r = recv(ssdp.as_ref(), &mut b) => r,
@@ -74,6 +93,7 @@ pub async fn listen(
             }
             Ok(_) => {
                 ignored.0.fetch_add(1, Ordering::Relaxed);
+                foreign_in_window += 1;
             }
             Err(e) => {
                 tracing::debug!("announcement listener stopped: {e}");
