@@ -101,8 +101,26 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
     ));
     tasks.spawn(pending::run(hub.clone(), config_rx, net_rx, stop_signal));
 
+    let expected_tasks = tasks.len();
+    // systemd: READY once the first status exists and the socket is served;
+    // watchdog pings only while every task is still running.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
     loop {
+        let ping = async {
+            match watchdog {
+                Some(every) => tokio::time::sleep(every).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = ping => {
+                if tasks.len() == expected_tasks {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    tracing::error!("a task has ended: withholding the watchdog ping so systemd restarts us");
+                }
+            }
             sig = signals.next() => match sig {
                 DaemonSignal::Reload => reload(&hub, &config_path, &config_tx),
                 DaemonSignal::Stop(name) => {
@@ -118,6 +136,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         }
     }
 
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop.trigger();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
