@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
     tests/lab/install-deps.sh
+    # The real tailscaled/tailscale and headscale (go install, cached outside
+    # the clone); the tests that need them skip with a reason without them.
+    tests/lab/install-go-tools.sh >/dev/null
 else
     echo "run.sh: not root: lab tests will skip (run as root for the full suite)"
 fi
