@@ -9,7 +9,8 @@ if [ "$(id -u)" = 0 ]; then
     tests/lab/install-deps.sh
     # The real tailscaled/tailscale and headscale (go install, cached outside
     # the clone); the tests that need them skip with a reason without them.
-    tests/lab/install-go-tools.sh >/dev/null
+    tests/lab/install-go-tools.sh >/dev/null ||
+        echo "run.sh: the Go tools could not be installed; the tests that need them will skip"
 else
     echo "run.sh: not root: lab tests will skip (run as root for the full suite)"
 fi
