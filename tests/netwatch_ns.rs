@@ -49,13 +49,23 @@ fn starts_without_network_and_follows_the_default_route() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, lab_config_in(dir.path())).unwrap();
     let log = std::fs::File::create(dir.path().join("log")).unwrap();
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args(["netns", "exec", &ns.0, bin(), "run", "--config"])
         .arg(&config)
         .stderr(log)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Killed by PID even when an assertion fails (declared after the
+    // namespace, so it drops first).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
     let status = || -> Option<serde_json::Value> {
         let out = Command::new(bin())
             .args(["status", "--json", "--config"])
@@ -89,7 +99,7 @@ fn starts_without_network_and_follows_the_default_route() {
                 .contains("no default route")
     });
     // Idle without a network: no spinning.
-    let pid = child.id();
+    let pid = child.0.id();
     let before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_ticks(pid) - before;
@@ -144,7 +154,7 @@ fn starts_without_network_and_follows_the_default_route() {
     .unwrap();
     let start = Instant::now();
     loop {
-        if let Some(st) = child.try_wait().unwrap() {
+        if let Some(st) = child.0.try_wait().unwrap() {
             assert!(st.success());
             break;
         }
