@@ -25,3 +25,7 @@ echo "== cargo test"
 cargo test --locked --all-targets -- --test-threads=2
 echo "== fuzz smoke"
 tests/fuzz.sh
+if [ "$(id -u)" = 0 ]; then
+    echo "== aarch64 build, run under qemu"
+    cross/check.sh
+fi
