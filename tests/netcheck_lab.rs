@@ -7,50 +7,16 @@
 //! port we sent to: address-and-port-dependent filtering. The peer host has
 //! no NAT and no filter: endpoint-independent.
 
+#[macro_use]
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::is_root;
 use common::lab::Lab;
-
-macro_rules! need_root {
-    ($name:literal) => {
-        if !is_root() {
-            eprintln!(concat!(
-                "SKIP ",
-                $name,
-                ": the lab needs root (network namespaces)"
-            ));
-            return;
-        }
-    };
-}
 
 /// `edgereach netcheck --format json` in `host`, with the example config.
 fn netcheck(lab: &Lab, host: &str) -> serde_json::Value {
-    let dir = lab.path().join(format!("nc-{host}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("c.toml");
-    std::fs::write(&cfg, common::lab_config_in(&dir)).unwrap();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.get(&format!("NS_{}", host.to_uppercase())),
-            common::bin(),
-        ])
-        .args(["netcheck", "--format", "json", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    lab.edgereach_netcheck(host, |c| c)
 }
 
 #[test]

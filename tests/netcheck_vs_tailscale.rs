@@ -81,38 +81,22 @@ fn tailscale_netcheck(lab: &Lab, name: &str) -> serde_json::Value {
 }
 
 fn edgereach_netcheck(lab: &Lab, host: &str) -> serde_json::Value {
-    let dir = lab.path().join(format!("er-{host}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Same regions as tailscaled's DERP map, nothing else.
     let derp = lab.path().join("derp.json");
-    let cfg_text = common::lab_config_in(&dir)
-        .lines()
-        .map(|l| {
-            if l.starts_with("stun_servers =") {
-                "stun_servers = []".to_string()
-            } else if l.starts_with("derp_map =") {
-                format!("derp_map = \"{}\"", derp.display())
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let cfg = dir.join("edgereach.toml");
-    std::fs::write(&cfg, cfg_text).unwrap();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.get(&format!("NS_{}", host.to_uppercase())),
-            common::bin(),
-        ])
-        .args(["netcheck", "--format", "json", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run edgereach");
-    assert!(out.status.success(), "edgereach netcheck: {}", text(&out));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("edgereach netcheck JSON: {e}\n{}", text(&out)))
+    lab.edgereach_netcheck(host, |c| {
+        c.lines()
+            .map(|l| {
+                if l.starts_with("stun_servers =") {
+                    "stun_servers = []".to_string()
+                } else if l.starts_with("derp_map =") {
+                    format!("derp_map = \"{}\"", derp.display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 /// What tailscale's `debug portmap` probe finds when told the gateway

@@ -2,27 +2,14 @@
 //! from outside, router reboot, short leases, release on SIGTERM, two gateways
 //! wanting the same port, and a hostile fake IGD.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
-use common::is_root;
 use common::lab::{Lab, LabDaemon};
 
 const PORT: u16 = 41641;
-
-macro_rules! need_root {
-    ($name:literal) => {
-        if !is_root() {
-            eprintln!(concat!(
-                "SKIP ",
-                $name,
-                ": the lab needs root (network namespaces)"
-            ));
-            return;
-        }
-    };
-}
 
 fn router_rules(lab: &Lab) -> String {
     String::from_utf8_lossy(&lab.exec("rhard", &["nft", "list", "ruleset"]).stdout).into_owned()

@@ -267,3 +267,36 @@ impl Drop for UdpListener {
         let _ = self.child.wait();
     }
 }
+
+impl Lab {
+    /// `edgereach netcheck --format json` in `host`, with the lab config
+    /// (`edit` applied) kept in its own directory under the lab.
+    pub fn edgereach_netcheck(
+        &self,
+        host: &str,
+        edit: impl Fn(String) -> String,
+    ) -> serde_json::Value {
+        let dir = self.path().join(format!("nc-{host}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("edgereach.toml");
+        std::fs::write(&cfg, edit(super::lab_config_in(&dir))).unwrap();
+        let ns = self.get(&format!("NS_{}", host.to_uppercase())).to_string();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns, super::bin()])
+            .args(["netcheck", "--format", "json", "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("run edgereach netcheck");
+        assert!(
+            out.status.success(),
+            "edgereach netcheck in {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "edgereach netcheck JSON: {e}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}

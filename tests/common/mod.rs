@@ -165,6 +165,21 @@ impl Drop for Daemon {
 
 pub mod lab;
 
+/// Return early, saying why, from a test that needs root for the lab.
+#[allow(unused_macros)]
+macro_rules! need_root {
+    ($name:literal) => {
+        if !$crate::common::is_root() {
+            eprintln!(concat!(
+                "SKIP ",
+                $name,
+                ": the lab needs root (network namespaces)"
+            ));
+            return;
+        }
+    };
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
