@@ -185,6 +185,19 @@ impl Default for PortmapStatus {
     }
 }
 
+impl MappingStatus {
+    /// `udp 192.0.2.10:41641 -> 203.0.113.2:41641 via pcp`, as the CLI views print it.
+    pub fn route(&self) -> String {
+        format!(
+            "{} {} -> {} via {}",
+            self.protocol,
+            self.internal,
+            self.external.as_deref().unwrap_or("-"),
+            self.method.as_deref().unwrap_or("-")
+        )
+    }
+}
+
 /// The latest NAT report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NetcheckStatus {

@@ -46,12 +46,9 @@ pub fn render_status(s: &Status) -> String {
     for m in &s.portmap.mappings {
         let _ = writeln!(
             out,
-            "  {:<8} {} {} -> {} via {} ({:?}{})",
+            "  {:<8} {} ({:?}{})",
             m.name,
-            m.protocol,
-            m.internal,
-            m.external.as_deref().unwrap_or("-"),
-            m.method.as_deref().unwrap_or("-"),
+            m.route(),
             m.state,
             m.reason
                 .as_deref()

@@ -194,12 +194,9 @@ pub fn render(i: &Inspection) -> String {
             for m in &p.mappings {
                 let _ = writeln!(
                     o,
-                    "  {} {} {} -> {} via {}, {:?}, lease {}s, verified {}",
+                    "  {} {}, {:?}, lease {}s, verified {}",
                     m.name,
-                    m.protocol,
-                    m.internal,
-                    m.external.as_deref().unwrap_or("-"),
-                    m.method.as_deref().unwrap_or("-"),
+                    m.route(),
                     m.state,
                     m.lease_s.unwrap_or(0),
                     m.last_verified.as_deref().unwrap_or("never")
