@@ -99,6 +99,12 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         net_rx.clone(),
         stop_signal.clone(),
     ));
+    tasks.spawn(crate::tailscale::service::run(
+        hub.clone(),
+        config_rx.clone(),
+        net_rx.clone(),
+        stop_signal.clone(),
+    ));
     tasks.spawn(pending::run(hub.clone(), config_rx, net_rx, stop_signal));
 
     let expected_tasks = tasks.len();

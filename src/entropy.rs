@@ -19,3 +19,20 @@ pub fn fill(buf: &mut [u8]) {
         }
     }
 }
+
+/// A uniformly random number in `0..n` (0 when `n` is 0).
+pub fn below(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    let mut b = [0u8; 8];
+    fill(&mut b);
+    // Modulo bias is below 2^-40 for the small ranges used here (timers).
+    u64::from_le_bytes(b) % n
+}
+
+/// A random duration in `lo..=hi` with millisecond resolution, for jitter.
+pub fn between(lo: std::time::Duration, hi: std::time::Duration) -> std::time::Duration {
+    let span = hi.saturating_sub(lo).as_millis() as u64;
+    lo + std::time::Duration::from_millis(below(span + 1))
+}

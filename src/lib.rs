@@ -17,4 +17,5 @@ pub mod resolve;
 pub mod shutdown;
 pub mod state;
 pub mod status;
+pub mod tailscale;
 pub mod view;

@@ -1,6 +1,5 @@
 //! Capabilities whose actors are not built yet report honestly why they are
-//! not working: switched off, missing a prerequisite (no route, no tailscaled
-//! socket, no STUN server), or not implemented in this build. Each actor, once
+//! not working: switched off or not implemented in this build. Each actor, once
 //! written, replaces its entry here and owns its section of the status.
 
 use std::sync::Arc;
@@ -28,7 +27,6 @@ pub async fn run(
         let cfg = config.borrow_and_update().clone();
         net.borrow_and_update();
         hub.update(|s| {
-            apply(&mut s.tailscale, tailscale(&cfg));
             apply(&mut s.admission, admission(&cfg));
             apply(&mut s.telemetry, telemetry(&cfg));
             apply(&mut s.web, web(&cfg));
@@ -53,23 +51,6 @@ fn not_built(what: &str) -> Verdict {
         State::Unavailable,
         format!("{what} is not implemented in this build yet"),
     )
-}
-
-fn tailscale(cfg: &Config) -> Verdict {
-    if !cfg.tailscale.enabled {
-        return (State::Disabled, "tailscale.enabled is false".into());
-    }
-    let socket = &cfg.tailscale.socket;
-    if !socket.exists() {
-        return (
-            State::Unavailable,
-            format!(
-                "tailscaled's LocalAPI socket {} does not exist: is tailscaled installed and running?",
-                socket.display()
-            ),
-        );
-    }
-    not_built("the tailscaled driver")
 }
 
 fn admission(cfg: &Config) -> Verdict {
@@ -100,10 +81,6 @@ mod tests {
     #[test]
     fn reasons_follow_config_and_network() {
         let mut cfg = Config::default();
-        cfg.tailscale.socket = "/nonexistent/tailscaled.sock".into();
-        assert!(tailscale(&cfg)
-            .1
-            .contains("/nonexistent/tailscaled.sock does not exist"));
         assert_eq!(telemetry(&cfg).0, State::Disabled);
         assert_eq!(admission(&cfg).0, State::Disabled);
         cfg.web.listen.clear();

@@ -286,7 +286,7 @@ pub struct Status {
     /// STUN NAT report.
     pub netcheck: NetcheckStatus,
     /// tailscaled driver and keepalive.
-    pub tailscale: CapabilityStatus,
+    pub tailscale: crate::tailscale::model::TailscaleStatus,
     /// Admission service registration.
     pub admission: CapabilityStatus,
     /// MQTT telemetry.
@@ -319,7 +319,7 @@ impl Status {
                 report: None,
                 runs: 0,
             },
-            tailscale: starting(),
+            tailscale: crate::tailscale::model::TailscaleStatus::starting(std::path::Path::new("")),
             admission: starting(),
             telemetry: starting(),
             web: starting(),

@@ -67,8 +67,8 @@ pub fn render_status(s: &Status) -> String {
         )
     });
     line(&mut out, "netcheck", &s.netcheck.health, nc);
+    render_tailscale(&mut out, &s.tailscale);
     for (name, sec) in [
-        ("tailscale", &s.tailscale),
         ("admission", &s.admission),
         ("telemetry", &s.telemetry),
         ("web", &s.web),
@@ -90,4 +90,47 @@ pub fn render_status(s: &Status) -> String {
         }
     }
     out
+}
+
+fn render_tailscale(out: &mut String, t: &crate::tailscale::model::TailscaleStatus) {
+    line(out, "tailscale", &t.health, None);
+    if let (Some(v), Some(b)) = (&t.version, &t.backend_state) {
+        let _ = writeln!(
+            out,
+            "  tailscaled {v} {b}, {} {}, port {}, {} re-STUN(s)",
+            t.hostname.as_deref().unwrap_or("-"),
+            t.tailnet_ip.as_deref().unwrap_or("-"),
+            t.listen_port.map_or("?".into(), |p| p.to_string()),
+            t.restuns
+        );
+    }
+    for c in &t.checks {
+        let _ = writeln!(out, "  check {}: {} Fix: {}", c.check, c.message, c.fix);
+    }
+    for p in &t.peers {
+        let ping = p
+            .last_ping
+            .as_ref()
+            .map_or("not pinged yet".to_string(), |l| {
+                let via = l
+                    .endpoint
+                    .clone()
+                    .or(l.derp_region.as_ref().map(|r| format!("DERP {r}")))
+                    .or(l.error.clone())
+                    .unwrap_or_default();
+                let lat = l
+                    .latency_ms
+                    .map(|ms| format!(" {ms} ms"))
+                    .unwrap_or_default();
+                format!("{:?} {via}{lat} at {}", l.path, l.time)
+            });
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<15} {}{}",
+            p.hostname,
+            p.tailnet_ip.as_deref().unwrap_or("-"),
+            if p.keepalive { "" } else { "(no keepalive) " },
+            ping
+        );
+    }
 }

@@ -222,6 +222,19 @@ pub struct TailscaleConfig {
     pub socket: PathBuf,
     /// Disco ping period per peer (below tailscaled's 45 s idle cut-off).
     pub keepalive_interval: HumanDuration,
+    /// Which peers get keepalive pings: "all", "tag:NAME", a hostname or a
+    /// tailnet IP; a peer matching any entry is pinged. Empty: none.
+    pub keepalive_peers: Vec<String>,
+    /// At most this many pings in flight at once.
+    pub keepalive_concurrency: u16,
+    /// Bound on each LocalAPI call other than pings.
+    pub call_timeout: HumanDuration,
+    /// Bound on one disco ping (tailscaled gives up after about 5 s itself).
+    pub ping_timeout: HumanDuration,
+    /// Ask tailscaled to re-STUN when the router mapping changes.
+    pub restun_on_mapping_change: bool,
+    /// The `[[portmap.mapping]]` (by name) that carries tailscaled's UDP port.
+    pub mapping: String,
 }
 
 impl Default for TailscaleConfig {
@@ -230,6 +243,12 @@ impl Default for TailscaleConfig {
             enabled: true,
             socket: PathBuf::from("/run/tailscale/tailscaled.sock"),
             keepalive_interval: HumanDuration::from_secs(25),
+            keepalive_peers: vec!["all".into()],
+            keepalive_concurrency: 4,
+            call_timeout: HumanDuration::from_secs(5),
+            ping_timeout: HumanDuration::from_secs(7),
+            restun_on_mapping_change: true,
+            mapping: "tailscale".into(),
         }
     }
 }
@@ -407,6 +426,23 @@ impl Config {
                     self.tailscale.keepalive_interval
                 ),
             );
+        }
+        if self.tailscale.keepalive_concurrency == 0 {
+            return bad(
+                "tailscale.keepalive_concurrency",
+                "must be at least 1".to_string(),
+            );
+        }
+        for (d, key) in [
+            (&self.tailscale.call_timeout, "tailscale.call_timeout"),
+            (&self.tailscale.ping_timeout, "tailscale.ping_timeout"),
+        ] {
+            at_least(d, Duration::from_secs(1), key)?;
+        }
+        for sel in &self.tailscale.keepalive_peers {
+            if let Err(m) = crate::tailscale::select::PeerSelector::parse(sel) {
+                return bad("tailscale.keepalive_peers", m);
+            }
         }
         at_least(
             &self.admission.interval,

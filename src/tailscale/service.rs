@@ -1,0 +1,648 @@
+//! The tailscale actor: follows tailscaled through its LocalAPI, keeps peer
+//! paths warm with disco pings, asks for a re-STUN whenever the router mapping
+//! changes, and checks that tailscaled is set up to use that mapping.
+//!
+//! tailscaled may be missing, restarting or refusing us at any time: each
+//! failure is reported in the status and retried with capped, jittered
+//! backoff; nothing here ends the task except shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::api::{self, PingPath, PingResult, TsStatus};
+use super::client::{IpnBus, LocalApi, LocalApiError};
+use super::keepalive::Schedule;
+use super::model::{PeerStatus, PingStatus, TailscaleStatus};
+use super::{sanity, select};
+use crate::config::Config;
+use crate::netwatch::NetState;
+use crate::shutdown::Shutdown;
+use crate::status::{now_rfc3339, Level, State, Status, StatusHub};
+
+/// How often the peer list is refreshed while tailscaled answers.
+const POLL: Duration = Duration::from_secs(10);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// watch-ipn-bus mask: the current state first, rate-limited netmap updates.
+const BUS_MASK: u32 = (1 << 1) | (1 << 8);
+/// Oldest tailscaled minor version this driver was checked against.
+const TESTED_SINCE: (u32, u32) = (1, 60);
+const SOURCE: &str = "tailscale";
+
+/// Run until shutdown.
+pub async fn run(
+    hub: StatusHub,
+    mut config: watch::Receiver<Arc<Config>>,
+    mut net: watch::Receiver<NetState>,
+    mut shutdown: Shutdown,
+) {
+    let mut status_rx = hub.watch();
+    let mut actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+    loop {
+        if !actor.cfg.tailscale.enabled {
+            actor.publish_disabled();
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                r = config.changed() => if r.is_err() { return },
+            }
+            actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+            continue;
+        }
+        let next_ping = actor.schedule.next_due();
+        let ping_room = actor.pings.len() < usize::from(actor.cfg.tailscale.keepalive_concurrency);
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            r = config.changed() => {
+                if r.is_err() { return }
+                actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+            }
+            r = net.changed() => {
+                if r.is_err() { return }
+                // New addresses change what the checks see; look again soon.
+                actor.poll_at = Instant::now();
+            }
+            r = status_rx.changed() => {
+                if r.is_err() { return }
+                let snapshot = status_rx.borrow_and_update().clone();
+                actor.on_snapshot(&snapshot).await;
+            }
+            _ = tokio::time::sleep_until(actor.poll_at) => actor.poll().await,
+            msg = next_bus(&mut actor.bus) => actor.on_bus(msg).await,
+            _ = sleep_until_opt(next_ping), if ping_room && actor.connected => actor.start_due_pings(),
+            Some(done) = actor.pings.join_next() => {
+                if let Ok((key, result)) = done {
+                    actor.on_ping(key, result);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_bus(bus: &mut Option<IpnBus>) -> Result<Option<api::Notify>, LocalApiError> {
+    match bus {
+        Some(b) => b.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+type PingOutcome = (String, Result<PingResult, LocalApiError>);
+
+struct Actor {
+    hub: StatusHub,
+    cfg: Arc<Config>,
+    api: LocalApi,
+    selectors: Vec<select::PeerSelector>,
+    connected: bool,
+    backoff: Duration,
+    poll_at: Instant,
+    bus: Option<IpnBus>,
+    backend_state: Option<String>,
+    schedule: Schedule,
+    pings: JoinSet<PingOutcome>,
+    /// Tailnet IP per peer key, for the pings.
+    targets: HashMap<String, std::net::IpAddr>,
+    /// Last seen mapping signature: (name, external) of each mapping held.
+    mapping_sig: Option<Vec<(String, String)>>,
+    restun_pending: bool,
+    proc_pid: Option<i32>,
+    proc_facts: Option<sanity::ProcFacts>,
+    check_ids: Vec<String>,
+}
+
+impl Actor {
+    fn new(hub: StatusHub, cfg: Arc<Config>) -> Self {
+        let t = &cfg.tailscale;
+        let api = LocalApi::new(t.socket.clone(), t.call_timeout.get());
+        let selectors = select::parse_all(&t.keepalive_peers);
+        let schedule = Schedule::new(t.keepalive_interval.get());
+        hub.update(|s| {
+            let keep = std::mem::replace(&mut s.tailscale, TailscaleStatus::starting(&t.socket));
+            s.tailscale.restuns = keep.restuns;
+            s.tailscale.pings_sent = keep.pings_sent;
+            s.tailscale.pings_failed = keep.pings_failed;
+        });
+        Self {
+            hub,
+            api,
+            selectors,
+            connected: false,
+            backoff: BACKOFF_MIN,
+            poll_at: Instant::now(),
+            bus: None,
+            backend_state: None,
+            schedule,
+            pings: JoinSet::new(),
+            targets: HashMap::new(),
+            mapping_sig: None,
+            restun_pending: false,
+            proc_pid: None,
+            proc_facts: None,
+            check_ids: Vec::new(),
+            cfg,
+        }
+    }
+
+    fn publish_disabled(&self) {
+        self.hub.update(|s| {
+            s.tailscale
+                .health
+                .set(State::Disabled, Some("tailscale.enabled is false".into()));
+            s.tailscale.peers.clear();
+        });
+    }
+
+    /// Refresh everything from tailscaled; on failure mark it gone and back off.
+    async fn poll(&mut self) {
+        match self.refresh().await {
+            Ok(()) => {
+                self.backoff = BACKOFF_MIN;
+                self.poll_at = Instant::now() + POLL;
+            }
+            Err(e) => self.lost(e),
+        }
+    }
+
+    async fn refresh(&mut self) -> Result<(), LocalApiError> {
+        let st = self.api.status().await?;
+        let pid = self.api.daemon_pid().await.unwrap_or(None);
+        if !self.connected || pid != self.proc_pid {
+            self.proc_pid = pid;
+            self.proc_facts = pid.and_then(read_proc);
+        }
+        // Prefs are optional extras (control URL); status alone is enough.
+        let prefs = self.api.prefs().await.ok();
+        if self.bus.is_none() {
+            self.bus = self.api.watch_ipn_bus(BUS_MASK).await.ok();
+        }
+        let came_back = !self.connected;
+        self.connected = true;
+        if came_back {
+            self.hub.emit(
+                SOURCE,
+                "tailscaled.up",
+                Level::Info,
+                format!(
+                    "tailscaled {} answers on {} ({})",
+                    st.version,
+                    self.api.socket().display(),
+                    st.backend_state
+                ),
+            );
+            // Whatever it knew of our endpoints may be stale after a restart.
+            self.restun_pending = self.mapping_sig.is_some();
+        }
+        self.note_backend_state(&st.backend_state);
+        self.apply_status(&st, prefs.map(|p| p.control_url));
+        if self.restun_pending && st.backend_state == "Running" {
+            self.restun("tailscaled (re)started with a router mapping in place")
+                .await;
+        }
+        Ok(())
+    }
+
+    fn note_backend_state(&mut self, state: &str) {
+        if self.backend_state.as_deref() != Some(state) {
+            if let Some(old) = &self.backend_state {
+                self.hub.emit(
+                    SOURCE,
+                    "tailscaled.state",
+                    if state == "Running" {
+                        Level::Info
+                    } else {
+                        Level::Warn
+                    },
+                    format!("tailscaled went from {old} to {state}"),
+                );
+            }
+            self.backend_state = Some(state.to_string());
+        }
+    }
+
+    fn lost(&mut self, e: LocalApiError) {
+        let was = self.connected;
+        self.connected = false;
+        self.bus = None;
+        self.pings.abort_all();
+        self.backend_state = None;
+        let wait = jittered(self.backoff);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.poll_at = Instant::now() + wait;
+        let reason = format!("{e}; retrying in {:.0?}", wait);
+        if was {
+            self.hub.emit(
+                SOURCE,
+                "tailscaled.down",
+                Level::Warn,
+                format!("lost tailscaled: {e}; keepalive paused, router mappings kept"),
+            );
+        }
+        let state = if e.is_absent() {
+            State::Unavailable
+        } else {
+            State::Degraded
+        };
+        self.hub.update(|s| {
+            s.tailscale.health.set(state, Some(reason));
+            s.tailscale.backend_state = None;
+            s.tailscale.pid = None;
+        });
+    }
+
+    async fn on_bus(&mut self, msg: Result<Option<api::Notify>, LocalApiError>) {
+        match msg {
+            Ok(Some(n)) => {
+                if let Some(state) = n.state {
+                    let name = api::state_name(state);
+                    if self.backend_state.as_deref() != Some(name) {
+                        // A state change: look at everything now.
+                        self.poll_at = Instant::now();
+                    }
+                }
+            }
+            Ok(None) | Err(_) => {
+                // The stream ends when tailscaled stops: find out at once.
+                self.bus = None;
+                self.poll().await;
+            }
+        }
+    }
+
+    fn apply_status(&mut self, st: &TsStatus, control_url: Option<String>) {
+        let snapshot = self.hub.snapshot();
+        let me = st.self_node.as_ref();
+        let endpoints = me.map(|m| m.addrs.clone()).unwrap_or_default();
+        let local_ips: Vec<std::net::IpAddr> = snapshot
+            .network
+            .addresses
+            .iter()
+            .filter_map(|a| a.address.parse().ok())
+            .collect();
+        let listen_port = sanity::port_from_endpoints(&endpoints, &local_ips);
+        let checks = sanity::check(&facts(
+            &self.cfg,
+            &snapshot,
+            self.proc_facts.clone(),
+            listen_port,
+            &endpoints,
+        ));
+        let ids: Vec<String> = checks.iter().map(|c| c.check.clone()).collect();
+        for c in checks.iter().filter(|c| !self.check_ids.contains(&c.check)) {
+            self.hub.emit(
+                SOURCE,
+                "tailscale.check",
+                Level::Warn,
+                format!("{} Fix: {}", c.message, c.fix),
+            );
+        }
+        self.check_ids = ids;
+
+        // Peers: keep ping history, refresh what tailscaled says.
+        let now = Instant::now();
+        let mut peers = Vec::with_capacity(st.peer.len());
+        let mut selected_keys = Vec::new();
+        self.targets.clear();
+        let old: BTreeMap<String, PeerStatus> = snapshot
+            .tailscale
+            .peers
+            .iter()
+            .map(|p| {
+                (
+                    p.hostname.clone() + "|" + p.tailnet_ip.as_deref().unwrap_or(""),
+                    p.clone(),
+                )
+            })
+            .collect();
+        for (key, p) in &st.peer {
+            let ip = p.tailnet_ip();
+            let keep = select::selected(&self.selectors, p) && ip.is_some();
+            if let (true, Some(ip)) = (keep, ip) {
+                self.targets.insert(key.clone(), ip);
+                selected_keys.push(key.clone());
+            }
+            let id = p.host_name.clone() + "|" + &ip.map(|i| i.to_string()).unwrap_or_default();
+            let prev = old.get(&id);
+            peers.push(PeerStatus {
+                hostname: p.host_name.clone(),
+                tailnet_ip: ip.map(|i| i.to_string()),
+                online: p.online,
+                keepalive: keep,
+                cur_addr: non_empty(&p.cur_addr),
+                relay: non_empty(&p.relay),
+                last_ping: prev.and_then(|x| x.last_ping.clone()),
+                pings_ok: prev.map_or(0, |x| x.pings_ok),
+                pings_failed: prev.map_or(0, |x| x.pings_failed),
+            });
+        }
+        self.schedule.retain_and_add(&selected_keys, now);
+
+        let version_note = match api::version_major_minor(&st.version) {
+            Some(v) if v >= TESTED_SINCE => None,
+            _ => Some(format!(
+                "tailscaled {} is older than or unknown to this driver (checked since {}.{}); pings and re-STUN may not work",
+                st.version, TESTED_SINCE.0, TESTED_SINCE.1
+            )),
+        };
+        let (state, reason) = verdict(st, &checks, &peers, version_note);
+        self.hub.update(|s| {
+            let t = &mut s.tailscale;
+            t.health.set(state, reason);
+            t.version = Some(st.version.clone());
+            t.backend_state = Some(st.backend_state.clone());
+            t.pid = self.proc_pid;
+            t.hostname = me.map(|m| m.host_name.clone());
+            t.tailnet_ip = me.and_then(|m| m.tailnet_ip()).map(|i| i.to_string());
+            if control_url.is_some() {
+                t.control_url = control_url;
+            }
+            t.listen_port = listen_port.or(self.proc_facts.as_ref().and_then(|p| p.port));
+            t.endpoints = endpoints;
+            t.checks = checks;
+            t.peers = peers;
+        });
+    }
+
+    /// The snapshot changed: did a router mapping appear, come back or move?
+    async fn on_snapshot(&mut self, s: &Status) {
+        let sig: Vec<(String, String)> = s
+            .portmap
+            .mappings
+            .iter()
+            .filter(|m| m.state == State::Ok)
+            .filter_map(|m| Some((m.name.clone(), m.external.clone()?)))
+            .collect();
+        let sig = (!sig.is_empty()).then_some(sig);
+        if sig == self.mapping_sig {
+            return;
+        }
+        let gained = sig.as_ref().is_some_and(|new| {
+            self.mapping_sig
+                .as_ref()
+                .is_none_or(|old| new.iter().any(|m| !old.contains(m)))
+        });
+        self.mapping_sig = sig;
+        if gained && self.cfg.tailscale.restun_on_mapping_change {
+            let what = self
+                .mapping_sig
+                .iter()
+                .flatten()
+                .map(|(n, e)| format!("{n} {e}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if self.connected && self.backend_state.as_deref() == Some("Running") {
+                self.restun(&format!("router mapping now {what}")).await;
+            } else {
+                self.restun_pending = true;
+            }
+        }
+    }
+
+    async fn restun(&mut self, why: &str) {
+        match self.api.restun().await {
+            Ok(()) => {
+                self.restun_pending = false;
+                let now = now_rfc3339();
+                self.hub.update(|s| {
+                    s.tailscale.restuns += 1;
+                    s.tailscale.last_restun = Some(now);
+                });
+                self.hub.emit(
+                    SOURCE,
+                    "tailscale.restun",
+                    Level::Info,
+                    format!("asked tailscaled to re-STUN: {why}"),
+                );
+                // Its endpoints change within a second or two; show them.
+                self.poll_at = Instant::now() + Duration::from_secs(2);
+            }
+            Err(e) => {
+                self.restun_pending = true;
+                self.hub.emit(
+                    SOURCE,
+                    "tailscale.restun_failed",
+                    Level::Warn,
+                    format!("re-STUN request failed ({why}): {e}"),
+                );
+            }
+        }
+    }
+
+    fn start_due_pings(&mut self) {
+        let now = Instant::now();
+        let room =
+            usize::from(self.cfg.tailscale.keepalive_concurrency).saturating_sub(self.pings.len());
+        for key in self.schedule.take_due(now, room) {
+            let Some(&ip) = self.targets.get(&key) else {
+                continue;
+            };
+            let api = self.api.clone();
+            let timeout = self.cfg.tailscale.ping_timeout.get();
+            self.pings
+                .spawn(async move { (key, api.ping_disco(ip, timeout).await) });
+        }
+    }
+
+    fn on_ping(&mut self, key: String, result: Result<PingResult, LocalApiError>) {
+        let Some(ip) = self.targets.get(&key).map(|ip| ip.to_string()) else {
+            return;
+        };
+        let ping = match &result {
+            Ok(r) => PingStatus {
+                time: now_rfc3339(),
+                path: r.path(),
+                endpoint: non_empty(&r.endpoint),
+                derp_region: non_empty(&r.derp_region_code)
+                    .or_else(|| (r.derp_region_id != 0).then(|| r.derp_region_id.to_string())),
+                latency_ms: (r.err.is_empty()).then(|| (r.latency_seconds * 1e6).round() / 1e3),
+                error: non_empty(&r.err),
+            },
+            Err(e) => PingStatus {
+                time: now_rfc3339(),
+                path: PingPath::Failed,
+                endpoint: None,
+                derp_region: None,
+                latency_ms: None,
+                error: Some(e.to_string()),
+            },
+        };
+        let failed = ping.path == PingPath::Failed;
+        let mut transition = None;
+        self.hub.update(|s| {
+            let t = &mut s.tailscale;
+            t.pings_sent += 1;
+            if failed {
+                t.pings_failed += 1;
+            }
+            if let Some(p) = t
+                .peers
+                .iter_mut()
+                .find(|p| p.tailnet_ip.as_deref() == Some(&ip))
+            {
+                let was_failed = p.last_ping.as_ref().map(|l| l.path == PingPath::Failed);
+                if failed {
+                    p.pings_failed += 1;
+                } else {
+                    p.pings_ok += 1;
+                }
+                if was_failed != Some(failed) {
+                    transition = Some((p.hostname.clone(), was_failed.is_some()));
+                }
+                p.last_ping = Some(ping.clone());
+            }
+        });
+        if let Some((host, seen_before)) = transition {
+            if failed {
+                self.hub.emit(
+                    SOURCE,
+                    "keepalive.failed",
+                    Level::Warn,
+                    format!(
+                        "keepalive ping to {host} ({ip}) got no pong: {}",
+                        ping.error.as_deref().unwrap_or("no reply")
+                    ),
+                );
+            } else if seen_before {
+                self.hub.emit(
+                    SOURCE,
+                    "keepalive.recovered",
+                    Level::Info,
+                    format!(
+                        "keepalive ping to {host} ({ip}) answered again ({})",
+                        describe(&ping)
+                    ),
+                );
+            }
+        }
+        if let Err(e) = result {
+            if e.is_absent() {
+                self.lost(e);
+            }
+        }
+    }
+}
+
+fn facts(
+    cfg: &Config,
+    s: &Status,
+    proc: Option<sanity::ProcFacts>,
+    listen_port: Option<u16>,
+    endpoints: &[String],
+) -> sanity::Facts {
+    let mapping = cfg
+        .portmap
+        .mapping
+        .iter()
+        .find(|m| m.name == cfg.tailscale.mapping)
+        .filter(|_| cfg.portmap.enabled);
+    let held = mapping.and_then(|m| {
+        s.portmap
+            .mappings
+            .iter()
+            .find(|h| h.name == m.name && h.state == State::Ok)
+    });
+    sanity::Facts {
+        proc,
+        listen_port,
+        mapping_internal_port: mapping.map(|m| m.internal_port),
+        mapping_external: held.and_then(|h| h.external.clone()),
+        router_maps: !s.portmap.protocols_seen.is_empty(),
+        nat_is_hard: s
+            .netcheck
+            .report
+            .as_ref()
+            .and_then(|r| r.mapping_varies_by_dest_ip),
+        endpoints: endpoints.to_vec(),
+    }
+}
+
+/// Health of the section from tailscaled's state, the checks and the pings.
+fn verdict(
+    st: &TsStatus,
+    checks: &[super::model::SanityCheck],
+    peers: &[PeerStatus],
+    version_note: Option<String>,
+) -> (State, Option<String>) {
+    if st.backend_state != "Running" {
+        return (
+            State::Degraded,
+            Some(format!(
+                "tailscaled is {} (not Running): no tailnet until it is logged in and up",
+                st.backend_state
+            )),
+        );
+    }
+    if let Some(note) = version_note {
+        return (State::Degraded, Some(note));
+    }
+    if let Some(c) = checks.first() {
+        let more = if checks.len() > 1 {
+            format!(" (+{} more)", checks.len() - 1)
+        } else {
+            String::new()
+        };
+        return (
+            State::Degraded,
+            Some(format!("{} Fix: {}{more}", c.message, c.fix)),
+        );
+    }
+    let pinged: Vec<_> = peers
+        .iter()
+        .filter(|p| p.keepalive)
+        .filter_map(|p| p.last_ping.as_ref())
+        .collect();
+    if !pinged.is_empty() && pinged.iter().all(|p| p.path == PingPath::Failed) {
+        return (
+            State::Degraded,
+            Some("no keepalive pong from any selected peer".into()),
+        );
+    }
+    let direct = pinged.iter().filter(|p| p.path == PingPath::Direct).count();
+    let selected = peers.iter().filter(|p| p.keepalive).count();
+    (
+        State::Ok,
+        Some(format!(
+            "Running; {} peers, {selected} kept alive, {direct} direct at the last ping",
+            peers.len()
+        )),
+    )
+}
+
+fn describe(p: &PingStatus) -> String {
+    let lat = p
+        .latency_ms
+        .map(|l| format!(" in {l} ms"))
+        .unwrap_or_default();
+    match (&p.path, &p.endpoint, &p.derp_region) {
+        (PingPath::Direct, Some(e), _) => format!("direct via {e}{lat}"),
+        (PingPath::Derp, _, Some(r)) => format!("via DERP {r}{lat}"),
+        (path, _, _) => format!("{path:?}{lat}"),
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Jitter between half and all of `d`.
+fn jittered(d: Duration) -> Duration {
+    crate::entropy::between(d / 2, d)
+}
+
+fn read_proc(pid: i32) -> Option<sanity::ProcFacts> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    // environ needs the same uid or root; without it, the port still counts.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    Some(sanity::parse_proc(&cmdline, &environ))
+}
