@@ -87,17 +87,28 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         hub.clone(),
         stop_signal.clone(),
     ));
+    // The page's actions reach the actors only through these pokes.
+    let pokes = crate::poke::Pokes::default();
     tasks.spawn(crate::portmap::service::run(
         hub.clone(),
         config_rx.clone(),
         net_rx.clone(),
         stop_signal.clone(),
+        pokes.portmap.clone(),
     ));
     tasks.spawn(crate::netcheck::service::run(
         hub.clone(),
         config_rx.clone(),
         net_rx.clone(),
         stop_signal.clone(),
+        pokes.netcheck.clone(),
+    ));
+    tasks.spawn(crate::web::run(
+        hub.clone(),
+        config_rx.clone(),
+        net_rx.clone(),
+        stop_signal.clone(),
+        pokes,
     ));
     tasks.spawn(crate::tailscale::service::run(
         hub.clone(),

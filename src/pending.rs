@@ -29,7 +29,6 @@ pub async fn run(
         hub.update(|s| {
             apply(&mut s.admission, admission(&cfg));
             apply(&mut s.telemetry, telemetry(&cfg));
-            apply(&mut s.web, web(&cfg));
         });
         tokio::select! {
             _ = shutdown.wait() => return,
@@ -67,13 +66,6 @@ fn telemetry(cfg: &Config) -> Verdict {
     not_built("MQTT telemetry")
 }
 
-fn web(cfg: &Config) -> Verdict {
-    if cfg.web.listen.is_empty() {
-        return (State::Disabled, "web.listen is empty".into());
-    }
-    not_built("the web status page")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,7 +75,5 @@ mod tests {
         let mut cfg = Config::default();
         assert_eq!(telemetry(&cfg).0, State::Disabled);
         assert_eq!(admission(&cfg).0, State::Disabled);
-        cfg.web.listen.clear();
-        assert_eq!(web(&cfg).0, State::Disabled);
     }
 }

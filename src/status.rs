@@ -245,6 +245,55 @@ pub struct MappingStatus {
     pub reason: Option<String>,
 }
 
+/// The local web page's server and what it turned away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebStatus {
+    /// Health of the page.
+    #[serde(flatten)]
+    pub health: Health,
+    /// Addresses served, `ip:port`.
+    pub listening: Vec<String>,
+    /// Whether the page offers "run netcheck now" and "re-map now".
+    pub actions_enabled: bool,
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Requests answered since start (429s included).
+    pub requests: u64,
+    /// Connections closed at once: the client already held its share.
+    pub rejected_per_client: u64,
+    /// Connections closed at once: the server held its total.
+    pub rejected_total: u64,
+    /// Requests answered 429 (too many from one client).
+    pub rate_limited: u64,
+    /// Connections closed for not sending a complete request head in time.
+    pub header_timeouts: u64,
+    /// Connections closed after `idle_timeout` without traffic.
+    pub idle_closed: u64,
+    /// Actions carried out.
+    pub actions_run: u64,
+    /// Action requests refused (no or wrong token, cross-site, disabled).
+    pub actions_refused: u64,
+}
+
+impl Default for WebStatus {
+    fn default() -> Self {
+        Self {
+            health: Health::new(State::Unavailable, None),
+            listening: Vec::new(),
+            actions_enabled: false,
+            connections_open: 0,
+            requests: 0,
+            rejected_per_client: 0,
+            rejected_total: 0,
+            rate_limited: 0,
+            header_timeouts: 0,
+            idle_closed: 0,
+            actions_run: 0,
+            actions_refused: 0,
+        }
+    }
+}
+
 /// Severity of an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -292,7 +341,7 @@ pub struct Status {
     /// MQTT telemetry.
     pub telemetry: CapabilityStatus,
     /// Local web page.
-    pub web: CapabilityStatus,
+    pub web: WebStatus,
     /// Most recent events, oldest first (at most [`RECENT_EVENTS`]).
     pub events: Vec<Event>,
 }
@@ -322,7 +371,10 @@ impl Status {
             tailscale: crate::tailscale::model::TailscaleStatus::starting(std::path::Path::new("")),
             admission: starting(),
             telemetry: starting(),
-            web: starting(),
+            web: WebStatus {
+                health: Health::new(State::Unavailable, Some("starting".to_string())),
+                ..WebStatus::default()
+            },
             events: Vec::new(),
         }
     }

@@ -71,10 +71,12 @@ pub fn render_status(s: &Status) -> String {
     for (name, sec) in [
         ("admission", &s.admission),
         ("telemetry", &s.telemetry),
-        ("web", &s.web),
     ] {
         line(&mut out, name, &sec.health, None);
     }
+    let web = (!s.web.listening.is_empty())
+        .then(|| format!("http://{}", s.web.listening.join(", http://")));
+    line(&mut out, "web", &s.web.health, web);
     if let Some(r) = &g.last_reload {
         let _ = writeln!(out, "reload     {r}");
     }

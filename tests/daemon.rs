@@ -10,7 +10,15 @@ use nix::sys::signal::Signal;
 #[test]
 fn status_shows_every_section_with_reasons_and_sigterm_exits_fast() {
     let mut d = Daemon::start();
-    let s = d.status_json();
+    // Netcheck looks again a second after the default route appears (it
+    // lets the network settle); wait for that instead of racing it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut s = d.status_json();
+    while s["netcheck"]["reason"] == "no default route yet" && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        s = d.status_json();
+    }
     for key in [
         "gateway",
         "network",

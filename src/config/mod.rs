@@ -309,12 +309,34 @@ impl Default for TelemetryConfig {
 pub struct WebConfig {
     /// Addresses the status page listens on; empty switches it off.
     pub listen: Vec<SocketAddr>,
+    /// Time a client gets to send a complete request head (slowloris guard).
+    pub header_timeout: HumanDuration,
+    /// A kept-alive connection with no traffic for this long is closed.
+    pub idle_timeout: HumanDuration,
+    /// Connections open at once from one client address (IPv6: one /64).
+    pub max_connections_per_ip: u32,
+    /// Connections open at once in total.
+    pub max_connections: u32,
+    /// Requests per minute from one client address; more are answered 429.
+    pub requests_per_minute: u32,
+    /// Whether "run netcheck now" and "re-map now" can be asked for (POST,
+    /// with the token).
+    pub actions_enabled: bool,
+    /// File holding the token the actions need (never the token itself).
+    pub action_token_file: String,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         Self {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8088))],
+            header_timeout: HumanDuration::from_secs(10),
+            idle_timeout: HumanDuration::from_secs(5),
+            max_connections_per_ip: 16,
+            max_connections: 256,
+            requests_per_minute: 600,
+            actions_enabled: false,
+            action_token_file: String::new(),
         }
     }
 }
@@ -463,6 +485,55 @@ impl Config {
                 format!("{url:?}: expected an http:// or https:// URL"),
             );
         }
+        self.web.validate()
+    }
+}
+
+impl WebConfig {
+    /// Largest value accepted for either connection cap.
+    pub const MAX_CONNECTIONS_LIMIT: u32 = 65_536;
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, msg: String| Err((key.to_string(), msg));
+        within(
+            &self.header_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(120),
+            "web.header_timeout",
+        )?;
+        within(
+            &self.idle_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(600),
+            "web.idle_timeout",
+        )?;
+        for (key, v) in [
+            ("web.max_connections_per_ip", self.max_connections_per_ip),
+            ("web.max_connections", self.max_connections),
+        ] {
+            if v == 0 || v > Self::MAX_CONNECTIONS_LIMIT {
+                return bad(
+                    key,
+                    format!(
+                        "{v} is out of range: expected 1 to {}",
+                        Self::MAX_CONNECTIONS_LIMIT
+                    ),
+                );
+            }
+        }
+        if self.requests_per_minute == 0 {
+            return bad(
+                "web.requests_per_minute",
+                "0 is out of range: expected at least 1".into(),
+            );
+        }
+        if self.actions_enabled && self.action_token_file.is_empty() {
+            return bad(
+                "web.action_token_file",
+                "actions_enabled is true but no token file is named: the actions need a token"
+                    .into(),
+            );
+        }
         Ok(())
     }
 }
@@ -474,6 +545,25 @@ fn at_least(d: &HumanDuration, min: Duration, key: &str) -> Result<(), (String, 
             format!(
                 "{d} is too short: expected at least {}",
                 HumanDuration::from(min)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn within(
+    d: &HumanDuration,
+    min: Duration,
+    max: Duration,
+    key: &str,
+) -> Result<(), (String, String)> {
+    at_least(d, min, key)?;
+    if d.get() > max {
+        return Err((
+            key.to_string(),
+            format!(
+                "{d} is too long: expected at most {}",
+                HumanDuration::from(max)
             ),
         ));
     }

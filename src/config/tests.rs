@@ -95,6 +95,11 @@ fn example_config_loads_with_real_loader() {
     assert_eq!(c.gateway.site, "plant-7");
     assert_eq!(c.portmap.mapping, vec![MappingConfig::tailscale()]);
     assert_eq!(c.netcheck.stun_servers.len(), 2);
+    assert_eq!(
+        c.web,
+        WebConfig::default(),
+        "the example shows the defaults"
+    );
 }
 
 #[test]
@@ -102,4 +107,44 @@ fn round_trips_through_toml() {
     let c = Config::default();
     let text = toml::to_string(&c).unwrap();
     assert_eq!(Config::parse(&text, "t").unwrap(), c);
+}
+
+#[test]
+fn web_defaults_and_limits() {
+    let c = Config::default().web;
+    assert_eq!(c.header_timeout.get(), Duration::from_secs(10));
+    assert_eq!(c.idle_timeout.get(), Duration::from_secs(5));
+    assert_eq!(c.max_connections_per_ip, 16);
+    assert_eq!(c.max_connections, 256);
+    assert_eq!(c.requests_per_minute, 600);
+    assert!(!c.actions_enabled);
+    let c = Config::parse(
+        "[web]\nlisten = [\"192.0.2.10:80\", \"[::1]:8088\"]\nheader_timeout = \"3s\"\nmax_connections_per_ip = 2\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.web.listen.len(), 2);
+    assert_eq!(c.web.header_timeout.get(), Duration::from_secs(3));
+    assert_eq!(c.web.max_connections_per_ip, 2);
+    let e = err_of("[web]\nheader_timeout = \"0s\"\n");
+    assert!(e.starts_with("test.toml:2: web.header_timeout: "), "{e}");
+    let e = err_of("[web]\n\nidle_timeout = \"1h\"\n");
+    assert!(e.starts_with("test.toml:3: web.idle_timeout: "), "{e}");
+    assert!(e.contains("too long"), "{e}");
+    let e = err_of("[web]\nmax_connections = 0\n");
+    assert!(e.starts_with("test.toml:2: web.max_connections: "), "{e}");
+    let e = err_of("[web]\nmax_connections_per_ip = 100000\n");
+    assert!(
+        e.starts_with("test.toml:2: web.max_connections_per_ip: "),
+        "{e}"
+    );
+    let e = err_of("[web]\nrequests_per_minute = 0\n");
+    assert!(
+        e.starts_with("test.toml:2: web.requests_per_minute: "),
+        "{e}"
+    );
+    let e = err_of("[web]\nactions_enabled = true\n");
+    assert!(e.contains("web.action_token_file: "), "{e}");
+    let e = err_of("[web]\nlisten = [\"localhost:80\"]\n");
+    assert!(e.starts_with("test.toml:2: web.listen"), "{e}");
 }

@@ -13,6 +13,7 @@ use super::report::Report;
 use super::run::{self, History, Kind};
 use crate::config::Config;
 use crate::netwatch::NetState;
+use crate::poke::Poke;
 use crate::resolve::NameResolver;
 use crate::shutdown::Shutdown;
 use crate::status::{Level, State, StatusHub};
@@ -30,12 +31,13 @@ pub const LIFETIME_CLIFFS: [Duration; 5] = [
     Duration::from_secs(80),
 ];
 
-/// Run until shutdown.
+/// Run until shutdown; `poke` asks for a full report now.
 pub async fn run(
     hub: StatusHub,
     mut config: watch::Receiver<Arc<Config>>,
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
+    poke: Poke,
 ) {
     let resolver = NameResolver::from_system();
     let mut history = History::default();
@@ -95,6 +97,7 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = config.changed() => {}
+            _ = poke.wait() => {}
             r = net.changed() => {
                 // The sender is gone only when the daemon is stopping.
                 if r.is_err() {
@@ -120,6 +123,7 @@ pub async fn run(
                 let wait = next_full.saturating_duration_since(Instant::now());
                 tokio::select! {
                     _ = shutdown.wait() => return,
+                    _ = poke.wait() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
             }

@@ -36,6 +36,11 @@ pub fn config_in(dir: &Path) -> String {
                 ("[tailscale]", l) if l.starts_with("socket =") => {
                     format!("socket = \"{}\"", dir.join("no-tailscaled.sock").display())
                 }
+                // A free port each: daemons of parallel tests never collide;
+                // `web.listening` in the status says which one it got.
+                ("[web]", l) if l.starts_with("listen =") => {
+                    "listen = [\"127.0.0.1:0\"]".to_string()
+                }
                 _ => l.to_string(),
             }
         })
@@ -71,8 +76,48 @@ pub struct Daemon {
     pub log: PathBuf,
 }
 
+/// `config` with `key = value` set in `[section]` (replaced when present,
+/// added at the top of the section otherwise).
+pub fn set_key(config: &str, section: &str, key: &str, value: &str) -> String {
+    let header = format!("[{section}]");
+    let prefix = format!("{key} =");
+    let mut current = String::new();
+    let present = config.lines().any(|l| {
+        if l.starts_with('[') {
+            current = l.to_string();
+        }
+        current == header && l.starts_with(&prefix)
+    });
+    let line = format!("{key} = {value}");
+    let mut out = Vec::new();
+    current.clear();
+    for l in config.lines() {
+        if l.starts_with('[') {
+            current = l.to_string();
+        }
+        if present && current == header && l.starts_with(&prefix) {
+            out.push(line.clone());
+            continue;
+        }
+        out.push(l.to_string());
+        if !present && l == header {
+            out.push(line.clone());
+        }
+    }
+    if !config.lines().any(|l| l == header) {
+        out.push(header);
+        out.push(line);
+    }
+    out.join("\n")
+}
+
 impl Daemon {
     pub fn start() -> Self {
+        Self::start_with(|c| c)
+    }
+
+    /// Start with the host-safe config, `edit` applied.
+    pub fn start_with(edit: impl Fn(String) -> String) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         // Let a non-root test user reach the socket below it.
         std::os::unix::fs::PermissionsExt::set_mode(
@@ -85,7 +130,7 @@ impl Daemon {
         )
         .unwrap();
         let config = dir.path().join("edgereach.toml");
-        std::fs::write(&config, config_in(dir.path())).unwrap();
+        std::fs::write(&config, edit(config_in(dir.path()))).unwrap();
         let log = dir.path().join("daemon.log");
         let child = Command::new(bin())
             .args(["run", "--config"])
@@ -134,6 +179,19 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).expect("status json")
     }
 
+    /// The address the status page got (the config asks for port 0).
+    pub fn web_addr(&self) -> std::net::SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let s = self.status_json();
+            if let Some(a) = s["web"]["listening"][0].as_str() {
+                return a.parse().expect("web.listening");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the status page never listened; log:\n{}", self.log_text());
+    }
+
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig)
             .expect("signal daemon");
@@ -163,6 +221,7 @@ impl Drop for Daemon {
     }
 }
 
+pub mod http;
 pub mod lab;
 
 /// Return early, saying why, from a test that needs root for the lab.

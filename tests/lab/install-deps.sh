@@ -11,7 +11,8 @@ set -euo pipefail
 # miniupnpd is a transitional "all" package; name the nftables backend so apt
 # never picks miniupnpd-iptables.
 PKGS=(miniupnpd miniupnpd-nftables miniupnpc natpmpc coturn mosquitto
-      mosquitto-clients nftables iproute2 conntrack tcpdump python3 procps jq file)
+      mosquitto-clients nftables iproute2 conntrack tcpdump python3 procps jq file
+      chromium slowhttptest wrk python3-prometheus-client)
 
 POLICY=/usr/sbin/policy-rc.d
 POLICY_SAVE=/usr/sbin/policy-rc.d.edgereach-save

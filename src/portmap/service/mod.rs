@@ -20,6 +20,7 @@ use super::pmp::Ignored;
 use super::router::{Grant, ProbeResult, Router};
 use crate::config::{Config, MappingConfig};
 use crate::netwatch::NetState;
+use crate::poke::Poke;
 use crate::shutdown::Shutdown;
 use crate::status::{Level, MappingStatus, State, StatusHub};
 
@@ -40,12 +41,13 @@ enum End {
     Changed,
 }
 
-/// Run the portmap actor until shutdown.
+/// Run the portmap actor until shutdown; `poke` asks to re-map now.
 pub async fn run(
     hub: StatusHub,
     mut config: watch::Receiver<Arc<Config>>,
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
+    poke: Poke,
 ) {
     let ignored = Arc::new(Ignored::default());
     loop {
@@ -74,12 +76,17 @@ pub async fn run(
                 _ = shutdown.wait() => return,
                 _ = config.changed() => {}
                 _ = net.changed() => {}
+                // Nothing to re-map while idle; the state is looked at again.
+                _ = poke.wait() => {}
             }
             continue;
         }
         let Some((gw, local)) = target else { continue };
         let mut session = Session::new(hub.clone(), cfg, gw, local, ignored.clone());
-        match session.run(&mut config, &mut net, &mut shutdown).await {
+        match session
+            .run(&mut config, &mut net, &mut shutdown, &poke)
+            .await
+        {
             End::Shutdown => return,
             End::Changed => continue,
         }
@@ -161,6 +168,7 @@ impl Session {
         config: &mut watch::Receiver<Arc<Config>>,
         net: &mut watch::Receiver<NetState>,
         shutdown: &mut Shutdown,
+        poke: &Poke,
     ) -> End {
         let (hint_tx, mut hints) = mpsc::channel(1);
         let listener = tokio::spawn(announce::listen(
@@ -210,6 +218,7 @@ impl Session {
                         self.on_announcement().await;
                     }
                 }
+                _ = poke.wait() => self.remap_now(Instant::now()),
                 _ = tokio::time::sleep_until(wake) => {}
             }
         };
@@ -217,6 +226,17 @@ impl Session {
         self.release_all().await;
         self.publish();
         end
+    }
+
+    /// "Re-map now": delete and re-add what is held and retry what is not,
+    /// at the next step (which also probes a router that answered nothing).
+    fn remap_now(&mut self, now: Instant) {
+        self.next_refresh = now;
+        for h in &mut self.held {
+            if h.grant.is_none() {
+                h.next_retry = now;
+            }
+        }
     }
 
     fn next_wake(&self) -> Instant {
@@ -374,4 +394,40 @@ async fn run_in_turn<F: std::future::Future>(futs: impl Iterator<Item = F>) -> V
         out.push(f.await);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn remap_now_makes_refresh_and_retries_due() {
+        let hub = StatusHub::new(crate::status::Status::starting(
+            crate::status::GatewayStatus {
+                id: "gw".into(),
+                site: String::new(),
+                version: "0".into(),
+                started_at: String::new(),
+                config_path: String::new(),
+                state_dir: String::new(),
+                last_reload: None,
+            },
+        ));
+        let cfg = Arc::new(Config::default());
+        let mut s = Session::new(
+            hub,
+            cfg,
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(192, 0, 2, 10),
+            Arc::new(Ignored::default()),
+        );
+        let later = Instant::now() + Duration::from_secs(600);
+        s.next_refresh = later;
+        s.held[0].next_retry = later;
+        let now = Instant::now();
+        s.remap_now(now);
+        assert_eq!(s.next_refresh, now);
+        assert_eq!(s.held[0].next_retry, now);
+        assert_eq!(s.next_wake(), now, "the next step runs at once");
+    }
 }

@@ -1,0 +1,332 @@
+//! The local web status page for field technicians: `/` (one glance: can
+//! peers reach this gateway, and why not), `/api/status`, `/metrics`,
+//! `/healthz`, and two token-protected actions.
+//!
+//! hyper's HTTP/1 server behind an accept loop of our own, so that every
+//! connection gets the header-read timer (slowloris), the idle timeout, the
+//! per-client and total connection caps, and the per-client request rate.
+
+pub mod actions;
+mod handler;
+pub mod limits;
+pub mod metrics;
+pub mod page;
+pub mod request;
+pub mod sections;
+mod server;
+pub mod verdict;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::{Config, WebConfig};
+use crate::netwatch::NetState;
+use crate::poke::Pokes;
+use crate::shutdown::{self, Shutdown};
+use crate::status::{Level, State, StatusHub, WebStatus};
+
+use actions::Token;
+use limits::{ConnectionLimits, RateLimiter, MAX_TRACKED_CLIENTS};
+use request::Action;
+
+/// How often the counters are published into the status.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// How often an address that could not be bound is tried again (a LAN
+/// address may appear only after DHCP).
+const REBIND_EVERY: Duration = Duration::from_secs(10);
+/// Refused actions are logged as events at most this often, so a flood of
+/// bad tokens cannot push real events out of the recent list.
+const REFUSAL_EVENT_SPACING: Duration = Duration::from_secs(10);
+/// File descriptors kept for everything but web connections.
+const SPARE_FDS: u64 = 128;
+
+/// Counters kept across configuration reloads.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    requests: AtomicU64,
+    rate_limited: AtomicU64,
+    rejected_per_client: AtomicU64,
+    rejected_total: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_closed: AtomicU64,
+    actions_run: AtomicU64,
+    actions_refused: AtomicU64,
+}
+
+/// What every connection of one configuration generation shares.
+pub(crate) struct Shared {
+    hub: StatusHub,
+    pokes: Pokes,
+    config: WebConfig,
+    token: Option<Token>,
+    token_problem: Option<String>,
+    rate: RateLimiter,
+    limits: Arc<ConnectionLimits>,
+    counters: Arc<Counters>,
+    last_refusal_event: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn note_refusal(&self, peer: SocketAddr, action: Action, why: &str) {
+        let mut last = self
+            .last_refusal_event
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < REFUSAL_EVENT_SPACING) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.hub.emit(
+            "web",
+            "action.refused",
+            Level::Warn,
+            format!("{} from {} refused: {why}", action.name(), peer.ip()),
+        );
+    }
+}
+
+/// Run the web page until shutdown.
+pub async fn run(
+    hub: StatusHub,
+    mut config: watch::Receiver<Arc<Config>>,
+    mut net: watch::Receiver<NetState>,
+    mut shutdown: Shutdown,
+    pokes: Pokes,
+) {
+    let counters = Arc::new(Counters::default());
+    loop {
+        let cfg = config.borrow_and_update().web.clone();
+        if cfg.listen.is_empty() {
+            hub.update(|s| {
+                s.web
+                    .health
+                    .set(State::Disabled, Some("web.listen is empty".into()));
+                s.web.listening.clear();
+            });
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                r = config.changed() => if r.is_err() { return },
+            }
+            continue;
+        }
+        let mut generation = Generation::start(&hub, &pokes, cfg, counters.clone());
+        let mut publish = tokio::time::interval(PUBLISH_EVERY);
+        let mut rebind = tokio::time::interval(REBIND_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => {
+                    generation.stop().await;
+                    return;
+                }
+                r = config.changed() => {
+                    if r.is_err() {
+                        generation.stop().await;
+                        return;
+                    }
+                    if config.borrow().web != generation.shared.config {
+                        generation.stop().await;
+                        hub.emit("web", "config.changed", Level::Info, "web settings changed; listening anew");
+                        break;
+                    }
+                }
+                r = net.changed() => {
+                    if r.is_err() { return; }
+                    generation.bind_missing(&hub);
+                }
+                _ = rebind.tick() => generation.bind_missing(&hub),
+                _ = publish.tick() => generation.publish(&hub),
+            }
+        }
+    }
+}
+
+/// Listeners and connections serving one configuration.
+struct Generation {
+    shared: Arc<Shared>,
+    stop: shutdown::ShutdownTrigger,
+    serving: JoinSet<()>,
+    bound: Vec<SocketAddr>,
+    failed: BTreeMap<SocketAddr, String>,
+    fd_problem: Option<String>,
+    published: Option<WebStatus>,
+}
+
+impl Generation {
+    fn start(hub: &StatusHub, pokes: &Pokes, cfg: WebConfig, counters: Arc<Counters>) -> Self {
+        let (token, token_problem) = if cfg.actions_enabled {
+            match Token::load(Path::new(&cfg.action_token_file)) {
+                Ok(t) => (Some(t), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        } else {
+            (None, None)
+        };
+        let fd_problem = raise_fd_limit(u64::from(cfg.max_connections) + SPARE_FDS);
+        let (stop, _) = shutdown::channel();
+        let failed = cfg
+            .listen
+            .iter()
+            .map(|a| (*a, "not bound yet".to_string()))
+            .collect();
+        let shared = Arc::new(Shared {
+            hub: hub.clone(),
+            pokes: pokes.clone(),
+            rate: RateLimiter::new(cfg.requests_per_minute, MAX_TRACKED_CLIENTS),
+            limits: ConnectionLimits::new(cfg.max_connections_per_ip, cfg.max_connections),
+            config: cfg,
+            token,
+            token_problem,
+            counters,
+            last_refusal_event: Mutex::new(None),
+        });
+        let mut g = Self {
+            shared,
+            stop,
+            serving: JoinSet::new(),
+            bound: Vec::new(),
+            failed,
+            fd_problem,
+            published: None,
+        };
+        g.bind_missing(hub);
+        g
+    }
+
+    /// Bind every address not bound yet.
+    fn bind_missing(&mut self, hub: &StatusHub) {
+        if self.failed.is_empty() {
+            return;
+        }
+        let todo: Vec<SocketAddr> = self.failed.keys().copied().collect();
+        for addr in todo {
+            match bind(addr) {
+                Ok(listener) => {
+                    let shown = listener.local_addr().unwrap_or(addr);
+                    self.failed.remove(&addr);
+                    self.bound.push(shown);
+                    self.serving.spawn(server::serve(
+                        listener,
+                        self.shared.clone(),
+                        self.stop.subscribe(),
+                    ));
+                    hub.emit(
+                        "web",
+                        "listening",
+                        Level::Info,
+                        format!("status page on http://{shown}/"),
+                    );
+                }
+                Err(e) => {
+                    let why = format!("cannot listen on {addr}: {e}");
+                    if self.failed.get(&addr) != Some(&why) {
+                        hub.emit("web", "listen.failed", Level::Warn, why.clone());
+                    }
+                    self.failed.insert(addr, why);
+                }
+            }
+        }
+        self.publish(hub);
+    }
+
+    /// Put the counters and health into the status when they changed.
+    fn publish(&mut self, hub: &StatusHub) {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut problems: Vec<String> = self.failed.values().cloned().collect();
+        problems.extend(
+            self.shared
+                .token_problem
+                .iter()
+                .map(|p| format!("actions unavailable: {p}")),
+        );
+        problems.extend(self.fd_problem.iter().cloned());
+        let state = if self.bound.is_empty() {
+            State::Unavailable
+        } else if problems.is_empty() {
+            State::Ok
+        } else {
+            State::Degraded
+        };
+        let reason = (!problems.is_empty()).then(|| problems.join("; "));
+        let mut next = WebStatus {
+            health: match &self.published {
+                Some(p) => p.health.clone(),
+                None => hub.snapshot().web.health,
+            },
+            listening: self.bound.iter().map(ToString::to_string).collect(),
+            actions_enabled: self.shared.config.actions_enabled && self.shared.token.is_some(),
+            connections_open: u64::from(self.shared.limits.open()),
+            requests: get(&c.requests),
+            rejected_per_client: get(&c.rejected_per_client),
+            rejected_total: get(&c.rejected_total),
+            rate_limited: get(&c.rate_limited),
+            header_timeouts: get(&c.header_timeouts),
+            idle_closed: get(&c.idle_closed),
+            actions_run: get(&c.actions_run),
+            actions_refused: get(&c.actions_refused),
+        };
+        next.health.set(state, reason);
+        if self.published.as_ref() != Some(&next) {
+            self.published = Some(next.clone());
+            hub.update(|s| s.web = next);
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.stop.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while self.serving.join_next().await.is_some() {}
+        })
+        .await;
+        self.serving.abort_all();
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr.ip() {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Make room for `want` open files; says why not when it cannot.
+fn raise_fd_limit(want: u64) -> Option<String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= want {
+        return None;
+    }
+    let target = want.min(hard);
+    if setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_err() || target < want {
+        return Some(format!(
+            "the open-file limit ({target}) is below web.max_connections + {SPARE_FDS}; raise LimitNOFILE"
+        ));
+    }
+    None
+}
+
+/// A snapshot for unit tests of the views.
+#[cfg(test)]
+pub(crate) fn test_status() -> crate::status::Status {
+    crate::status::Status::starting(crate::status::GatewayStatus {
+        id: "gw-test".into(),
+        site: "lab".into(),
+        version: "0.0.0".into(),
+        started_at: "2026-01-01T00:00:00Z".into(),
+        config_path: "/etc/edgereach/edgereach.toml".into(),
+        state_dir: "/var/lib/edgereach".into(),
+        last_reload: None,
+    })
+}

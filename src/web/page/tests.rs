@@ -1,0 +1,176 @@
+use super::*;
+use crate::netcheck::report::Report;
+use crate::status::{CapabilityStatus, DefaultRoute, Event, Health, MappingStatus};
+
+fn status() -> Status {
+    let mut s = crate::web::test_status();
+    s.network.default_route = Some(DefaultRoute {
+        interface: "eth0".into(),
+        gateway: Some("192.0.2.1".into()),
+        source: Some("192.0.2.10".into()),
+    });
+    s.netcheck.report = Some(Report {
+        udp: true,
+        ipv4: Some("203.0.113.2:40001".into()),
+        mapping_varies_by_dest_ip: Some(true),
+        region_latency_ms: [("203.0.113.10:3478".to_string(), 1.25)].into(),
+        ..Report::default()
+    });
+    s.portmap.health = Health::new(State::Ok, None);
+    s.portmap.mappings = vec![MappingStatus {
+        name: "tailscale".into(),
+        protocol: "udp".into(),
+        method: Some("pcp".into()),
+        internal: "192.0.2.10:41641".into(),
+        external: Some("203.0.113.2:41641".into()),
+        same_port: true,
+        lease_s: Some(3600),
+        expires: Some("2026-01-01T01:00:00Z".into()),
+        last_verified: None,
+        failures: 0,
+        state: State::Ok,
+        reason: None,
+    }];
+    s
+}
+
+fn at(t: &str) -> SystemTime {
+    humantime::parse_rfc3339(t).unwrap()
+}
+
+#[test]
+fn verdict_comes_first_and_sections_follow() {
+    let page = render(&status(), at("2026-01-01T00:10:00Z"), None, false);
+    let verdict = page.find("id=\"verdict\">Reachable direct<").expect(&page);
+    for section in [
+        "Port mappings",
+        "NAT and netcheck",
+        "Mesh peers",
+        "Registration",
+        "Telemetry",
+        "Recent events",
+    ] {
+        let at = page.find(&format!("<h2>{section}")).expect(section);
+        assert!(at > verdict, "{section} before the verdict");
+    }
+    assert!(
+        page.contains("<td>203.0.113.2:41641</td><td>50m 00s</td>"),
+        "{page}"
+    );
+    assert!(page.contains("hard (the public port changes per destination)"));
+    assert!(
+        page.contains("203.0.113.10:3478 1.2 ms") || page.contains("203.0.113.10:3478 1.3 ms"),
+        "{page}"
+    );
+    assert!(page.contains("content=\"10;url=/\""), "refreshes by itself");
+    assert!(!page.contains("<form"), "actions are off by default");
+}
+
+#[test]
+fn no_script_and_no_external_asset() {
+    let page = render(&status(), SystemTime::now(), None, true);
+    assert!(!page.to_ascii_lowercase().contains("<script"));
+    assert!(!page.contains("src="));
+    for (i, _) in page.match_indices("href=\"") {
+        assert!(page[i + 6..].starts_with('/'), "external link at {i}");
+    }
+    for (i, _) in page.match_indices("action=\"") {
+        assert!(page[i + 8..].starts_with("/action/"), "form target at {i}");
+    }
+    assert_eq!(page.matches("method=\"post\"").count(), 2);
+}
+
+#[test]
+fn everything_from_the_snapshot_is_escaped() {
+    let mut s = status();
+    s.gateway.site = "<b>site</b>".into();
+    s.events.push(Event {
+        seq: 1,
+        time: "2026-01-01T00:00:00Z".into(),
+        source: "portmap".into(),
+        kind: "x".into(),
+        level: crate::status::Level::Warn,
+        message: "<script>alert('x')</script> & \"quoted\"".into(),
+    });
+    s.portmap.mappings[0].reason = Some("<img src=x onerror=alert(1)>".into());
+    let page = render(&s, SystemTime::now(), None, false);
+    assert!(!page.contains("<script>alert"));
+    assert!(!page.contains("<img"));
+    assert!(!page.contains("<b>site</b>"));
+    assert!(
+        page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quoted&quot;")
+    );
+}
+
+#[test]
+fn missing_sections_show_a_dash_and_their_reason() {
+    let mut s = status();
+    s.tailscale = CapabilityStatus::new(
+        State::Unavailable,
+        Some("tailscaled's LocalAPI socket is missing".into()),
+    );
+    s.netcheck.report = None;
+    s.portmap.mappings.clear();
+    let page = render(&s, SystemTime::now(), None, false);
+    assert!(page.contains("<p id=\"peers\">\u{2014}</p>"), "{page}");
+    assert!(page.contains("tailscaled&#39;s LocalAPI socket is missing"));
+    assert!(page.contains("<dt>Cluster</dt><dd>\u{2014}</dd>"));
+    assert!(page.contains("<dt>Outbox</dt><dd>\u{2014}</dd>"));
+}
+
+#[test]
+fn peers_and_telemetry_render_without_secrets() {
+    let mut s = status();
+    let mut t = CapabilityStatus::new(State::Ok, None);
+    t.details.insert(
+        "peers".into(),
+        serde_json::json!([
+            {"hostname": "gw-a", "tailnet_ip": "100.64.0.1", "path": "direct", "endpoint": "203.0.113.50:41641", "latency_ms": 2.0},
+            {"hostname": "gw-b", "path": "derp", "derp_region": "lab", "latency_ms": 41.0}
+        ]),
+    );
+    s.tailscale = t;
+    let mut t = CapabilityStatus::new(State::Ok, None);
+    t.details.insert(
+        "broker".into(),
+        "mqtt://gw:hunter2@203.0.113.20:1883".into(),
+    );
+    t.details.insert("outbox_depth".into(), 3.into());
+    s.telemetry = t;
+    let page = render(&s, SystemTime::now(), None, false);
+    assert!(page.contains("direct 203.0.113.50:41641"), "{page}");
+    assert!(page.contains("DERP lab"));
+    assert!(page.contains("41.0 ms"));
+    assert!(page.contains("mqtt://203.0.113.20:1883"));
+    assert!(page.contains("3 waiting"));
+    assert!(!page.contains("hunter2"));
+}
+
+#[test]
+fn notice_after_an_action() {
+    let page = render(
+        &status(),
+        SystemTime::now(),
+        Some(Notice::Started(Action::Remap)),
+        true,
+    );
+    assert!(page.contains("Re-mapping was asked for"));
+}
+
+#[test]
+fn lease_left_counts_down_and_stops_at_zero() {
+    let now = at("2026-01-01T00:00:00Z");
+    assert_eq!(
+        lease_left("2026-01-01T00:01:30Z", now),
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(
+        lease_left("2025-12-31T23:00:00Z", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(lease_left("garbage", now), None);
+    assert_eq!(
+        short_duration(Duration::from_secs(3 * 3600 + 120)),
+        "3h 02m"
+    );
+}

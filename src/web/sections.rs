@@ -1,0 +1,255 @@
+//! What the page, the verdict and the metrics read from the tailscale,
+//! admission and telemetry sections, read tolerantly: a field that is not
+//! there (yet) is `None` and shows as "—", never an error.
+
+use serde_json::Value;
+
+use crate::status::{CapabilityStatus, Status};
+
+/// How a peer's last keepalive ping travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerPath {
+    /// Straight to the peer's endpoint.
+    Direct,
+    /// Through a DERP relay.
+    Relay,
+    /// Not known (no answer yet).
+    Unknown,
+}
+
+/// One tailscaled peer as the views show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Peer {
+    /// Host name.
+    pub name: String,
+    /// Tailnet address.
+    pub tailnet_ip: Option<String>,
+    /// Path of the last keepalive ping.
+    pub path: PeerPath,
+    /// Endpoint of a direct answer.
+    pub endpoint: Option<String>,
+    /// DERP region of a relayed answer.
+    pub derp_region: Option<String>,
+    /// Round trip of the last ping, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Whether the last ping was answered.
+    pub answered: Option<bool>,
+    /// Why the last ping failed.
+    pub error: Option<String>,
+}
+
+/// The peers the tailscale section lists (none while it lists none).
+pub fn peers(s: &Status) -> Vec<Peer> {
+    let v = as_value(&s.tailscale);
+    let Some(list) = find_key(&v, "peers").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter().map(peer).collect()
+}
+
+fn peer(p: &Value) -> Peer {
+    // The last ping's fields may sit in the peer itself or in a nested
+    // object; both are read.
+    let ping = ["last_ping", "keepalive", "ping"]
+        .iter()
+        .find_map(|k| p.get(*k).filter(|v| v.is_object()))
+        .unwrap_or(p);
+    let get = |k: &str| text(ping.get(k)).or_else(|| text(p.get(k)));
+    let path = match get("path")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("direct") => PeerPath::Direct,
+        Some("derp") | Some("relay") | Some("relayed") | Some("peer-relay") => PeerPath::Relay,
+        _ => PeerPath::Unknown,
+    };
+    let error = get("error").filter(|e| !e.is_empty());
+    let latency_ms = ["latency_ms"]
+        .iter()
+        .find_map(|k| ping.get(*k).or_else(|| p.get(*k)).and_then(Value::as_f64));
+    let answered = ping
+        .get("ok")
+        .or(ping.get("answered"))
+        .and_then(Value::as_bool)
+        .or(match (latency_ms, &error) {
+            (Some(_), None) => Some(true),
+            (_, Some(_)) => Some(false),
+            _ => None,
+        });
+    Peer {
+        name: text(p.get("hostname"))
+            .or_else(|| text(p.get("name")))
+            .unwrap_or_else(|| "?".into()),
+        tailnet_ip: text(p.get("tailnet_ip")),
+        path,
+        endpoint: get("endpoint"),
+        derp_region: get("derp_region"),
+        latency_ms,
+        answered,
+        error,
+    }
+}
+
+/// Registration with the admission service.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Registration {
+    /// Cluster the gateway was placed in.
+    pub cluster: Option<String>,
+    /// Control server (Headscale) URL.
+    pub control_server: Option<String>,
+}
+
+/// What the admission section says about the registration.
+pub fn registration(s: &Status) -> Registration {
+    let v = as_value(&s.admission);
+    let find = |keys: &[&str]| keys.iter().find_map(|k| text(find_key(&v, k)));
+    Registration {
+        cluster: find(&["cluster_id", "cluster"]),
+        control_server: find(&["control_url", "headscale_url", "control_server"])
+            .map(|u| without_credentials(&u)),
+    }
+}
+
+/// MQTT telemetry as the views show it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Telemetry {
+    /// Broker URL, credentials removed.
+    pub broker: Option<String>,
+    /// Messages waiting in the outbox.
+    pub outbox_depth: Option<u64>,
+    /// Whether the broker connection is up.
+    pub connected: Option<bool>,
+}
+
+/// What the telemetry section says.
+pub fn telemetry(s: &Status) -> Telemetry {
+    let v = as_value(&s.telemetry);
+    Telemetry {
+        broker: ["broker", "mqtt_url", "url"]
+            .iter()
+            .find_map(|k| text(find_key(&v, k)))
+            .map(|u| without_credentials(&u)),
+        outbox_depth: ["outbox_depth", "outbox"]
+            .iter()
+            .find_map(|k| find_key(&v, k).and_then(Value::as_u64)),
+        connected: find_key(&v, "connected").and_then(Value::as_bool),
+    }
+}
+
+/// `scheme://user:secret@host/...` without `user:secret@`: URLs may carry
+/// credentials, and no secret is ever shown.
+pub fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    match scheme {
+        Some(s) => format!("{s}://{rest}"),
+        None => rest.to_string(),
+    }
+}
+
+fn as_value(section: &CapabilityStatus) -> Value {
+    serde_json::to_value(section).unwrap_or(Value::Null)
+}
+
+/// A key at the top of a section or one level down (in `details` or a
+/// nested object).
+fn find_key<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.get(key).or_else(|| {
+        v.as_object()?
+            .values()
+            .filter(|x| x.is_object())
+            .find_map(|x| x.get(key))
+    })
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::State;
+
+    #[test]
+    fn credentials_are_removed_from_urls() {
+        assert_eq!(
+            without_credentials("mqtts://gw:s3cret@broker.example:8883/x@y"),
+            "mqtts://broker.example:8883/x@y"
+        );
+        assert_eq!(
+            without_credentials("https://hs-a.example.com"),
+            "https://hs-a.example.com"
+        );
+        assert_eq!(without_credentials("user:pw@host:1"), "host:1");
+    }
+
+    #[test]
+    fn sections_without_data_give_nothing() {
+        let s = crate::web::test_status();
+        assert!(peers(&s).is_empty());
+        assert_eq!(registration(&s), Registration::default());
+        assert_eq!(telemetry(&s), Telemetry::default());
+    }
+
+    #[test]
+    fn peers_flat_or_nested_are_read() {
+        let mut s = crate::web::test_status();
+        let mut t = CapabilityStatus::new(State::Ok, None);
+        t.details.insert(
+            "peers".into(),
+            serde_json::json!([
+                {"hostname": "gw-a", "tailnet_ip": "100.64.0.1", "path": "direct",
+                 "endpoint": "203.0.113.50:41641", "latency_ms": 3.5},
+                {"hostname": "gw-b", "last_ping": {"path": "derp", "derp_region": "lab", "latency_ms": 40.0}},
+                {"hostname": "gw-c", "last_ping": {"error": "timeout"}},
+            ]),
+        );
+        s.tailscale = t;
+        let p = peers(&s);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0].path, PeerPath::Direct);
+        assert_eq!(p[0].answered, Some(true));
+        assert_eq!(p[0].endpoint.as_deref(), Some("203.0.113.50:41641"));
+        assert_eq!(p[1].path, PeerPath::Relay);
+        assert_eq!(p[1].derp_region.as_deref(), Some("lab"));
+        assert_eq!(p[2].answered, Some(false));
+        assert_eq!(p[2].error.as_deref(), Some("timeout"));
+    }
+
+    #[test]
+    fn telemetry_and_registration_fields_are_found_in_details() {
+        let mut s = crate::web::test_status();
+        let mut t = CapabilityStatus::new(State::Ok, None);
+        t.details
+            .insert("broker".into(), "mqtt://u:p@203.0.113.20:1883".into());
+        t.details.insert("outbox_depth".into(), 7.into());
+        s.telemetry = t;
+        let mut a = CapabilityStatus::new(State::Ok, None);
+        a.details.insert("cluster_id".into(), "A".into());
+        a.details
+            .insert("headscale_url".into(), "https://hs-a.example.com".into());
+        s.admission = a;
+        let t = telemetry(&s);
+        assert_eq!(t.broker.as_deref(), Some("mqtt://203.0.113.20:1883"));
+        assert_eq!(t.outbox_depth, Some(7));
+        let r = registration(&s);
+        assert_eq!(r.cluster.as_deref(), Some("A"));
+        assert_eq!(
+            r.control_server.as_deref(),
+            Some("https://hs-a.example.com")
+        );
+    }
+}

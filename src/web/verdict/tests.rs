@@ -1,0 +1,216 @@
+use super::*;
+use crate::netcheck::report::Report;
+use crate::status::{CapabilityStatus, DefaultRoute, Health, MappingStatus, State};
+
+fn online() -> Status {
+    let mut s = crate::web::test_status();
+    s.network.default_route = Some(DefaultRoute {
+        interface: "eth0".into(),
+        gateway: Some("192.0.2.1".into()),
+        source: Some("192.0.2.10".into()),
+    });
+    s.tailscale = CapabilityStatus::new(
+        State::Unavailable,
+        Some("the tailscaled driver is not implemented in this build yet".into()),
+    );
+    s
+}
+
+fn report(hard: Option<bool>) -> Report {
+    Report {
+        udp: true,
+        ipv4: Some("203.0.113.2:40001".into()),
+        mapping_varies_by_dest_ip: hard,
+        ..Report::default()
+    }
+}
+
+fn mapped(s: &mut Status) {
+    s.portmap.health = Health::new(State::Ok, None);
+    s.portmap.mappings = vec![MappingStatus {
+        name: "tailscale".into(),
+        protocol: "udp".into(),
+        method: Some("pcp".into()),
+        internal: "192.0.2.10:41641".into(),
+        external: Some("203.0.113.2:41641".into()),
+        same_port: true,
+        lease_s: Some(3600),
+        expires: None,
+        last_verified: None,
+        failures: 0,
+        state: State::Ok,
+        reason: None,
+    }];
+}
+
+fn peers(s: &mut Status, list: serde_json::Value) {
+    let mut t = CapabilityStatus::new(State::Ok, None);
+    t.details.insert("peers".into(), list);
+    s.tailscale = t;
+}
+
+#[test]
+fn no_route_is_not_reachable() {
+    let s = crate::web::test_status();
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::NotReachable);
+    assert!(v.reason.contains("no network route"), "{}", v.reason);
+}
+
+#[test]
+fn before_the_first_report_it_is_not_known() {
+    let mut s = online();
+    s.netcheck.health.reason = Some("no STUN servers configured".into());
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::Unknown);
+    assert!(
+        v.reason.contains("no STUN servers configured"),
+        "{}",
+        v.reason
+    );
+}
+
+#[test]
+fn blocked_udp_is_not_reachable() {
+    let mut s = online();
+    s.netcheck.report = Some(Report {
+        udp: false,
+        ..Report::default()
+    });
+    mapped(&mut s);
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::NotReachable);
+    assert!(v.reason.contains("blocks outgoing UDP"), "{}", v.reason);
+}
+
+#[test]
+fn a_held_mapping_is_direct_even_behind_a_hard_nat() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    mapped(&mut s);
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::Direct);
+    assert!(v.reason.contains("udp 203.0.113.2:41641"), "{}", v.reason);
+    assert!(v.reason.contains("pcp"), "{}", v.reason);
+}
+
+#[test]
+fn a_mapping_seen_dead_from_outside_is_not_trusted() {
+    let mut s = online();
+    let mut r = report(Some(true));
+    r.mesh_port_reachable = Some(false);
+    s.netcheck.report = Some(r);
+    mapped(&mut s);
+    assert_eq!(decide(&s).reach, Reach::RelayOnly);
+}
+
+#[test]
+fn hard_nat_without_mapping_is_relay_only_with_the_router_reason() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    s.portmap.health = Health::new(
+        State::Unavailable,
+        Some("tailscale: router 192.0.2.1 answered none of PCP, NAT-PMP or UPnP IGD".into()),
+    );
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::RelayOnly);
+    assert!(v.reason.contains("hard"), "{}", v.reason);
+    assert!(v.reason.contains("answered none of PCP"), "{}", v.reason);
+}
+
+#[test]
+fn hard_nat_with_portmap_off_says_so() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    s.portmap.health = Health::new(State::Disabled, Some("portmap.enabled is false".into()));
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::RelayOnly);
+    assert!(v.reason.contains("switched off"), "{}", v.reason);
+}
+
+#[test]
+fn easy_nat_is_direct_by_hole_punching() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(false)));
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::Direct);
+    assert!(v.reason.contains("hole punching"), "{}", v.reason);
+}
+
+#[test]
+fn unknown_nat_type_without_mapping_is_not_known() {
+    let mut s = online();
+    s.netcheck.report = Some(report(None));
+    assert_eq!(decide(&s).reach, Reach::Unknown);
+}
+
+#[test]
+fn a_direct_pong_is_proof() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    peers(
+        &mut s,
+        serde_json::json!([
+            {"hostname": "gw-a", "path": "derp", "derp_region": "lab", "latency_ms": 40.0},
+            {"hostname": "gw-b", "path": "direct", "endpoint": "203.0.113.50:41641", "latency_ms": 2.4},
+        ]),
+    );
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::Direct);
+    assert!(
+        v.reason
+            .starts_with("1 of 2 peers answer directly (e.g. gw-b via 203.0.113.50:41641, 2 ms)"),
+        "{}",
+        v.reason
+    );
+}
+
+#[test]
+fn relayed_pongs_only_are_relay_only_with_the_nat_reason() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    mapped(&mut s);
+    s.portmap.mappings.clear();
+    s.portmap.health = Health::new(State::Unavailable, Some("no router".into()));
+    peers(
+        &mut s,
+        serde_json::json!([{"hostname": "gw-a", "path": "derp", "latency_ms": 40.0}]),
+    );
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::RelayOnly);
+    assert!(v.reason.contains("DERP relay"), "{}", v.reason);
+    assert!(v.reason.contains("hard"), "{}", v.reason);
+}
+
+#[test]
+fn no_pong_at_all_is_not_reachable() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(false)));
+    peers(
+        &mut s,
+        serde_json::json!([{"hostname": "gw-a", "error": "timeout"}]),
+    );
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::NotReachable);
+    assert!(v.reason.contains("None of the 1 peers"), "{}", v.reason);
+}
+
+#[test]
+fn tailscaled_missing_is_not_reachable_but_an_unbuilt_driver_says_nothing() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(false)));
+    assert_eq!(
+        decide(&s).reach,
+        Reach::Direct,
+        "driver not built: NAT decides"
+    );
+    s.tailscale = CapabilityStatus::new(
+        State::Unavailable,
+        Some("tailscaled's LocalAPI socket /run/tailscale/tailscaled.sock does not exist".into()),
+    );
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::NotReachable);
+    assert!(v.reason.contains("does not exist"), "{}", v.reason);
+    s.tailscale = CapabilityStatus::new(State::Disabled, Some("tailscale.enabled is false".into()));
+    assert_eq!(decide(&s).reach, Reach::Direct);
+}
