@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn reasons_follow_config_and_network() {
-        let mut cfg = Config::default();
+        let cfg = Config::default();
         assert_eq!(telemetry(&cfg).0, State::Disabled);
         assert_eq!(admission(&cfg).0, State::Disabled);
     }

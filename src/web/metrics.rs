@@ -226,11 +226,28 @@ fn tailscale(o: &mut Out, s: &Status) {
         return;
     }
     o.family(
+        "edgereach_keepalive_pings_total",
+        "counter",
+        "Keepalive pings per peer, answered or not.",
+    );
+    for p in &s.tailscale.peers {
+        o.sample(
+            "edgereach_keepalive_pings_total",
+            &[("peer", &p.hostname), ("result", "ok")],
+            p.pings_ok as f64,
+        );
+        o.sample(
+            "edgereach_keepalive_pings_total",
+            &[("peer", &p.hostname), ("result", "failed")],
+            p.pings_failed as f64,
+        );
+    }
+    o.family(
         "edgereach_keepalive_ok",
         "gauge",
         "1 when the peer answered the last keepalive ping.",
     );
-    for p in &peers {
+    for p in peers.iter().filter(|p| p.answered.is_some()) {
         o.sample(
             "edgereach_keepalive_ok",
             &[("peer", &p.name)],

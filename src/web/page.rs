@@ -230,11 +230,32 @@ fn netcheck(o: &mut String, s: &Status) {
 }
 
 fn peers(o: &mut String, s: &Status) {
-    let _ = write!(
-        o,
-        "<h2>Mesh peers</h2><p>{}</p>",
-        health_words(&s.tailscale.health)
-    );
+    let t = &s.tailscale;
+    let _ = write!(o, "<h2>Mesh peers</h2><p>{}</p>", health_words(&t.health));
+    if let (Some(v), Some(b)) = (&t.version, &t.backend_state) {
+        let _ = write!(
+            o,
+            "<p class=\"meta\">tailscaled {} {} \u{b7} {} {} \u{b7} UDP port {}</p>",
+            escape(v),
+            escape(b),
+            or_none(t.hostname.as_deref()),
+            or_none(t.tailnet_ip.as_deref()),
+            t.listen_port
+                .map_or_else(|| NONE.to_string(), |p| p.to_string()),
+        );
+    }
+    if !t.checks.is_empty() {
+        o.push_str("<ul id=\"checks\">");
+        for c in &t.checks {
+            let _ = write!(
+                o,
+                "<li class=\"warn\">{} <b>Fix:</b> {}</li>",
+                escape(&c.message),
+                escape(&c.fix)
+            );
+        }
+        o.push_str("</ul>");
+    }
     let list = sections::peers(s);
     if list.is_empty() {
         let _ = write!(o, "<p id=\"peers\">{NONE}</p>");
@@ -243,7 +264,7 @@ fn peers(o: &mut String, s: &Status) {
     o.push_str(
         "<div class=\"scroll\"><table id=\"peers\"><tr><th>Peer</th><th>Path</th><th>Latency</th></tr>",
     );
-    for p in &list {
+    for (p, raw) in list.iter().zip(&t.peers) {
         let path = match (p.path, p.answered) {
             (_, Some(false)) => format!(
                 "<span class=\"error\">no answer</span>{}",
@@ -253,8 +274,9 @@ fn peers(o: &mut String, s: &Status) {
                     .unwrap_or_default()
             ),
             (PeerPath::Direct, _) => format!("direct {}", or_none(p.endpoint.as_deref())),
-            (PeerPath::Relay, _) => format!("DERP {}", or_none(p.derp_region.as_deref())),
-            (PeerPath::Unknown, _) => NONE.to_string(),
+            (PeerPath::Relay, _) => format!("relay {}", or_none(p.derp_region.as_deref())),
+            (PeerPath::Unknown, _) if !raw.online => "offline".to_string(),
+            (PeerPath::Unknown, _) => "not pinged yet".to_string(),
         };
         let _ = write!(
             o,

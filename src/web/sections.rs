@@ -5,6 +5,8 @@
 use serde_json::Value;
 
 use crate::status::{CapabilityStatus, Status};
+use crate::tailscale::api::PingPath;
+use crate::tailscale::model::PeerStatus;
 
 /// How a peer's last keepalive ping travelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,62 +34,33 @@ pub struct Peer {
     pub derp_region: Option<String>,
     /// Round trip of the last ping, in milliseconds.
     pub latency_ms: Option<f64>,
-    /// Whether the last ping was answered.
+    /// Whether the last ping was answered (None: not pinged yet).
     pub answered: Option<bool>,
     /// Why the last ping failed.
     pub error: Option<String>,
 }
 
-/// The peers the tailscale section lists (none while it lists none).
+/// The peers the tailscale section lists, with their last keepalive ping.
 pub fn peers(s: &Status) -> Vec<Peer> {
-    let v = as_value(&s.tailscale);
-    let Some(list) = find_key(&v, "peers").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    list.iter().map(peer).collect()
+    s.tailscale.peers.iter().map(peer).collect()
 }
 
-fn peer(p: &Value) -> Peer {
-    // The last ping's fields may sit in the peer itself or in a nested
-    // object; both are read.
-    let ping = ["last_ping", "keepalive", "ping"]
-        .iter()
-        .find_map(|k| p.get(*k).filter(|v| v.is_object()))
-        .unwrap_or(p);
-    let get = |k: &str| text(ping.get(k)).or_else(|| text(p.get(k)));
-    let path = match get("path")
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        Some("direct") => PeerPath::Direct,
-        Some("derp") | Some("relay") | Some("relayed") | Some("peer-relay") => PeerPath::Relay,
-        _ => PeerPath::Unknown,
+fn peer(p: &PeerStatus) -> Peer {
+    let ping = p.last_ping.as_ref();
+    let path = match ping.map(|l| &l.path) {
+        Some(PingPath::Direct) => PeerPath::Direct,
+        Some(PingPath::Derp) | Some(PingPath::PeerRelay) => PeerPath::Relay,
+        Some(PingPath::Failed) | None => PeerPath::Unknown,
     };
-    let error = get("error").filter(|e| !e.is_empty());
-    let latency_ms = ["latency_ms"]
-        .iter()
-        .find_map(|k| ping.get(*k).or_else(|| p.get(*k)).and_then(Value::as_f64));
-    let answered = ping
-        .get("ok")
-        .or(ping.get("answered"))
-        .and_then(Value::as_bool)
-        .or(match (latency_ms, &error) {
-            (Some(_), None) => Some(true),
-            (_, Some(_)) => Some(false),
-            _ => None,
-        });
     Peer {
-        name: text(p.get("hostname"))
-            .or_else(|| text(p.get("name")))
-            .unwrap_or_else(|| "?".into()),
-        tailnet_ip: text(p.get("tailnet_ip")),
+        name: p.hostname.clone(),
+        tailnet_ip: p.tailnet_ip.clone(),
         path,
-        endpoint: get("endpoint"),
-        derp_region: get("derp_region"),
-        latency_ms,
-        answered,
-        error,
+        endpoint: ping.and_then(|l| l.endpoint.clone()),
+        derp_region: ping.and_then(|l| l.derp_region.clone()),
+        latency_ms: ping.and_then(|l| l.latency_ms),
+        answered: ping.map(|l| l.path != PingPath::Failed),
+        error: ping.and_then(|l| l.error.clone()).filter(|e| !e.is_empty()),
     }
 }
 
@@ -107,6 +80,7 @@ pub fn registration(s: &Status) -> Registration {
     Registration {
         cluster: find(&["cluster_id", "cluster"]),
         control_server: find(&["control_url", "headscale_url", "control_server"])
+            .or_else(|| s.tailscale.control_url.clone())
             .map(|u| without_credentials(&u)),
     }
 }
@@ -178,6 +152,41 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A test peer's last ping: path, endpoint, DERP region, latency, error.
+#[cfg(test)]
+pub(crate) type TestPing<'a> = (
+    PingPath,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<f64>,
+    Option<&'a str>,
+);
+
+/// A peer for tests, with its last ping.
+#[cfg(test)]
+pub(crate) fn test_peer(name: &str, ping: Option<TestPing<'_>>) -> PeerStatus {
+    PeerStatus {
+        hostname: name.into(),
+        tailnet_ip: Some("100.64.0.9".into()),
+        online: true,
+        keepalive: true,
+        cur_addr: None,
+        relay: None,
+        last_ping: ping.map(
+            |(path, ep, derp, lat, err)| crate::tailscale::model::PingStatus {
+                time: "2026-01-01T00:00:00Z".into(),
+                path,
+                endpoint: ep.map(Into::into),
+                derp_region: derp.map(Into::into),
+                latency_ms: lat,
+                error: err.map(Into::into),
+            },
+        ),
+        pings_ok: 0,
+        pings_failed: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,21 +214,31 @@ mod tests {
     }
 
     #[test]
-    fn peers_flat_or_nested_are_read() {
+    fn peers_carry_their_last_ping() {
         let mut s = crate::web::test_status();
-        let mut t = CapabilityStatus::new(State::Ok, None);
-        t.details.insert(
-            "peers".into(),
-            serde_json::json!([
-                {"hostname": "gw-a", "tailnet_ip": "100.64.0.1", "path": "direct",
-                 "endpoint": "203.0.113.50:41641", "latency_ms": 3.5},
-                {"hostname": "gw-b", "last_ping": {"path": "derp", "derp_region": "lab", "latency_ms": 40.0}},
-                {"hostname": "gw-c", "last_ping": {"error": "timeout"}},
-            ]),
-        );
-        s.tailscale = t;
+        s.tailscale.peers = vec![
+            test_peer(
+                "gw-a",
+                Some((
+                    PingPath::Direct,
+                    Some("203.0.113.50:41641"),
+                    None,
+                    Some(3.5),
+                    None,
+                )),
+            ),
+            test_peer(
+                "gw-b",
+                Some((PingPath::Derp, None, Some("lab"), Some(40.0), None)),
+            ),
+            test_peer(
+                "gw-c",
+                Some((PingPath::Failed, None, None, None, Some("timeout"))),
+            ),
+            test_peer("gw-d", None),
+        ];
         let p = peers(&s);
-        assert_eq!(p.len(), 3);
+        assert_eq!(p.len(), 4);
         assert_eq!(p[0].path, PeerPath::Direct);
         assert_eq!(p[0].answered, Some(true));
         assert_eq!(p[0].endpoint.as_deref(), Some("203.0.113.50:41641"));
@@ -227,6 +246,7 @@ mod tests {
         assert_eq!(p[1].derp_region.as_deref(), Some("lab"));
         assert_eq!(p[2].answered, Some(false));
         assert_eq!(p[2].error.as_deref(), Some("timeout"));
+        assert_eq!(p[3].answered, None);
     }
 
     #[test]

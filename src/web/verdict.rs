@@ -74,25 +74,34 @@ pub fn decide(s: &Status) -> Verdict {
 }
 
 fn from_tailscale(s: &Status) -> Option<Verdict> {
-    let ts = &s.tailscale.health;
-    let reason = ts.reason.as_deref().unwrap_or("");
-    // A driver that is not built (yet) or switched off says nothing about
-    // tailscaled; one that cannot reach tailscaled does.
-    if ts.state == State::Unavailable
-        && !reason.contains("not implemented")
-        && !reason.is_empty()
-        && reason != "starting"
-    {
-        return Some(verdict(
-            Reach::NotReachable,
-            format!("The mesh is not running on this gateway: {reason}"),
-        ));
+    let ts = &s.tailscale;
+    let reason = ts.health.reason.as_deref().unwrap_or("");
+    match (ts.health.state, ts.backend_state.as_deref()) {
+        // Not watched: tailscaled says nothing here; the NAT decides.
+        (State::Disabled, _) => return None,
+        (_, Some(b)) if b != "Running" => {
+            return Some(verdict(
+                Reach::NotReachable,
+                format!("The mesh is not up on this gateway: {reason}"),
+            ))
+        }
+        (State::Unavailable, None) if !reason.is_empty() && reason != "starting" => {
+            return Some(verdict(
+                Reach::NotReachable,
+                format!("The mesh is not running on this gateway: {reason}"),
+            ))
+        }
+        _ => {}
     }
-    let peers = sections::peers(s);
+    // Only peers pinged so far tell anything.
+    let peers: Vec<Peer> = sections::peers(s)
+        .into_iter()
+        .filter(|p| p.answered.is_some())
+        .collect();
     if peers.is_empty() {
         return None;
     }
-    let answered = |p: &&Peer| p.answered != Some(false);
+    let answered = |p: &&Peer| p.answered == Some(true);
     let direct: Vec<&Peer> = peers
         .iter()
         .filter(|p| p.path == PeerPath::Direct)
@@ -102,7 +111,7 @@ fn from_tailscale(s: &Status) -> Option<Verdict> {
         return Some(verdict(
             Reach::Direct,
             format!(
-                "{} of {} peers answer directly (e.g. {}{}{}).",
+                "{} of {} pinged peers answer directly (e.g. {}{}{}).",
                 direct.len(),
                 peers.len(),
                 p.name,
@@ -125,7 +134,7 @@ fn from_tailscale(s: &Status) -> Option<Verdict> {
         return Some(verdict(
             Reach::RelayOnly,
             format!(
-                "{relayed} of {} peers answer only through a DERP relay. {}",
+                "{relayed} of {} pinged peers answer only through a relay. {}",
                 peers.len(),
                 why_not_direct(s)
             ),
@@ -134,7 +143,7 @@ fn from_tailscale(s: &Status) -> Option<Verdict> {
     Some(verdict(
         Reach::NotReachable,
         format!(
-            "None of the {} peers answered a keepalive ping. {}",
+            "None of the {} pinged peers answered the last keepalive ping. {}",
             peers.len(),
             why_not_direct(s)
         ),

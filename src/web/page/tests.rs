@@ -1,6 +1,8 @@
 use super::*;
 use crate::netcheck::report::Report;
 use crate::status::{CapabilityStatus, DefaultRoute, Event, Health, MappingStatus};
+use crate::tailscale::api::PingPath;
+use crate::web::sections::test_peer;
 
 fn status() -> Status {
     let mut s = crate::web::test_status();
@@ -105,7 +107,7 @@ fn everything_from_the_snapshot_is_escaped() {
 #[test]
 fn missing_sections_show_a_dash_and_their_reason() {
     let mut s = status();
-    s.tailscale = CapabilityStatus::new(
+    s.tailscale.health = Health::new(
         State::Unavailable,
         Some("tailscaled's LocalAPI socket is missing".into()),
     );
@@ -121,15 +123,30 @@ fn missing_sections_show_a_dash_and_their_reason() {
 #[test]
 fn peers_and_telemetry_render_without_secrets() {
     let mut s = status();
-    let mut t = CapabilityStatus::new(State::Ok, None);
-    t.details.insert(
-        "peers".into(),
-        serde_json::json!([
-            {"hostname": "gw-a", "tailnet_ip": "100.64.0.1", "path": "direct", "endpoint": "203.0.113.50:41641", "latency_ms": 2.0},
-            {"hostname": "gw-b", "path": "derp", "derp_region": "lab", "latency_ms": 41.0}
-        ]),
-    );
-    s.tailscale = t;
+    s.tailscale.version = Some("1.98.1".into());
+    s.tailscale.backend_state = Some("Running".into());
+    s.tailscale.checks = vec![crate::tailscale::model::SanityCheck {
+        check: "no-fixed-port".into(),
+        message: "tailscaled <picks> a random port.".into(),
+        fix: "start it with --port=41641".into(),
+    }];
+    s.tailscale.peers = vec![
+        test_peer(
+            "gw-a",
+            Some((
+                PingPath::Direct,
+                Some("203.0.113.50:41641"),
+                None,
+                Some(2.0),
+                None,
+            )),
+        ),
+        test_peer(
+            "gw-b",
+            Some((PingPath::Derp, None, Some("lab"), Some(41.0), None)),
+        ),
+        test_peer("gw-c", None),
+    ];
     let mut t = CapabilityStatus::new(State::Ok, None);
     t.details.insert(
         "broker".into(),
@@ -139,7 +156,12 @@ fn peers_and_telemetry_render_without_secrets() {
     s.telemetry = t;
     let page = render(&s, SystemTime::now(), None, false);
     assert!(page.contains("direct 203.0.113.50:41641"), "{page}");
-    assert!(page.contains("DERP lab"));
+    assert!(page.contains("relay lab"));
+    assert!(page.contains("not pinged yet"));
+    assert!(page.contains("tailscaled 1.98.1 Running"));
+    assert!(page.contains(
+        "tailscaled &lt;picks&gt; a random port. <b>Fix:</b> start it with --port=41641"
+    ));
     assert!(page.contains("41.0 ms"));
     assert!(page.contains("mqtt://203.0.113.20:1883"));
     assert!(page.contains("3 waiting"));

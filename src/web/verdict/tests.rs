@@ -1,6 +1,8 @@
 use super::*;
 use crate::netcheck::report::Report;
-use crate::status::{CapabilityStatus, DefaultRoute, Health, MappingStatus, State};
+use crate::status::{DefaultRoute, Health, MappingStatus, State};
+use crate::tailscale::api::PingPath;
+use crate::web::sections::test_peer;
 
 fn online() -> Status {
     let mut s = crate::web::test_status();
@@ -9,10 +11,8 @@ fn online() -> Status {
         gateway: Some("192.0.2.1".into()),
         source: Some("192.0.2.10".into()),
     });
-    s.tailscale = CapabilityStatus::new(
-        State::Unavailable,
-        Some("the tailscaled driver is not implemented in this build yet".into()),
-    );
+    s.tailscale.health = Health::new(State::Ok, Some("Running".into()));
+    s.tailscale.backend_state = Some("Running".into());
     s
 }
 
@@ -41,12 +41,6 @@ fn mapped(s: &mut Status) {
         state: State::Ok,
         reason: None,
     }];
-}
-
-fn peers(s: &mut Status, list: serde_json::Value) {
-    let mut t = CapabilityStatus::new(State::Ok, None);
-    t.details.insert("peers".into(), list);
-    s.tailscale = t;
 }
 
 #[test]
@@ -148,18 +142,29 @@ fn unknown_nat_type_without_mapping_is_not_known() {
 fn a_direct_pong_is_proof() {
     let mut s = online();
     s.netcheck.report = Some(report(Some(true)));
-    peers(
-        &mut s,
-        serde_json::json!([
-            {"hostname": "gw-a", "path": "derp", "derp_region": "lab", "latency_ms": 40.0},
-            {"hostname": "gw-b", "path": "direct", "endpoint": "203.0.113.50:41641", "latency_ms": 2.4},
-        ]),
-    );
+    s.tailscale.peers = vec![
+        test_peer(
+            "gw-a",
+            Some((PingPath::Derp, None, Some("lab"), Some(40.0), None)),
+        ),
+        test_peer(
+            "gw-b",
+            Some((
+                PingPath::Direct,
+                Some("203.0.113.50:41641"),
+                None,
+                Some(2.4),
+                None,
+            )),
+        ),
+        test_peer("gw-not-pinged-yet", None),
+    ];
     let v = decide(&s);
     assert_eq!(v.reach, Reach::Direct);
     assert!(
-        v.reason
-            .starts_with("1 of 2 peers answer directly (e.g. gw-b via 203.0.113.50:41641, 2 ms)"),
+        v.reason.starts_with(
+            "1 of 2 pinged peers answer directly (e.g. gw-b via 203.0.113.50:41641, 2 ms)"
+        ),
         "{}",
         v.reason
     );
@@ -172,13 +177,13 @@ fn relayed_pongs_only_are_relay_only_with_the_nat_reason() {
     mapped(&mut s);
     s.portmap.mappings.clear();
     s.portmap.health = Health::new(State::Unavailable, Some("no router".into()));
-    peers(
-        &mut s,
-        serde_json::json!([{"hostname": "gw-a", "path": "derp", "latency_ms": 40.0}]),
-    );
+    s.tailscale.peers = vec![test_peer(
+        "gw-a",
+        Some((PingPath::Derp, None, Some("lab"), Some(40.0), None)),
+    )];
     let v = decide(&s);
     assert_eq!(v.reach, Reach::RelayOnly);
-    assert!(v.reason.contains("DERP relay"), "{}", v.reason);
+    assert!(v.reason.contains("only through a relay"), "{}", v.reason);
     assert!(v.reason.contains("hard"), "{}", v.reason);
 }
 
@@ -186,31 +191,49 @@ fn relayed_pongs_only_are_relay_only_with_the_nat_reason() {
 fn no_pong_at_all_is_not_reachable() {
     let mut s = online();
     s.netcheck.report = Some(report(Some(false)));
-    peers(
-        &mut s,
-        serde_json::json!([{"hostname": "gw-a", "error": "timeout"}]),
-    );
+    s.tailscale.peers = vec![test_peer(
+        "gw-a",
+        Some((PingPath::Failed, None, None, None, Some("timeout"))),
+    )];
     let v = decide(&s);
     assert_eq!(v.reach, Reach::NotReachable);
-    assert!(v.reason.contains("None of the 1 peers"), "{}", v.reason);
+    assert!(
+        v.reason.contains("None of the 1 pinged peers"),
+        "{}",
+        v.reason
+    );
 }
 
 #[test]
-fn tailscaled_missing_is_not_reachable_but_an_unbuilt_driver_says_nothing() {
+fn tailscaled_missing_or_down_is_not_reachable_and_unwatched_says_nothing() {
     let mut s = online();
     s.netcheck.report = Some(report(Some(false)));
     assert_eq!(
         decide(&s).reach,
         Reach::Direct,
-        "driver not built: NAT decides"
+        "no pings yet: the NAT decides"
     );
-    s.tailscale = CapabilityStatus::new(
+    s.tailscale.backend_state = Some("NeedsLogin".into());
+    s.tailscale.health = Health::new(
+        State::Degraded,
+        Some(
+            "tailscaled is NeedsLogin (not Running): no tailnet until it is logged in and up"
+                .into(),
+        ),
+    );
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::NotReachable);
+    assert!(v.reason.contains("NeedsLogin"), "{}", v.reason);
+    s.tailscale.backend_state = None;
+    s.tailscale.health = Health::new(
         State::Unavailable,
         Some("tailscaled's LocalAPI socket /run/tailscale/tailscaled.sock does not exist".into()),
     );
     let v = decide(&s);
     assert_eq!(v.reach, Reach::NotReachable);
     assert!(v.reason.contains("does not exist"), "{}", v.reason);
-    s.tailscale = CapabilityStatus::new(State::Disabled, Some("tailscale.enabled is false".into()));
+    s.tailscale.health = Health::new(State::Disabled, Some("tailscale.enabled is false".into()));
     assert_eq!(decide(&s).reach, Reach::Direct);
+    s.tailscale.health = Health::new(State::Unavailable, Some("starting".into()));
+    assert_eq!(decide(&s).reach, Reach::Direct, "starting says nothing yet");
 }
