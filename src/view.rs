@@ -68,10 +68,7 @@ pub fn render_status(s: &Status) -> String {
     });
     line(&mut out, "netcheck", &s.netcheck.health, nc);
     render_tailscale(&mut out, &s.tailscale);
-    for (name, sec) in [
-        ("admission", &s.admission),
-        ("telemetry", &s.telemetry),
-    ] {
+    for (name, sec) in [("admission", &s.admission), ("telemetry", &s.telemetry)] {
         line(&mut out, name, &sec.health, None);
     }
     let web = (!s.web.listening.is_empty())
