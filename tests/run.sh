@@ -25,7 +25,11 @@ echo "== cargo test"
 cargo test --locked --all-targets -- --test-threads=2
 echo "== fuzz smoke"
 tests/fuzz.sh
+echo "== yocto layer (crates.inc in sync, oelint-adv)"
+yocto/check.sh
 if [ "$(id -u)" = 0 ]; then
-    echo "== aarch64 build, run under qemu"
+    echo "== aarch64 and armv7 builds, run under qemu"
     cross/check.sh
+    echo "== Debian packages (amd64, arm64), unpacked into a throwaway root"
+    packaging/check-deb.sh amd64 arm64
 fi
