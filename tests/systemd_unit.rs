@@ -77,3 +77,55 @@ fn unit_exposure_is_at_most_2() {
                 .contains("Type=notify")
     );
 }
+
+/// The unit keeps every property the gateway images rely on; a line lost in
+/// an edit fails here even where systemd-analyze is missing.
+#[test]
+fn unit_keeps_the_shipping_properties() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/edgereach.service"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let has = |want: &str| lines.contains(&want);
+    for want in [
+        "Type=notify",
+        "Restart=on-failure",
+        "StateDirectory=edgereach",
+        "RuntimeDirectory=edgereach",
+        "ConfigurationDirectory=edgereach",
+        "User=edgereach",
+        "CapabilityBoundingSet=",
+        "AmbientCapabilities=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ExecStart=/usr/bin/edgereach run --config /etc/edgereach/edgereach.toml",
+    ] {
+        assert!(has(want), "config/edgereach.service lacks `{want}`");
+    }
+    assert!(
+        lines.iter().any(|l| l
+            .strip_prefix("WatchdogSec=")
+            .is_some_and(|v| !v.is_empty() && v != "0")),
+        "no WatchdogSec="
+    );
+    let families = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("RestrictAddressFamilies="))
+        .expect("RestrictAddressFamilies=");
+    for family in ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"] {
+        assert!(
+            families.split_whitespace().any(|f| f == family),
+            "{family} missing"
+        );
+    }
+    // Readiness is handled inside (netlink): never wait for network-online.
+    assert!(
+        !lines.iter().any(|l| l.contains("network-online")),
+        "the unit must not depend on network-online.target"
+    );
+}
