@@ -40,7 +40,11 @@ fn generator_lists_every_locked_registry_crate() {
         eprintln!("SKIP generator check: python3 not runnable");
         return;
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let inc = String::from_utf8(out.stdout).expect("utf-8 output");
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).expect("Cargo.lock");
     let registry = lock
