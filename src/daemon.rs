@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::control::{self, AccessPolicy};
 use crate::netwatch::{self, NetState};
-use crate::state::{Identity, StateDir};
+use crate::state::{EventSeqStore, Identity, StateDir};
 use crate::status::{now_rfc3339, GatewayStatus, Level, Status, StatusHub};
 use crate::{pending, shutdown};
 
@@ -47,15 +47,20 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         .id
         .clone()
         .unwrap_or_else(|| identity.gateway_id.clone());
-    let hub = StatusHub::new(Status::starting(GatewayStatus {
-        id: gateway_id.clone(),
-        site: config.gateway.site.clone(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: now_rfc3339(),
-        config_path: config_path.display().to_string(),
-        state_dir: state.path().display().to_string(),
-        last_reload: None,
-    }));
+    let (seq_store, last_seq) = EventSeqStore::open(&state)?;
+    let hub = StatusHub::with_event_seq(
+        Status::starting(GatewayStatus {
+            id: gateway_id.clone(),
+            site: config.gateway.site.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: now_rfc3339(),
+            config_path: config_path.display().to_string(),
+            state_dir: state.path().display().to_string(),
+            last_reload: None,
+        }),
+        seq_store,
+        last_seq,
+    );
 
     let policy = AccessPolicy::for_current_process(config.gateway.control_group.as_deref())
         .map_err(DaemonError::Group)?;
@@ -163,6 +168,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         tracing::warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; cutting them off");
         tasks.abort_all();
     }
+    hub.close_event_seq();
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
 }

@@ -19,5 +19,6 @@ pub mod shutdown;
 pub mod state;
 pub mod status;
 pub mod tailscale;
+pub mod telemetry;
 pub mod view;
 pub mod web;

@@ -3,8 +3,7 @@
 //! Every capability task publishes into the [`StatusHub`]; the CLI, the web page,
 //! metrics and MQTT only ever render what the hub holds. Nothing keeps a second copy.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -309,7 +308,7 @@ pub enum Level {
 /// One thing that happened, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// Monotonically increasing within one daemon run.
+    /// Monotonically increasing, across daemon restarts too.
     pub seq: u64,
     /// RFC 3339 UTC.
     pub time: String,
@@ -389,20 +388,59 @@ pub struct StatusHub {
 struct HubInner {
     status: watch::Sender<Status>,
     events: broadcast::Sender<Event>,
-    seq: AtomicU64,
+    seq: Mutex<EventSeq>,
+}
+
+/// The last sequence number used, and where it is kept across restarts.
+struct EventSeq {
+    last: u64,
+    store: Option<crate::state::EventSeqStore>,
 }
 
 impl StatusHub {
-    /// Start a hub holding `initial`.
+    /// Start a hub holding `initial`; event numbers start at 1.
     pub fn new(initial: Status) -> Self {
+        Self::build(
+            initial,
+            EventSeq {
+                last: 0,
+                store: None,
+            },
+        )
+    }
+
+    /// Start a hub whose event numbers continue from `store` (see
+    /// [`crate::state::EventSeqStore`]): they keep increasing across restarts.
+    pub fn with_event_seq(initial: Status, store: crate::state::EventSeqStore, last: u64) -> Self {
+        Self::build(
+            initial,
+            EventSeq {
+                last,
+                store: Some(store),
+            },
+        )
+    }
+
+    fn build(initial: Status, seq: EventSeq) -> Self {
         let (status, _) = watch::channel(initial);
         let (events, _) = broadcast::channel(256);
         Self {
             inner: Arc::new(HubInner {
                 status,
                 events,
-                seq: AtomicU64::new(0),
+                seq: Mutex::new(seq),
             }),
+        }
+    }
+
+    /// Clean stop: store the exact last event number.
+    pub fn close_event_seq(&self) {
+        let mut seq = self.inner.seq.lock().unwrap_or_else(|p| p.into_inner());
+        let last = seq.last;
+        if let Some(store) = seq.store.as_mut() {
+            if let Err(e) = store.close(last) {
+                tracing::warn!("cannot store the last event number: {e}");
+            }
         }
     }
 
@@ -435,8 +473,15 @@ impl StatusHub {
         level: Level,
         message: impl Into<String>,
     ) -> Event {
+        // Held until the event is out, so subscribers see numbers in order.
+        let mut seq = self.inner.seq.lock().unwrap_or_else(|p| p.into_inner());
+        seq.last += 1;
+        let number = seq.last;
+        if let Some(store) = seq.store.as_mut() {
+            store.record(number);
+        }
         let event = Event {
-            seq: self.inner.seq.fetch_add(1, Ordering::SeqCst) + 1,
+            seq: number,
             time: now_rfc3339(),
             source: source.to_string(),
             kind: kind.to_string(),
@@ -456,6 +501,7 @@ impl StatusHub {
         });
         // No subscriber is fine: the snapshot already holds the event.
         let _ = self.inner.events.send(event.clone());
+        drop(seq);
         event
     }
 }

@@ -1,0 +1,427 @@
+//! The durable outbox: every netcheck report and event is on disk (fsynced)
+//! before it is published, and leaves only once the broker acknowledged it.
+//!
+//! Records go into append-only segment files `seg-<first id>.log` in one
+//! directory, framed by [`super::frame`]. An acknowledgement is one more frame
+//! (not fsynced: losing it in a power cut only means a duplicate, which
+//! consumers drop by `seq`). A segment whose records are all acknowledged is
+//! deleted once it is no longer the one written to. The total size of the
+//! segments is bounded: when a new record would not fit, the oldest segment
+//! goes, and its unacknowledged records are counted as dropped (a counter that
+//! survives in `meta` frames). Order is the order of `append`.
+//!
+//! No MQTT here: the actor asks for [`Outbox::pending`] and reports acks.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::frame::{self, Frame};
+
+/// Smallest bound accepted for the whole outbox.
+pub const MIN_MAX_BYTES: u64 = 1024 * 1024;
+/// How many segments the bound is split into (the granularity of dropping).
+const SEGMENTS_PER_BOUND: u64 = 16;
+
+/// An outbox problem, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// Reading, writing or syncing a file failed.
+    #[error("outbox {path}: {action}: {source}")]
+    Io {
+        /// File or directory.
+        path: String,
+        /// What was being done.
+        action: &'static str,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The record cannot be stored.
+    #[error(transparent)]
+    Encode(#[from] frame::EncodeError),
+}
+
+/// One record waiting for its acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Outbox id, increasing in append order.
+    pub id: u64,
+    /// Topic suffix under the prefix, e.g. `events`.
+    pub topic: String,
+    /// Message payload.
+    pub payload: Vec<u8>,
+    segment: u64,
+}
+
+/// What opening found on disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Segment files read.
+    pub segments: usize,
+    /// Unacknowledged records found.
+    pub pending: usize,
+    /// Bytes cut off the end of the last segment (a write torn by a crash).
+    pub torn_tail_bytes: u64,
+    /// Bytes skipped inside segments (corruption).
+    pub corrupt_bytes: u64,
+}
+
+struct Segment {
+    first_id: u64,
+    path: PathBuf,
+    size: u64,
+    unacked: usize,
+}
+
+/// The outbox in one directory.
+pub struct Outbox {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    segments: VecDeque<Segment>,
+    active: File,
+    pending: VecDeque<Record>,
+    next_id: u64,
+    dropped: u64,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("dir", &self.dir)
+            .field("pending", &self.pending.len())
+            .field("bytes", &self.bytes())
+            .field("dropped", &self.dropped)
+            .finish()
+    }
+}
+
+fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> OutboxError + 'a {
+    move |source| OutboxError::Io {
+        path: path.display().to_string(),
+        action,
+        source,
+    }
+}
+
+fn segment_name(first_id: u64) -> String {
+    format!("seg-{first_id:020}.log")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("seg-")?.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl Outbox {
+    /// Open (creating if needed) the outbox in `dir`, bounded to `max_bytes`
+    /// (at least [`MIN_MAX_BYTES`]). A torn tail is cut off the last segment.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<(Self, Recovery), OutboxError> {
+        let max_bytes = max_bytes.max(MIN_MAX_BYTES);
+        let segment_bytes = (max_bytes / SEGMENTS_PER_BOUND).max(64 * 1024);
+        fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
+        let mut ids: Vec<u64> = fs::read_dir(dir)
+            .map_err(io(dir, "list directory"))?
+            .flatten()
+            .filter_map(|e| parse_segment_name(&e.file_name().to_string_lossy()))
+            .collect();
+        ids.sort_unstable();
+
+        let mut recovery = Recovery::default();
+        let mut segments = VecDeque::new();
+        let mut pending: VecDeque<Record> = VecDeque::new();
+        let mut acked = std::collections::HashSet::new();
+        let mut dropped = 0;
+        let mut max_id = 0;
+        let count = ids.len();
+        for (i, first_id) in ids.into_iter().enumerate() {
+            let path = dir.join(segment_name(first_id));
+            let mut bytes = Vec::new();
+            File::open(&path)
+                .and_then(|f| f.take(max_bytes.saturating_mul(2)).read_to_end(&mut bytes))
+                .map_err(io(&path, "read segment"))?;
+            let decoded = frame::decode_all(&bytes);
+            recovery.corrupt_bytes += decoded.skipped as u64;
+            let mut size = bytes.len() as u64;
+            if i + 1 == count && decoded.valid_end < bytes.len() {
+                // The last segment is appended to: cut a torn write off first.
+                recovery.torn_tail_bytes = (bytes.len() - decoded.valid_end) as u64;
+                size = decoded.valid_end as u64;
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_len(size).and_then(|()| f.sync_all()))
+                    .map_err(io(&path, "cut torn tail"))?;
+            }
+            for (_, f) in decoded.frames {
+                match f {
+                    Frame::Data { id, topic, payload } if id > max_id => {
+                        max_id = id;
+                        pending.push_back(Record {
+                            id,
+                            topic: topic.to_string(),
+                            payload: payload.to_vec(),
+                            segment: first_id,
+                        });
+                    }
+                    Frame::Data { .. } => {} // out of order: a duplicate, ignored
+                    Frame::Ack { id } => {
+                        acked.insert(id);
+                    }
+                    Frame::Meta { dropped: d } => dropped = dropped.max(d),
+                }
+            }
+            segments.push_back(Segment {
+                first_id,
+                path,
+                size,
+                unacked: 0,
+            });
+        }
+        pending.retain(|r| !acked.contains(&r.id));
+        for r in &pending {
+            if let Some(s) = segments.iter_mut().find(|s| s.first_id == r.segment) {
+                s.unacked += 1;
+            }
+        }
+        recovery.segments = segments.len();
+        recovery.pending = pending.len();
+        let next_id = max_id
+            .max(segments.back().map_or(0, |s| s.first_id.saturating_sub(1)))
+            .saturating_add(1);
+        let (active, new_segment) = match segments.back() {
+            Some(s) => (
+                OpenOptions::new()
+                    .append(true)
+                    .open(&s.path)
+                    .map_err(io(&s.path, "open segment"))?,
+                None,
+            ),
+            None => {
+                let (file, seg) = create_segment(dir, next_id, dropped)?;
+                (file, Some(seg))
+            }
+        };
+        let mut outbox = Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            segment_bytes,
+            segments,
+            active,
+            pending,
+            next_id,
+            dropped,
+        };
+        if let Some(seg) = new_segment {
+            outbox.segments.push_back(seg);
+        }
+        outbox.make_room(0)?;
+        recovery.pending = outbox.pending.len();
+        Ok((outbox, recovery))
+    }
+
+    /// Store a record durably (fsynced) and return its id. Makes room by
+    /// dropping the oldest segment when the bound would be exceeded.
+    pub fn append(&mut self, topic: &str, payload: &[u8]) -> Result<u64, OutboxError> {
+        let id = self.next_id;
+        let bytes = frame::encode(&Frame::Data { id, topic, payload })?;
+        let len = bytes.len() as u64;
+        if self.active_segment().size + len > self.segment_bytes {
+            self.rotate()?;
+        }
+        self.make_room(len)?;
+        self.write_active(&bytes, true)?;
+        self.next_id += 1;
+        let segment = self.active_segment().first_id;
+        self.active_segment_mut().unacked += 1;
+        self.pending.push_back(Record {
+            id,
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            segment,
+        });
+        Ok(id)
+    }
+
+    /// The broker acknowledged record `id`: forget it. Unknown ids (already
+    /// acknowledged, or dropped meanwhile) are ignored.
+    pub fn ack(&mut self, id: u64) -> Result<(), OutboxError> {
+        let Ok(at) = self.pending.binary_search_by_key(&id, |r| r.id) else {
+            return Ok(());
+        };
+        let Some(rec) = self.pending.remove(at) else {
+            return Ok(());
+        };
+        let bytes = frame::encode(&Frame::Ack { id })?;
+        // Not fsynced: a lost ack costs only a duplicate after a power cut.
+        self.write_active(&bytes, false)?;
+        if let Some(s) = self.segments.iter_mut().find(|s| s.first_id == rec.segment) {
+            s.unacked = s.unacked.saturating_sub(1);
+        }
+        if self.active_segment().unacked == 0 && self.active_segment().size >= self.segment_bytes {
+            self.rotate()?;
+        }
+        self.delete_resolved()
+    }
+
+    /// Records waiting for an acknowledgement, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &Record> {
+        self.pending.iter()
+    }
+
+    /// The oldest records with an id above `after`, at most `limit` of them.
+    pub fn pending_after(&self, after: u64, limit: usize) -> Vec<Record> {
+        let start = self.pending.partition_point(|r| r.id <= after);
+        self.pending.range(start..).take(limit).cloned().collect()
+    }
+
+    /// Number of records waiting.
+    pub fn depth(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes on disk (all segments).
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Records dropped because the outbox was full, since it was created.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The configured bound.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    fn active_segment(&self) -> &Segment {
+        // open() always leaves at least one segment, and rotate() adds before removing.
+        &self.segments[self.segments.len() - 1]
+    }
+
+    fn active_segment_mut(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    fn write_active(&mut self, bytes: &[u8], sync: bool) -> Result<(), OutboxError> {
+        let seg = &self.segments[self.segments.len() - 1];
+        let before = seg.size;
+        let path = seg.path.clone();
+        let written = self.active.write_all(bytes).and_then(|()| {
+            if sync {
+                self.active.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // Leave no half frame behind for the next append to follow.
+            let _ = self.active.set_len(before);
+            return Err(io(&path, "append")(e));
+        }
+        self.active_segment_mut().size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Whether the active segment holds any record (else rotating would
+    /// only recreate it under the same name).
+    fn active_has_records(&self) -> bool {
+        self.active_segment().first_id < self.next_id
+    }
+
+    fn rotate(&mut self) -> Result<(), OutboxError> {
+        if !self.active_has_records() {
+            return Ok(());
+        }
+        let (file, seg) = create_segment(&self.dir, self.next_id, self.dropped)?;
+        self.active = file;
+        self.segments.push_back(seg);
+        self.delete_resolved()
+    }
+
+    /// Delete leading segments that are fully acknowledged and not active.
+    fn delete_resolved(&mut self) -> Result<(), OutboxError> {
+        let mut deleted = false;
+        while self.segments.len() > 1 && self.segments[0].unacked == 0 {
+            if let Some(s) = self.segments.pop_front() {
+                fs::remove_file(&s.path).map_err(io(&s.path, "delete segment"))?;
+                deleted = true;
+            }
+        }
+        if deleted {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Drop oldest segments until `extra` more bytes fit in the bound.
+    fn make_room(&mut self, extra: u64) -> Result<(), OutboxError> {
+        let mut dropped_now = 0;
+        while self.bytes() + extra > self.max_bytes {
+            if self.segments.len() == 1 {
+                if !self.active_has_records() {
+                    break; // nothing left to drop: one record larger than the bound
+                }
+                self.rotate()?;
+                continue;
+            }
+            if let Some(s) = self.segments.pop_front() {
+                let before = self.pending.len();
+                self.pending.retain(|r| r.segment != s.first_id);
+                dropped_now += (before - self.pending.len()) as u64;
+                fs::remove_file(&s.path).map_err(io(&s.path, "delete segment"))?;
+            }
+        }
+        if dropped_now > 0 {
+            self.dropped += dropped_now;
+            sync_dir(&self.dir)?;
+            let meta = frame::encode(&Frame::Meta {
+                dropped: self.dropped,
+            })?;
+            self.write_active(&meta, true)?;
+        }
+        Ok(())
+    }
+}
+
+fn create_segment(dir: &Path, first_id: u64, dropped: u64) -> Result<(File, Segment), OutboxError> {
+    let path = dir.join(segment_name(first_id));
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io(&path, "create segment"))?;
+    let meta = frame::encode(&Frame::Meta { dropped })?;
+    file.set_len(0)
+        .and_then(|()| file.write_all(&meta))
+        .and_then(|()| file.sync_all())
+        .map_err(io(&path, "write segment header"))?;
+    sync_dir(dir)?;
+    let size = meta.len() as u64;
+    Ok((
+        file,
+        Segment {
+            first_id,
+            path,
+            size,
+            unacked: 0,
+        },
+    ))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir, "fsync directory"))
+}
+
+#[cfg(test)]
+mod tests;
