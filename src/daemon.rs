@@ -19,6 +19,9 @@ use crate::{pending, shutdown};
 /// Time the tasks get to finish after SIGTERM before they are cut off; the
 /// whole shutdown must stay well inside systemd's and the spec's 2 s.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// The part of it telemetry gets after every other task has stopped, to
+/// record their last events and send what it can.
+const TELEMETRY_GRACE: Duration = Duration::from_millis(500);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,15 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         net_rx.clone(),
         stop_signal.clone(),
     ));
+    // Telemetry stops last: the events of the others' shutdown (mappings
+    // released) must still reach its outbox.
+    let (telemetry_stop, telemetry_signal) = shutdown::channel();
+    let mut telemetry = tokio::spawn(crate::telemetry::service::run(
+        hub.clone(),
+        config_rx.clone(),
+        net_rx.clone(),
+        telemetry_signal,
+    ));
     tasks.spawn(pending::run(hub.clone(), config_rx, net_rx, stop_signal));
 
     let expected_tasks = tasks.len();
@@ -137,7 +149,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         };
         tokio::select! {
             _ = ping => {
-                if tasks.len() == expected_tasks {
+                if tasks.len() == expected_tasks && !telemetry.is_finished() {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 } else {
                     tracing::error!("a task has ended: withholding the watchdog ping so systemd restarts us");
@@ -160,13 +172,23 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
 
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop.trigger();
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE - TELEMETRY_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         tracing::warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}; cutting them off");
         tasks.abort_all();
+    }
+    telemetry_stop.trigger();
+    if tokio::time::timeout(TELEMETRY_GRACE, &mut telemetry)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "telemetry did not stop within {TELEMETRY_GRACE:?}; what it holds stays in its outbox"
+        );
+        telemetry.abort();
     }
     hub.close_event_seq();
     let _ = std::fs::remove_file(&socket_path);

@@ -28,7 +28,6 @@ pub async fn run(
         net.borrow_and_update();
         hub.update(|s| {
             apply(&mut s.admission, admission(&cfg));
-            apply(&mut s.telemetry, telemetry(&cfg));
         });
         tokio::select! {
             _ = shutdown.wait() => return,
@@ -59,13 +58,6 @@ fn admission(cfg: &Config) -> Verdict {
     not_built("admission")
 }
 
-fn telemetry(cfg: &Config) -> Verdict {
-    if cfg.telemetry.mqtt_url.is_empty() {
-        return (State::Disabled, "telemetry.mqtt_url is empty".into());
-    }
-    not_built("MQTT telemetry")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,7 +65,6 @@ mod tests {
     #[test]
     fn reasons_follow_config_and_network() {
         let cfg = Config::default();
-        assert_eq!(telemetry(&cfg).0, State::Disabled);
         assert_eq!(admission(&cfg).0, State::Disabled);
     }
 }

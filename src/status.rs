@@ -209,6 +209,45 @@ pub struct NetcheckStatus {
     pub runs: u64,
 }
 
+/// The MQTT telemetry connection and its outbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelemetryStatus {
+    /// Health of telemetry.
+    #[serde(flatten)]
+    pub health: Health,
+    /// The broker, `mqtt[s]://host:port` (never credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// Whether the broker accepted our connection and it is up.
+    pub connected: bool,
+    /// Records (netcheck reports, events) on disk waiting for the broker's ack.
+    pub outbox_depth: u64,
+    /// Bytes the outbox takes on disk.
+    pub outbox_bytes: u64,
+    /// Messages the broker acknowledged since start.
+    pub sent: u64,
+    /// Records dropped because the outbox was full (kept across restarts).
+    pub dropped: u64,
+    /// The last connection or outbox error, kept after recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Default for TelemetryStatus {
+    fn default() -> Self {
+        Self {
+            health: Health::new(State::Unavailable, Some("starting".to_string())),
+            broker: None,
+            connected: false,
+            outbox_depth: 0,
+            outbox_bytes: 0,
+            sent: 0,
+            dropped: 0,
+            last_error: None,
+        }
+    }
+}
+
 /// One mapping held on the router.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MappingStatus {
@@ -338,7 +377,7 @@ pub struct Status {
     /// Admission service registration.
     pub admission: CapabilityStatus,
     /// MQTT telemetry.
-    pub telemetry: CapabilityStatus,
+    pub telemetry: TelemetryStatus,
     /// Local web page.
     pub web: WebStatus,
     /// Most recent events, oldest first (at most [`RECENT_EVENTS`]).
@@ -369,7 +408,7 @@ impl Status {
             },
             tailscale: crate::tailscale::model::TailscaleStatus::starting(std::path::Path::new("")),
             admission: starting(),
-            telemetry: starting(),
+            telemetry: TelemetryStatus::default(),
             web: WebStatus {
                 health: Health::new(State::Unavailable, Some("starting".to_string())),
                 ..WebStatus::default()

@@ -68,9 +68,23 @@ pub fn render_status(s: &Status) -> String {
     });
     line(&mut out, "netcheck", &s.netcheck.health, nc);
     render_tailscale(&mut out, &s.tailscale);
-    for (name, sec) in [("admission", &s.admission), ("telemetry", &s.telemetry)] {
-        line(&mut out, name, &sec.health, None);
-    }
+    line(&mut out, "admission", &s.admission.health, None);
+    let t = &s.telemetry;
+    let tl = t.broker.as_ref().map(|b| {
+        format!(
+            "{b} {}, outbox {} ({} bytes), sent {}, dropped {}",
+            if t.connected {
+                "connected"
+            } else {
+                "not connected"
+            },
+            t.outbox_depth,
+            t.outbox_bytes,
+            t.sent,
+            t.dropped
+        )
+    });
+    line(&mut out, "telemetry", &t.health, tl);
     let web = (!s.web.listening.is_empty())
         .then(|| format!("http://{}", s.web.listening.join(", http://")));
     line(&mut out, "web", &s.web.health, web);

@@ -292,6 +292,27 @@ pub struct TelemetryConfig {
     pub mqtt_url: String,
     /// Topic prefix; `{site}` and `{gateway}` are replaced.
     pub topic_prefix: String,
+    /// PEM file of the CA(s) the broker's certificate must chain to (mqtts);
+    /// empty = the system trust store.
+    pub ca_file: String,
+    /// PEM client certificate for brokers that want one; empty = none.
+    pub client_cert: String,
+    /// PEM private key of `client_cert`.
+    pub client_key: String,
+    /// File with the username on the first line and the password on the
+    /// second; empty = anonymous. Its content is never logged.
+    pub credentials_file: String,
+    /// MQTT keepalive: idle time before a ping; the broker declares us gone
+    /// (and publishes the Last Will) after 1.5 times this.
+    pub keepalive: HumanDuration,
+    /// Period of the full status snapshot, besides publishing on change.
+    pub status_interval: HumanDuration,
+    /// Quiet time gathering status changes into one publish.
+    pub debounce: HumanDuration,
+    /// Bound of the on-disk outbox; the oldest records go when it is full.
+    pub outbox_max_bytes: u64,
+    /// Longest wait between reconnection attempts (jittered, doubling from 1 s).
+    pub reconnect_max: HumanDuration,
 }
 
 impl Default for TelemetryConfig {
@@ -299,7 +320,107 @@ impl Default for TelemetryConfig {
         Self {
             mqtt_url: String::new(),
             topic_prefix: "edgereach/{site}/{gateway}".into(),
+            ca_file: String::new(),
+            client_cert: String::new(),
+            client_key: String::new(),
+            credentials_file: String::new(),
+            keepalive: HumanDuration::from_secs(120),
+            status_interval: HumanDuration::from_secs(15 * 60),
+            debounce: HumanDuration::from_secs(10),
+            outbox_max_bytes: 8 * 1024 * 1024,
+            reconnect_max: HumanDuration::from_secs(60),
         }
+    }
+}
+
+impl TelemetryConfig {
+    /// Semantic checks. Returns (dotted key, message).
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, msg: String| Err((format!("telemetry.{key}"), msg));
+        let url = &self.mqtt_url;
+        if !url.is_empty() && !has_scheme(url, &["mqtt://", "mqtts://"]) {
+            return bad(
+                "mqtt_url",
+                format!("{url:?}: expected mqtt://host:port or mqtts://host:port"),
+            );
+        }
+        let p = &self.topic_prefix;
+        if p.is_empty()
+            || p.len() > 128
+            || p.starts_with('/')
+            || p.ends_with('/')
+            || p.contains(['+', '#', '\0'])
+        {
+            return bad(
+                "topic_prefix",
+                format!(
+                    "{p:?}: expected 1-128 characters without '+', '#' or a leading/trailing '/'"
+                ),
+            );
+        }
+        if self.client_cert.is_empty() != self.client_key.is_empty() {
+            // Name the one that is written, so the line number points at it.
+            let present = if self.client_cert.is_empty() {
+                "client_key"
+            } else {
+                "client_cert"
+            };
+            return bad(
+                present,
+                "client_cert and client_key go together: set both or neither".into(),
+            );
+        }
+        let tls_keys = [
+            ("ca_file", &self.ca_file),
+            ("client_cert", &self.client_cert),
+        ];
+        for (key, v) in tls_keys {
+            if !v.is_empty() && url.starts_with("mqtt://") {
+                return bad(
+                    key,
+                    format!(
+                        "{key} is set but mqtt_url {url:?} is not mqtts://, so it would be ignored"
+                    ),
+                );
+            }
+        }
+        let ka = self.keepalive.get();
+        if ka < Duration::from_secs(5) || ka > Duration::from_secs(65535) {
+            return bad(
+                "keepalive",
+                format!("{} is out of range: expected 5s to 65535s", self.keepalive),
+            );
+        }
+        at_least(
+            &self.status_interval,
+            Duration::from_secs(10),
+            "telemetry.status_interval",
+        )?;
+        if self.debounce.get() > self.status_interval.get() {
+            return bad(
+                "debounce",
+                format!(
+                    "{} is longer than status_interval {}",
+                    self.debounce, self.status_interval
+                ),
+            );
+        }
+        at_least(
+            &self.reconnect_max,
+            Duration::from_secs(1),
+            "telemetry.reconnect_max",
+        )?;
+        let (min, max) = (1024 * 1024, 1024 * 1024 * 1024);
+        if !(min..=max).contains(&self.outbox_max_bytes) {
+            return bad(
+                "outbox_max_bytes",
+                format!(
+                    "{} is out of range: expected {min} (1 MiB) to {max} (1 GiB)",
+                    self.outbox_max_bytes
+                ),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -471,13 +592,7 @@ impl Config {
             Duration::from_secs(10),
             "admission.interval",
         )?;
-        let url = &self.telemetry.mqtt_url;
-        if !url.is_empty() && !has_scheme(url, &["mqtt://", "mqtts://"]) {
-            return bad(
-                "telemetry.mqtt_url",
-                format!("{url:?}: expected mqtt://host:port or mqtts://host:port"),
-            );
-        }
+        self.telemetry.validate()?;
         let url = &self.admission.url;
         if !url.is_empty() && !has_scheme(url, &["http://", "https://"]) {
             return bad(

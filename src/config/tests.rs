@@ -148,3 +148,41 @@ fn web_defaults_and_limits() {
     let e = err_of("[web]\nlisten = [\"localhost:80\"]\n");
     assert!(e.starts_with("test.toml:2: web.listen"), "{e}");
 }
+
+#[test]
+fn telemetry_keys_have_defaults_and_are_checked() {
+    let t = Config::parse("", "test.toml").unwrap().telemetry;
+    assert_eq!(t.keepalive.get(), Duration::from_secs(120));
+    assert_eq!(t.status_interval.get(), Duration::from_secs(900));
+    assert_eq!(t.debounce.get(), Duration::from_secs(10));
+    assert_eq!(t.outbox_max_bytes, 8 * 1024 * 1024);
+    assert_eq!(t.reconnect_max.get(), Duration::from_secs(60));
+    assert!(t.ca_file.is_empty() && t.credentials_file.is_empty());
+    let ok = Config::parse(
+        "[telemetry]\nmqtt_url = \"mqtts://b:8883\"\nca_file = \"/ca.pem\"\nclient_cert = \"/c.pem\"\nclient_key = \"/k.pem\"\nkeepalive = \"30s\"\n",
+        "test.toml",
+    )
+    .unwrap();
+    assert_eq!(ok.telemetry.ca_file, "/ca.pem");
+    let cases = [
+        ("keepalive = \"1s\"", "telemetry.keepalive"),
+        ("status_interval = \"1s\"", "telemetry.status_interval"),
+        ("debounce = \"1h\"", "telemetry.debounce"),
+        ("outbox_max_bytes = 1000", "telemetry.outbox_max_bytes"),
+        ("reconnect_max = \"0s\"", "telemetry.reconnect_max"),
+        ("topic_prefix = \"a/#\"", "telemetry.topic_prefix"),
+        ("client_cert = \"/c.pem\"", "telemetry.client_cert"),
+    ];
+    for (line, key) in cases {
+        let e = err_of(&format!("[telemetry]\nmqtt_url = \"mqtts://b\"\n{line}\n"));
+        assert!(
+            e.starts_with(&format!("test.toml:3: {key}: ")),
+            "{line}: {e}"
+        );
+    }
+    let e = err_of("[telemetry]\nmqtt_url = \"mqtt://b\"\nca_file = \"/ca.pem\"\n");
+    assert!(
+        e.contains("telemetry.ca_file") && e.contains("not mqtts"),
+        "{e}"
+    );
+}

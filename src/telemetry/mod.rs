@@ -1,5 +1,14 @@
 //! MQTT telemetry: the gateway's state, status snapshot, netcheck reports and
 //! events, sent to central monitoring through a durable outbox.
+//!
+//! - [`frame`]: the outbox's on-disk framing (pure, fuzzed);
+//! - [`outbox`]: the outbox itself (files, no MQTT);
+//! - [`payload`]: topics and JSON payloads (docs/telemetry.md);
+//! - [`client`]: broker URL, TLS, credentials, Last Will, backoff;
+//! - [`service`]: the actor.
 
+pub mod client;
 pub mod frame;
 pub mod outbox;
+pub mod payload;
+pub mod service;

@@ -96,18 +96,16 @@ pub struct Telemetry {
     pub connected: Option<bool>,
 }
 
-/// What the telemetry section says.
+/// What the telemetry section says (nothing while no broker is configured).
 pub fn telemetry(s: &Status) -> Telemetry {
-    let v = as_value(&s.telemetry);
+    let t = &s.telemetry;
+    if t.broker.is_none() {
+        return Telemetry::default();
+    }
     Telemetry {
-        broker: ["broker", "mqtt_url", "url"]
-            .iter()
-            .find_map(|k| text(find_key(&v, k)))
-            .map(|u| without_credentials(&u)),
-        outbox_depth: ["outbox_depth", "outbox"]
-            .iter()
-            .find_map(|k| find_key(&v, k).and_then(Value::as_u64)),
-        connected: find_key(&v, "connected").and_then(Value::as_bool),
+        broker: t.broker.as_deref().map(without_credentials),
+        outbox_depth: Some(t.outbox_depth),
+        connected: Some(t.connected),
     }
 }
 
@@ -250,13 +248,13 @@ mod tests {
     }
 
     #[test]
-    fn telemetry_and_registration_fields_are_found_in_details() {
+    fn telemetry_and_registration_fields_are_found() {
         let mut s = crate::web::test_status();
-        let mut t = CapabilityStatus::new(State::Ok, None);
-        t.details
-            .insert("broker".into(), "mqtt://u:p@203.0.113.20:1883".into());
-        t.details.insert("outbox_depth".into(), 7.into());
-        s.telemetry = t;
+        s.telemetry = crate::status::TelemetryStatus {
+            broker: Some("mqtt://u:p@203.0.113.20:1883".into()),
+            outbox_depth: 7,
+            ..Default::default()
+        };
         let mut a = CapabilityStatus::new(State::Ok, None);
         a.details.insert("cluster_id".into(), "A".into());
         a.details

@@ -8,6 +8,7 @@
 #   lab.sh down LABDIR               tear down (idempotent)
 #   lab.sh reboot-router LABDIR      restart the hard router's miniupnpd/nft state
 #   lab.sh udp-block LABDIR on|off   drop LAN->WAN UDP on the hard router
+#   lab.sh broker LABDIR stop|start  stop or start the MQTT broker (sessions kept)
 #   lab.sh exec LABDIR HOSTKEY cmd…  run cmd in inet|srv|peer|rhard|reasy|
 #                                    gwhard|gwhard2|gweasy
 #   lab.sh leftovers LABDIR          exit 1 if namespaces/processes remain
@@ -207,6 +208,9 @@ coturn_ready() {
 
 start_mosquitto() {
     gen_mosquitto_conf "$LABDIR/mosquitto.conf"
+    # mosquitto drops root for its own user, which must write the database
+    mkdir -p "$LABDIR/run/mosquitto"
+    if id mosquitto >/dev/null 2>&1; then chown mosquitto "$LABDIR/run/mosquitto"; fi
     start_daemon mosquitto srv mosquitto -c "$LABDIR/mosquitto.conf"
     wait_until 10 "mosquitto on $MQTT_IP:$MQTT_PORT" mosquitto_ready
     maybe_fail mosquitto
@@ -384,6 +388,16 @@ cmd_udp_block() {
     apply_udp_block
 }
 
+cmd_broker() {
+    init_lab "$1"
+    [[ -f $LABDIR/env ]] || die "no lab in $LABDIR"
+    case ${2:-} in
+        stop) stop_record "$LABDIR/run/mosquitto.proc"; log "mosquitto stopped" ;;
+        start) start_mosquitto ;;
+        *) die "usage: broker LABDIR stop|start" ;;
+    esac
+}
+
 cmd_exec() {
     init_lab "$1"
     local key=${2:-}
@@ -404,6 +418,7 @@ main() {
         down) cmd_down "$1" ;;
         reboot-router) cmd_reboot_router "$1" ;;
         udp-block) cmd_udp_block "$@" ;;
+        broker) cmd_broker "$@" ;;
         exec) cmd_exec "$@" ;;
         leftovers) cmd_leftovers "$1" ;;
         *) usage ;;

@@ -1,6 +1,6 @@
 use super::*;
 use crate::netcheck::report::Report;
-use crate::status::{CapabilityStatus, DefaultRoute, Event, Health, MappingStatus};
+use crate::status::{DefaultRoute, Event, Health, MappingStatus};
 use crate::tailscale::api::PingPath;
 use crate::web::sections::test_peer;
 
@@ -147,13 +147,11 @@ fn peers_and_telemetry_render_without_secrets() {
         ),
         test_peer("gw-c", None),
     ];
-    let mut t = CapabilityStatus::new(State::Ok, None);
-    t.details.insert(
-        "broker".into(),
-        "mqtt://gw:hunter2@203.0.113.20:1883".into(),
-    );
-    t.details.insert("outbox_depth".into(), 3.into());
-    s.telemetry = t;
+    s.telemetry = crate::status::TelemetryStatus {
+        broker: Some("mqtt://gw:hunter2@203.0.113.20:1883".into()),
+        outbox_depth: 3,
+        ..Default::default()
+    };
     let page = render(&s, SystemTime::now(), None, false);
     assert!(page.contains("direct 203.0.113.50:41641"), "{page}");
     assert!(page.contains("relay lab"));
