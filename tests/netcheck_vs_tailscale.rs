@@ -22,51 +22,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::is_root;
 use common::lab::Lab;
-
-const TOOLS: &str = "/var/cache/edgereach-tools/bin";
-
-fn mesh_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/mesh.sh")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn log_tail(lab: &Lab, name: &str) -> String {
-    let t = std::fs::read_to_string(lab.path().join("logs").join(format!("{name}.log")))
-        .unwrap_or_default();
-    let lines: Vec<_> = t.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// tests/lab/mesh.sh SUB LABDIR args...; panics with the output on failure.
-fn mesh(lab: &Lab, sub: &str, args: &[&str], log: &str) -> Output {
-    let out = Command::new(mesh_script())
-        .arg(sub)
-        .arg(lab.path())
-        .args(args)
-        .env("EDGEREACH_TOOLS", TOOLS)
-        .output()
-        .expect("run mesh.sh");
-    assert!(
-        out.status.success(),
-        "mesh.sh {sub} {args:?} failed: {}\n{log} log:\n{}",
-        text(&out),
-        log_tail(lab, log)
-    );
-    out
-}
+use common::mesh::{headscale, mesh, mesh_script, missing_tools, text, TOOLS};
 
 fn tailscale_netcheck(lab: &Lab, name: &str) -> serde_json::Value {
     // mesh.sh refuses unless NAME's tailscaled runs and holds the lab DERP map.
@@ -178,23 +138,14 @@ fn netcheck_matches_tailscale() {
         eprintln!("SKIP netcheck_matches_tailscale: the lab needs root (network namespaces)");
         return;
     }
-    for b in ["tailscaled", "tailscale", "headscale"] {
-        if !Path::new(TOOLS).join(b).is_file() {
-            eprintln!("SKIP netcheck_matches_tailscale: {TOOLS}/{b} missing (see tests/lab/install-go-tools.sh)");
-            return;
-        }
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIP netcheck_matches_tailscale: {why}");
+        return;
     }
     let t0 = std::time::Instant::now();
     let lab = Lab::up(&[]);
 
-    let key_out = mesh(&lab, "headscale", &[], "headscale");
-    let key = String::from_utf8_lossy(&key_out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    assert!(!key.is_empty(), "no pre-auth key: {}", text(&key_out));
+    let key = headscale(&lab);
     let hosts = [
         ("gwhard", "HARD_LAN_GW", "GWHARD_IP", "HARD_WAN_IP"),
         ("gweasy", "EASY_LAN_GW", "GWEASY_IP", "EASY_WAN_IP"),

@@ -33,9 +33,6 @@ pub fn config_in(dir: &Path) -> String {
                 ("[netcheck]", l) if l.starts_with("stun_servers =") => {
                     "stun_servers = []".to_string()
                 }
-                ("[tailscale]", l) if l.starts_with("socket =") => {
-                    format!("socket = \"{}\"", dir.join("no-tailscaled.sock").display())
-                }
                 // A free port each: daemons of parallel tests never collide;
                 // `web.listening` in the status says which one it got.
                 ("[web]", l) if l.starts_with("listen =") => {
@@ -48,13 +45,16 @@ pub fn config_in(dir: &Path) -> String {
         .join("\n")
 }
 
-/// The example config with state and socket moved into `dir`, everything
+/// The example config with state and sockets moved into `dir` (tailscaled's
+/// socket too: a test that drives a lab tailscaled sets it), everything else
 /// on: only for daemons inside lab namespaces.
 pub fn lab_config_in(dir: &Path) -> String {
     example_config()
         .lines()
         .map(|l| {
-            if l.starts_with("state_dir =") {
+            if l.starts_with("socket = \"/run/tailscale/") {
+                format!("socket = \"{}\"", dir.join("no-tailscaled.sock").display())
+            } else if l.starts_with("state_dir =") {
                 format!("state_dir = \"{}\"", dir.join("state").display())
             } else if l.starts_with("control_socket =") {
                 format!(
@@ -223,6 +223,7 @@ impl Drop for Daemon {
 
 pub mod http;
 pub mod lab;
+pub mod mesh;
 
 /// Return early, saying why, from a test that needs root for the lab.
 #[allow(unused_macros)]

@@ -13,7 +13,8 @@
 #                                    gwhard|gwhard2|gweasy
 #   lab.sh leftovers LABDIR          exit 1 if namespaces/processes remain
 #
-# Env for `up`: LAB_UPNP, LAB_NATPMP, LAB_PCP = yes|no (default yes), and
+# Env for `up`: LAB_UPNP, LAB_NATPMP, LAB_PCP = yes|no (default yes),
+# LAB_LAN=doc|private (LAN addresses: 192.0.2.0/24 or 10.77.0.0/24), and
 # LAB_FAIL_AT=namespaces|links|nft|coturn|mosquitto|miniupnpd|env to simulate
 # a failure at that stage (tests the cleanup path).
 # miniupnpd 2.3.1 has only enable_upnp and enable_natpmp; the latter turns on
@@ -32,9 +33,19 @@ source "$HERE/lab-proc.sh"
 INET_IP=203.0.113.1 HARD_WAN_IP=203.0.113.2 EASY_WAN_IP=203.0.113.3
 STUN1_IP=203.0.113.10 STUN2_IP=203.0.113.11 MQTT_IP=203.0.113.20
 PEER_IP=203.0.113.50 INET_NET=203.0.113.0/24
-HARD_LAN_GW=192.0.2.1 GWHARD_IP=192.0.2.10 GWHARD2_IP=192.0.2.11
-HARD_LAN_NET=192.0.2.0/26
-EASY_LAN_GW=192.0.2.65 GWEASY_IP=192.0.2.74 EASY_LAN_NET=192.0.2.64/26
+# LANs: documentation addresses by default; LAB_LAN=private puts both LANs in
+# RFC 1918 space, as at real sites (tailscaled's own port mapper only talks to
+# a private default gateway, so the field scenario needs it).
+set_lans() {
+    case $1 in
+    doc) local p=192.0.2 ;;
+    private) local p=10.77.0 ;;
+    *) die "LAB_LAN must be doc or private (got '$1')" ;;
+    esac
+    LAB_LAN=$1
+    HARD_LAN_GW=$p.1 GWHARD_IP=$p.10 GWHARD2_IP=$p.11 HARD_LAN_NET=$p.0/26
+    EASY_LAN_GW=$p.65 GWEASY_IP=$p.74 EASY_LAN_NET=$p.64/26
+}
 STUN_PORT=3478 STUN_ALT_PORT=3479 MQTT_PORT=1883
 UPNP_HTTP_PORT=5000 NATPMP_PORT=5351
 # Interface names are per namespace, so they need no lab prefix (<= 15 chars).
@@ -62,6 +73,12 @@ init_lab() {
         LAB_ID=$(cat "$LABDIR/lab.id")
     fi
     PFX="$LAB_ID-"
+    # Later commands use the LANs the lab was built with.
+    if [[ -f $LABDIR/env ]] && grep -qx 'LAN=private' "$LABDIR/env"; then
+        set_lans private
+    else
+        set_lans "${LAB_LAN:-doc}"
+    fi
 }
 
 ns() { printf '%s%s' "$PFX" "$1"; }
@@ -267,7 +284,7 @@ write_env() {
         for v in "${ENV_VARS[@]}"; do printf '%s=%s\n' "$v" "${!v}"; done
         printf 'GW_IF=%s\nSTUN1=%s:%s\nSTUN2=%s:%s\nMQTT=%s:%s\n' "$HOST_IF" \
             "$STUN1_IP" "$STUN_PORT" "$STUN2_IP" "$STUN_PORT" "$MQTT_IP" "$MQTT_PORT"
-        printf 'UPNP=%s\nNATPMP=%s\nPCP=%s\n' "$LAB_UPNP" "$LAB_NATPMP" "$LAB_PCP"
+        printf 'UPNP=%s\nNATPMP=%s\nPCP=%s\nLAN=%s\n' "$LAB_UPNP" "$LAB_NATPMP" "$LAB_PCP" "$LAB_LAN"
         printf 'MINIUPNPD_CONF=%s\nLEASE_FILE=%s\nLOGDIR=%s\n' "$LABDIR/miniupnpd.conf" \
             "$LABDIR/run/miniupnpd.leases" "$LABDIR/logs"
     } >"$LABDIR/env.tmp"

@@ -10,6 +10,14 @@
 #   mesh.sh netcheck LABDIR NAME [args…]      `tailscale netcheck` in NAME's namespace,
 #                                             only once its tailscaled has the lab DERP map
 #   mesh.sh cli LABDIR NAME args…             `tailscale --socket … args…` in NAME's namespace
+#   mesh.sh stop LABDIR NAME                  stop tailscaled NAME (TERM, then KILL)
+#   mesh.sh kill LABDIR NAME                  kill -9 tailscaled NAME
+#   mesh.sh start LABDIR NAME                 start tailscaled NAME again from its state
+#   mesh.sh run LABDIR PROC HOSTKEY cmd…      any daemon in HOSTKEY's namespace, recorded
+#                                             as LABDIR/run/PROC.proc (stopped by lab.sh down)
+#
+# MESH_TS_ENV="TS_DISABLE_PORTMAPPER=1 …" adds TS_* variables to a tailscaled
+# started by join (kept for start).
 #
 # DERP map: two STUN-only regions, 900 lab-a -> 203.0.113.10:3478 and
 # 901 lab-b -> 203.0.113.11:3478 (LABDIR/derp.yaml for headscale, and the same
@@ -257,9 +265,26 @@ backend_state() { ts "$1" status --json 2>/dev/null | jq -r .BackendState; }
 ts_answers() { [[ -S $(tsdir "$1")/tailscaled.sock ]] && [[ -n $(backend_state "$1") ]]; }
 ts_running() { [[ $(backend_state "$1") == Running ]]; }
 
+# start_tailscaled NAME: run NAME's tailscaled (hostkey and extra env from
+# its directory) and wait for its LocalAPI.
+start_tailscaled() {
+    local name=$1 d key extra=()
+    d=$(tsdir "$name")
+    key=$(cat "$d/hostkey")
+    [[ -f $d/env ]] && mapfile -t extra <"$d/env"
+    if [[ -f $LABDIR/run/tailscaled-$name.proc ]] && alive "tailscaled-$name"; then
+        log "tailscaled-$name already runs"
+    else
+        start_daemon "tailscaled-$name" "$key" env TS_LOGS_DIR="$d" TS_NO_LOGS_NO_SUPPORT=true \
+            "${extra[@]}" "$TAILSCALED" --tun=userspace-networking --statedir "$d" \
+            --socket "$d/tailscaled.sock" --port "$TS_PORT" --no-logs-no-support
+    fi
+    wait_for 20 "tailscaled-$name LocalAPI" "tailscaled-$name" ts_answers "$name"
+}
+
 cmd_join() {
     init_lab "$1"
-    local key=${2:-} name=${3:-} authkey=${4:-} nsn d
+    local key=${2:-} name=${3:-} authkey=${4:-} nsn d v
     [[ -n $key && -n $name && -n $authkey ]] || die "usage: join LABDIR HOSTKEY NAME AUTHKEY"
     need_bin "$TAILSCALED"
     need_bin "$TAILSCALE"
@@ -268,14 +293,12 @@ cmd_join() {
     mkdir -p "$d"
     chmod 700 "$d"
     printf '%s\n' "$key" >"$d/hostkey"
-    if [[ -f $LABDIR/run/tailscaled-$name.proc ]] && alive "tailscaled-$name"; then
-        log "tailscaled-$name already runs"
-    else
-        start_daemon "tailscaled-$name" "$key" env TS_LOGS_DIR="$d" TS_NO_LOGS_NO_SUPPORT=true \
-            "$TAILSCALED" --tun=userspace-networking --statedir "$d" \
-            --socket "$d/tailscaled.sock" --port "$TS_PORT" --no-logs-no-support
-    fi
-    wait_for 20 "tailscaled-$name LocalAPI" "tailscaled-$name" ts_answers "$name"
+    : >"$d/env"
+    for v in ${MESH_TS_ENV:-}; do
+        [[ $v =~ ^TS_[A-Z0-9_]+=[A-Za-z0-9_.-]*$ ]] || die "MESH_TS_ENV: bad entry '$v'"
+        printf '%s\n' "$v" >>"$d/env"
+    done
+    start_tailscaled "$name"
     ts "$name" up --login-server "$HS_URL" --authkey "$authkey" --hostname "$name" \
         --accept-dns=false --timeout 30s >>"$LABDIR/logs/tailscale-up-$name.log" 2>&1 ||
         die "tailscale up for $name failed: $(tail -n 5 "$LABDIR/logs/tailscale-up-$name.log")"
@@ -312,6 +335,38 @@ cmd_cli() {
     ts "$name" "$@"
 }
 
+cmd_stop() {
+    init_lab "$1"
+    valid_name "${2:-}"
+    stop_record "$LABDIR/run/tailscaled-$2.proc"
+}
+
+cmd_kill() {
+    init_lab "$1"
+    valid_name "${2:-}"
+    local f=$LABDIR/run/tailscaled-$2.proc pid
+    alive "tailscaled-$2" || die "tailscaled-$2 is not running"
+    read -r pid _ <"$f"
+    kill -KILL "$pid"
+    log "killed tailscaled-$2 (pid $pid) with SIGKILL"
+}
+
+cmd_start() {
+    init_lab "$1"
+    valid_name "${2:-}"
+    [[ -f $(tsdir "$2")/hostkey ]] || die "tailscaled-$2 never joined"
+    start_tailscaled "$2"
+}
+
+cmd_run() {
+    init_lab "$1"
+    local proc=${2:-} key=${3:-}
+    [[ $proc =~ ^[a-z0-9][a-z0-9-]{0,30}$ && -n $key && $# -ge 4 ]] ||
+        die "usage: run LABDIR PROC HOSTKEY cmd..."
+    shift 3
+    start_daemon "$proc" "$key" "$@"
+}
+
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0" >&2; exit 2; }
 
 main() {
@@ -323,6 +378,10 @@ main() {
     join) cmd_join "$@" ;;
     netcheck) cmd_netcheck "$@" ;;
     cli) cmd_cli "$@" ;;
+    stop) cmd_stop "$@" ;;
+    kill) cmd_kill "$@" ;;
+    start) cmd_start "$@" ;;
+    run) cmd_run "$@" ;;
     *) usage ;;
     esac
 }
