@@ -183,13 +183,13 @@ struct ErrorBody {
     error: String,
 }
 
-/// Best text for an error answer: the JSON `error` field, else the body
-/// (trimmed, cut to 300 bytes at a char boundary).
+/// Best text for an error answer: the JSON `error` field, else the body;
+/// trimmed and cut to 300 bytes at a char boundary (it ends up in logs).
 pub fn error_text(body: &[u8]) -> String {
-    if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
-        return e.error;
-    }
-    let text = String::from_utf8_lossy(body);
+    let text = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => e.error,
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
     let text = text.trim();
     let mut end = text.len().min(300);
     while !text.is_char_boundary(end) {
