@@ -66,26 +66,29 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# try LABDIR C_IP T_REF -> "outcome<TAB>endpoint<TAB>seconds<TAB>tries"
+# try LABDIR C_IP T_REF -> "outcome<TAB>endpoint<TAB>seconds<TAB>tries<TAB>sent at"
+# (seconds: when the first direct pong was printed; sent at: when the ping
+# that got it was started; the difference is mostly the CLI's start-up).
 try_from_a() {
-    local labdir=$1 ip=$2 tref=$3 end relay="" out ep tries=0
+    local labdir=$1 ip=$2 tref=$3 end relay="" out ep tries=0 sent
     end=$(awk -v t="$(now)" -v d="$TRY" 'BEGIN { printf "%d", t + d }')
     while (($(date +%s) < end)); do
         tries=$((tries + 1))
+        sent=$(since "$tref")
         out=$("$MESH" cli "$labdir" a ping --c 1 --timeout 1s --until-direct=false "$ip" 2>&1 || true)
         printf '%s try %d: %s\n' "$(since "$tref")" "$tries" "$out" >>"$labdir/tries.log"
         ep=$(sed -nE 's/^pong from .* via ([0-9.]+:[0-9]+) in .*/\1/p' <<<"$out" | head -n 1)
         if [[ -n $ep ]]; then
-            printf 'direct\t%s\t%s\t%s\n' "$ep" "$(since "$tref")" "$tries"
+            printf 'direct\t%s\t%s\t%s\t%s\n' "$ep" "$(since "$tref")" "$tries" "$sent"
             return
         fi
         [[ -z $relay ]] && relay=$(sed -nE 's/^pong from .* via (DERP\([^)]*\)).*/\1/p' <<<"$out" | head -n 1)
         sleep 0.2
     done
     if [[ -n $relay ]]; then
-        printf 'relay\t%s\t-\t%s\n' "$relay" "$tries"
+        printf 'relay\t%s\t-\t%s\t-\n' "$relay" "$tries"
     else
-        printf 'no-reply\t-\t-\t%s\n' "$tries"
+        printf 'no-reply\t-\t-\t%s\t-\n' "$tries"
     fi
 }
 
@@ -160,9 +163,9 @@ for p in "${pids[@]}"; do wait "$p" || rc=1; done
 
 : >"$OUT/results.tsv"
 for mode in $MODES; do cat "$OUT/$mode.tsv" >>"$OUT/results.tsv" 2>/dev/null || true; done
-printf '\n%-9s %-12s %-9s %-20s %-22s %s\n' "edgereach" "scenario" "outcome" "endpoint/relay" "first direct pong (s)" "pings"
-while IFS=$'\t' read -r mode scen outcome ep secs tries; do
-    printf '%-9s %-12s %-9s %-20s %-22s %s\n' "$mode" "$scen" "$outcome" "$ep" "$secs" "$tries"
+printf '\n%-9s %-12s %-9s %-20s %-16s %-6s %s\n' "edgereach" "scenario" "outcome" "endpoint/relay" "direct pong (s)" "pings" "that ping sent at (s)"
+while IFS=$'\t' read -r mode scen outcome ep secs tries sent; do
+    printf '%-9s %-12s %-9s %-20s %-16s %-6s %s\n' "$mode" "$scen" "$outcome" "$ep" "$secs" "$tries" "$sent"
 done <"$OUT/results.tsv"
 printf '\nresults: %s\n' "$OUT/results.tsv"
 [[ $rc -eq 0 ]] || die "a mode failed; logs in $OUT/*.log"
