@@ -12,9 +12,9 @@ use tokio::task::JoinSet;
 use crate::config::Config;
 use crate::control::{self, AccessPolicy};
 use crate::netwatch::{self, NetState};
+use crate::shutdown;
 use crate::state::{EventSeqStore, Identity, StateDir};
 use crate::status::{now_rfc3339, GatewayStatus, Level, Status, StatusHub};
-use crate::{pending, shutdown};
 
 /// Time the tasks get to finish after SIGTERM before they are cut off; the
 /// whole shutdown must stay well inside systemd's and the spec's 2 s.
@@ -124,6 +124,12 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         net_rx.clone(),
         stop_signal.clone(),
     ));
+    tasks.spawn(crate::admission::service::run(
+        hub.clone(),
+        config_rx.clone(),
+        net_rx.clone(),
+        stop_signal.clone(),
+    ));
     // Telemetry stops last: the events of the others' shutdown (mappings
     // released) must still reach its outbox.
     let (telemetry_stop, telemetry_signal) = shutdown::channel();
@@ -133,7 +139,6 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         net_rx.clone(),
         telemetry_signal,
     ));
-    tasks.spawn(pending::run(hub.clone(), config_rx, net_rx, stop_signal));
 
     let expected_tasks = tasks.len();
     // systemd: READY once the first status exists and the socket is served;

@@ -4,6 +4,7 @@
 //! [`status::Status`] snapshot plus an event stream; every view renders that.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -11,7 +12,6 @@ pub mod entropy;
 pub mod logging;
 pub mod netcheck;
 pub mod netwatch;
-pub mod pending;
 pub mod poke;
 pub mod portmap;
 pub mod resolve;

@@ -50,6 +50,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Register with the admission service once and print the assignment
+    /// (changes nothing: the daemon applies assignments itself).
+    Register {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file and exit (2 on error).
     CheckConfig,
     /// Developer tools for tests.
@@ -103,6 +110,7 @@ fn main() -> ExitCode {
         Command::Status { json } => report(show_status(&cli.config, json)),
         Command::Portmap { json } => report(show_portmap(&cli.config, json)),
         Command::Netcheck { format } => report(run_netcheck(&cli.config, format)),
+        Command::Register { json } => report(register(&cli.config, json)),
         Command::Debug(DebugCommand::WriteState { dir, count }) => report(write_state(&dir, count)),
     }
 }
@@ -179,7 +187,7 @@ fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         let resolver = edgereach::resolve::NameResolver::from_system();
-        let targets = run::targets(&config.netcheck, &resolver).await?;
+        let targets = run::targets(&run::effective(&config), &resolver).await?;
         let port_mapping = edgereach::portmap::inspect::protocols_now().await;
         let mut history = History::default();
         history.last = daemon_report;
@@ -188,6 +196,78 @@ fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Format::Text => print!("{}", edgereach::netcheck::text::render(&report)),
+    }
+    Ok(())
+}
+
+fn register(config_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    use edgereach::admission::{assignment::Assignment, client::AcsClient, codec, service};
+    let config = Config::load(config_path)?;
+    anyhow::ensure!(
+        !config.admission.url.is_empty(),
+        "admission.url is empty in {}: registration is off",
+        config_path.display()
+    );
+    let daemon = control::request(&config.gateway.control_socket(), &Request::Status)
+        .ok()
+        .and_then(|r| r.status);
+    let gateway_id = match (&config.gateway.id, &daemon) {
+        (Some(id), _) => id.clone(),
+        (None, Some(s)) => s.gateway.id.clone(),
+        (None, None) => {
+            let state = edgereach::state::StateDir::open(&config.gateway.state_dir())?;
+            let machine_id = std::fs::read_to_string("/etc/machine-id").ok();
+            edgereach::state::Identity::load_or_create(&state, machine_id.as_deref())?.gateway_id
+        }
+    };
+    let summary = daemon
+        .as_ref()
+        .and_then(|s| s.netcheck.report.as_ref())
+        .map(codec::NetcheckSummary::of);
+    let req = service::request(&config, &gateway_id, summary);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let reg = runtime.block_on(async {
+        let resolver = std::sync::Arc::new(edgereach::resolve::NameResolver::from_system());
+        AcsClient::new(&config.admission, resolver)?
+            .bootstrap(&req)
+            .await
+    })?;
+    let a = Assignment::from_response(&reg.response, &config.admission.url);
+    let key_received = reg.response.auth_key.is_some();
+    drop(reg.response);
+    if json {
+        let mut v = serde_json::to_value(&a)?;
+        v["gateway_id"] = gateway_id.into();
+        v["service_addr"] = reg.peer.to_string().into();
+        v["auth_key_received"] = key_received.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("registered {gateway_id} with {} ({})", a.service, reg.peer);
+        println!("cluster       {}", a.cluster_id);
+        println!("headscale     {}", a.headscale_url);
+        let key = if key_received {
+            " (a pre-auth key was received; never shown)"
+        } else {
+            ""
+        };
+        println!("auth mode     {}{key}", a.auth_mode);
+        let derp = a.derp_map_url.clone().unwrap_or_else(|| {
+            if a.derp_map_inline {
+                "inline".into()
+            } else {
+                "none".into()
+            }
+        });
+        println!("derp map      {derp}");
+        if let Some(n) = &a.note {
+            println!("note          {n}");
+        }
+        println!(
+            "(nothing was changed here: the daemon applies assignments at its own registrations)"
+        );
     }
     Ok(())
 }

@@ -375,7 +375,7 @@ pub struct Status {
     /// tailscaled driver and keepalive.
     pub tailscale: crate::tailscale::model::TailscaleStatus,
     /// Admission service registration.
-    pub admission: CapabilityStatus,
+    pub admission: crate::admission::model::AdmissionStatus,
     /// MQTT telemetry.
     pub telemetry: TelemetryStatus,
     /// Local web page.
@@ -387,7 +387,6 @@ pub struct Status {
 impl Status {
     /// A fresh snapshot where every capability is still starting.
     pub fn starting(gateway: GatewayStatus) -> Self {
-        let starting = || CapabilityStatus::new(State::Unavailable, Some("starting".to_string()));
         Self {
             gateway,
             network: NetworkStatus {
@@ -407,7 +406,7 @@ impl Status {
                 runs: 0,
             },
             tailscale: crate::tailscale::model::TailscaleStatus::starting(std::path::Path::new("")),
-            admission: starting(),
+            admission: crate::admission::model::AdmissionStatus::starting(),
             telemetry: TelemetryStatus::default(),
             web: WebStatus {
                 health: Health::new(State::Unavailable, Some("starting".to_string())),

@@ -68,7 +68,7 @@ pub fn render_status(s: &Status) -> String {
     });
     line(&mut out, "netcheck", &s.netcheck.health, nc);
     render_tailscale(&mut out, &s.tailscale);
-    line(&mut out, "admission", &s.admission.health, None);
+    render_admission(&mut out, &s.admission);
     let t = &s.telemetry;
     let tl = t.broker.as_ref().map(|b| {
         format!(
@@ -103,6 +103,22 @@ pub fn render_status(s: &Status) -> String {
         }
     }
     out
+}
+
+fn render_admission(out: &mut String, a: &crate::admission::model::AdmissionStatus) {
+    line(out, "admission", &a.health, None);
+    if let (Some(c), Some(u)) = (&a.cluster_id, &a.headscale_url) {
+        let _ = writeln!(
+            out,
+            "  cluster {c} at {u}{}, last registered {}, next attempt {}",
+            if a.from_storage { " (stored)" } else { "" },
+            a.last_registration.as_deref().unwrap_or("never"),
+            a.next_attempt.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(e) = &a.last_error {
+        let _ = writeln!(out, "  last error: {e}");
+    }
 }
 
 fn render_tailscale(out: &mut String, t: &crate::tailscale::model::TailscaleStatus) {

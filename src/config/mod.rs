@@ -269,6 +269,19 @@ pub struct AdmissionConfig {
     pub token_file: String,
     /// Re-registration period.
     pub interval: HumanDuration,
+    /// The first registration after boot waits a random time up to this, so
+    /// a fleet powered on at once does not hit the service all at once.
+    pub startup_spread: HumanDuration,
+    /// Bound on one registration (connect, TLS, answer).
+    pub timeout: HumanDuration,
+    /// Longest wait between failed attempts (backoff cap).
+    pub retry_max: HumanDuration,
+    /// PEM file of CA certificates to trust instead of the public web roots.
+    pub ca_file: String,
+    /// PEM client certificate chain for mutual TLS (with `client_key`).
+    pub client_cert: String,
+    /// PEM private key of `client_cert`.
+    pub client_key: String,
 }
 
 impl Default for AdmissionConfig {
@@ -280,6 +293,12 @@ impl Default for AdmissionConfig {
             region: String::new(),
             token_file: String::new(),
             interval: HumanDuration::from_secs(600),
+            startup_spread: HumanDuration::from_secs(90),
+            timeout: HumanDuration::from_secs(15),
+            retry_max: HumanDuration::from_secs(300),
+            ca_file: String::new(),
+            client_cert: String::new(),
+            client_key: String::new(),
         }
     }
 }
@@ -593,6 +612,25 @@ impl Config {
             "admission.interval",
         )?;
         self.telemetry.validate()?;
+        let adm = &self.admission;
+        at_least(&adm.timeout, Duration::from_secs(1), "admission.timeout")?;
+        at_least(
+            &adm.retry_max,
+            Duration::from_secs(1),
+            "admission.retry_max",
+        )?;
+        if adm.client_cert.is_empty() != adm.client_key.is_empty() {
+            return bad(
+                "admission.client_cert",
+                "client_cert and client_key go together: set both or neither".to_string(),
+            );
+        }
+        if !adm.url.is_empty() && adm.account.is_empty() {
+            return bad(
+                "admission.account",
+                "must be set when admission.url is".to_string(),
+            );
+        }
         let url = &self.admission.url;
         if !url.is_empty() && !has_scheme(url, &["http://", "https://"]) {
             return bad(

@@ -186,3 +186,25 @@ fn telemetry_keys_have_defaults_and_are_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn admission_keys_have_defaults_and_checks() {
+    let c = Config::parse("", "t").unwrap();
+    assert_eq!(c.admission.interval.get(), Duration::from_secs(600));
+    assert_eq!(c.admission.startup_spread.get(), Duration::from_secs(90));
+    assert_eq!(c.admission.timeout.get(), Duration::from_secs(15));
+    assert_eq!(c.admission.retry_max.get(), Duration::from_secs(300));
+    let c = Config::parse(
+        "[admission]\nurl = \"https://acs.example\"\naccount = \"acme\"\nca_file = \"/ca.pem\"\nclient_cert = \"/c.pem\"\nclient_key = \"/k.pem\"\nstartup_spread = \"0s\"\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.admission.ca_file, "/ca.pem");
+    assert_eq!(c.admission.startup_spread.get(), Duration::ZERO);
+    let e = err_of("[admission]\nclient_cert = \"/c.pem\"\n");
+    assert!(e.starts_with("test.toml:2: admission.client_cert: "), "{e}");
+    let e = err_of("[admission]\nurl = \"https://acs.example\"\n");
+    assert!(e.contains("admission.account: must be set"), "{e}");
+    let e = err_of("[admission]\ntimeout = \"100ms\"\n");
+    assert!(e.starts_with("test.toml:2: admission.timeout: "), "{e}");
+}

@@ -62,6 +62,23 @@ pub enum RunError {
     Io(#[from] std::io::Error),
 }
 
+/// The netcheck settings in effect: the configured ones, with the DERP map
+/// the admission service handed over (stored in the state directory) when
+/// `netcheck.derp_map` is empty. A configured map always wins.
+pub fn effective(cfg: &crate::config::Config) -> std::borrow::Cow<'_, NetcheckConfig> {
+    if !cfg.netcheck.derp_map.is_empty() {
+        return std::borrow::Cow::Borrowed(&cfg.netcheck);
+    }
+    match crate::admission::assignment::stored_derp_map(&cfg.gateway.state_dir()) {
+        Some(path) => {
+            let mut n = cfg.netcheck.clone();
+            n.derp_map = path.display().to_string();
+            std::borrow::Cow::Owned(n)
+        }
+        None => std::borrow::Cow::Borrowed(&cfg.netcheck),
+    }
+}
+
 /// Collect targets: configured servers, then the DERP map's STUN nodes.
 pub async fn targets(
     cfg: &NetcheckConfig,
@@ -283,4 +300,24 @@ fn preferred(
         .map(|t| t.region.clone())?;
     h.preferred = Some(region.clone());
     Some(region)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_derp_map_fills_an_empty_setting_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.gateway.state_dir = Some(tmp.path().to_path_buf());
+        assert_eq!(effective(&cfg).derp_map, "");
+        let dir = crate::state::StateDir::open(tmp.path()).unwrap();
+        crate::admission::assignment::store_derp_map(&dir, &serde_json::json!({"Regions": {}}))
+            .unwrap();
+        let path = tmp.path().join(crate::admission::assignment::DERP_MAP_FILE);
+        assert_eq!(effective(&cfg).derp_map, path.display().to_string());
+        cfg.netcheck.derp_map = "/etc/mine.json".into();
+        assert_eq!(effective(&cfg).derp_map, "/etc/mine.json");
+    }
 }

@@ -55,7 +55,7 @@ pub async fn run(
                     .set(State::Unavailable, Some("no default route yet".into()))
             });
         } else {
-            match run::targets(&cfg.netcheck, &resolver).await {
+            match run::targets(&run::effective(&cfg), &resolver).await {
                 Err(e) => hub.update(|s| {
                     s.netcheck
                         .health

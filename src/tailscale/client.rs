@@ -226,6 +226,27 @@ impl LocalApi {
         Ok(api::decode_prefs(&a.body)?)
     }
 
+    /// `GET /localapi/v0/prefs` as the full `ipn.Prefs` JSON object, for
+    /// callers that must hand every field back (`start` replaces prefs whole).
+    pub async fn prefs_json(&self) -> Result<serde_json::Value, LocalApiError> {
+        let a = self
+            .request(
+                "prefs",
+                Method::GET,
+                "/localapi/v0/prefs",
+                None,
+                self.timeout,
+            )
+            .await?;
+        serde_json::from_slice(&a.body).map_err(|e| {
+            DecodeError::Json {
+                what: "prefs",
+                message: e.to_string(),
+            }
+            .into()
+        })
+    }
+
     /// `PATCH /localapi/v0/prefs` with an `ipn.MaskedPrefs` JSON object
     /// (fields plus their `…Set: true` flags); returns the new prefs.
     pub async fn edit_prefs(&self, masked: &serde_json::Value) -> Result<Prefs, LocalApiError> {

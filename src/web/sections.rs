@@ -2,9 +2,7 @@
 //! admission and telemetry sections, read tolerantly: a field that is not
 //! there (yet) is `None` and shows as "—", never an error.
 
-use serde_json::Value;
-
-use crate::status::{CapabilityStatus, Status};
+use crate::status::Status;
 use crate::tailscale::api::PingPath;
 use crate::tailscale::model::PeerStatus;
 
@@ -75,11 +73,12 @@ pub struct Registration {
 
 /// What the admission section says about the registration.
 pub fn registration(s: &Status) -> Registration {
-    let v = as_value(&s.admission);
-    let find = |keys: &[&str]| keys.iter().find_map(|k| text(find_key(&v, k)));
+    let a = &s.admission;
     Registration {
-        cluster: find(&["cluster_id", "cluster"]),
-        control_server: find(&["control_url", "headscale_url", "control_server"])
+        cluster: a.cluster_id.clone(),
+        control_server: a
+            .headscale_url
+            .clone()
             .or_else(|| s.tailscale.control_url.clone())
             .map(|u| without_credentials(&u)),
     }
@@ -127,29 +126,6 @@ pub fn without_credentials(url: &str) -> String {
     }
 }
 
-fn as_value(section: &CapabilityStatus) -> Value {
-    serde_json::to_value(section).unwrap_or(Value::Null)
-}
-
-/// A key at the top of a section or one level down (in `details` or a
-/// nested object).
-fn find_key<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.get(key).or_else(|| {
-        v.as_object()?
-            .values()
-            .filter(|x| x.is_object())
-            .find_map(|x| x.get(key))
-    })
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// A test peer's last ping: path, endpoint, DERP region, latency, error.
 #[cfg(test)]
 pub(crate) type TestPing<'a> = (
@@ -188,7 +164,6 @@ pub(crate) fn test_peer(name: &str, ping: Option<TestPing<'_>>) -> PeerStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::State;
 
     #[test]
     fn credentials_are_removed_from_urls() {
@@ -255,11 +230,8 @@ mod tests {
             outbox_depth: 7,
             ..Default::default()
         };
-        let mut a = CapabilityStatus::new(State::Ok, None);
-        a.details.insert("cluster_id".into(), "A".into());
-        a.details
-            .insert("headscale_url".into(), "https://hs-a.example.com".into());
-        s.admission = a;
+        s.admission.cluster_id = Some("A".into());
+        s.admission.headscale_url = Some("https://hs-a.example.com".into());
         let t = telemetry(&s);
         assert_eq!(t.broker.as_deref(), Some("mqtt://203.0.113.20:1883"));
         assert_eq!(t.outbox_depth, Some(7));
