@@ -61,6 +61,24 @@ pub fn after_busy(failures: u32, cap: Duration, retry_after: Option<Duration>) -
     retry(failures, cap).max(retry_after.unwrap_or_default())
 }
 
+/// The wait after a failed registration: a refusal with a reason (4xx)
+/// waits a whole interval (it needs a person, retrying sooner changes
+/// nothing); "busy" waits at least the service's Retry-After; everything
+/// else backs off exponentially with full jitter up to `cap`.
+pub fn after_failure(
+    e: &super::client::AcsError,
+    failures: u32,
+    interval: Duration,
+    cap: Duration,
+) -> Duration {
+    use super::client::AcsError;
+    match e {
+        AcsError::Rejected { .. } => periodic(interval),
+        AcsError::Busy { retry_after, .. } => after_busy(failures, cap, *retry_after),
+        _ => retry(failures, cap),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

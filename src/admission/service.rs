@@ -374,28 +374,19 @@ impl Agent {
 
     fn on_failure(&mut self, e: AcsError) -> Duration {
         self.failures = self.failures.saturating_add(1);
-        let cap = self.cfg.admission.retry_max.get();
-        let (wait, kind, level) = match &e {
-            AcsError::Rejected { .. } => (
-                schedule::periodic(self.cfg.admission.interval.get()),
-                "registration.rejected",
-                Level::Error,
-            ),
-            AcsError::Busy { retry_after, .. } => (
-                schedule::after_busy(self.failures, cap, *retry_after),
-                "registration.busy",
-                Level::Warn,
-            ),
-            AcsError::Setup(_) | AcsError::Token { .. } => (
-                schedule::retry(self.failures, cap),
-                "registration.misconfigured",
-                Level::Error,
-            ),
-            _ => (
-                schedule::retry(self.failures, cap),
-                "registration.failed",
-                Level::Warn,
-            ),
+        let wait = schedule::after_failure(
+            &e,
+            self.failures,
+            self.cfg.admission.interval.get(),
+            self.cfg.admission.retry_max.get(),
+        );
+        let (kind, level) = match &e {
+            AcsError::Rejected { .. } => ("registration.rejected", Level::Error),
+            AcsError::Busy { .. } => ("registration.busy", Level::Warn),
+            AcsError::Setup(_) | AcsError::Token { .. } => {
+                ("registration.misconfigured", Level::Error)
+            }
+            _ => ("registration.failed", Level::Warn),
         };
         let text = e.to_string();
         let signature = format!("{kind}|{}", failure_class(&e));
