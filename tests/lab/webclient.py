@@ -4,19 +4,24 @@ namespace (or a private one).
 
   webclient.py req METHOD URL [NAME:VALUE ...]   body from stdin; prints the
                                                  status, then the body
-  webclient.py probe URL COUNT GAP_S            COUNT GETs, GAP_S apart, each on
-                                                 a new connection; prints one
-                                                 line per request and a summary
+  webclient.py probe URL COUNT GAP_S [SRC_IP]   COUNT GETs, GAP_S apart, each on
+                                                 a new connection (from SRC_IP);
+                                                 one line per request, a summary
+  webclient.py watch PORT SECONDS               sample `ss` every 100 ms: how long
+                                                 each established connection to
+                                                 local PORT stayed open
 """
 import http.client
+import subprocess
 import sys
 import time
 import urllib.parse
 
 
-def connect(url):
+def connect(url, source=None):
     u = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10)
+    src = (source, 0) if source else None
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=10, source_address=src)
     path = u.path or "/"
     if u.query:
         path += "?" + u.query
@@ -38,12 +43,12 @@ def req(method, url, headers):
     return 0
 
 
-def probe(url, count, gap):
+def probe(url, count, gap, source=None):
     lat, ok, failed = [], 0, 0
     for i in range(count):
         start = time.monotonic()
         try:
-            conn, path = connect(url)
+            conn, path = connect(url, source)
             conn.request("GET", path, headers={"Connection": "close"})
             r = conn.getresponse()
             r.read()
@@ -69,11 +74,38 @@ def probe(url, count, gap):
     return 0
 
 
+def watch(port, seconds):
+    first, last = {}, {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        now = time.monotonic()
+        out = subprocess.run(
+            ["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) >= 4:
+                peer = f[-1]
+                first.setdefault(peer, now)
+                last[peer] = now
+        time.sleep(max(0.0, 0.1 - (time.monotonic() - now)))
+    open_s = sorted(last[p] - first[p] for p in last)
+    still = sum(1 for p in last if end - last[p] < 0.3)
+    med = open_s[len(open_s) // 2] if open_s else 0.0
+    print(f"watch conns {len(open_s)} max_open_s {max(open_s, default=0):.2f} "
+          f"median_open_s {med:.2f} open_at_end {still}")
+    return 0
+
+
 def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "req":
         return req(sys.argv[2], sys.argv[3], sys.argv[4:])
-    if len(sys.argv) == 5 and sys.argv[1] == "probe":
-        return probe(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "probe":
+        src = sys.argv[5] if len(sys.argv) == 6 else None
+        return probe(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), src)
+    if len(sys.argv) == 4 and sys.argv[1] == "watch":
+        return watch(int(sys.argv[2]), float(sys.argv[3]))
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Load on the status page with wrk, in a private network namespace on
+# loopback: requests/s and p99 for /api/status (and /healthz as the baseline:
+# the same server without the snapshot), medians over runs, and the daemon's
+# RSS idle, right after the load, and once the connections have gone idle
+# (goal: back to the idle level).
+#
+#   sudo bench/web-load.sh                  # 3 runs of 10 s per endpoint
+#   sudo WEB_LOAD_RUNS=1 WEB_LOAD_SECONDS=3 bench/web-load.sh
+#
+# This run's config raises web.requests_per_minute so that wrk measures the
+# server rather than the 429 answer (one client address sends everything),
+# and allows wrk's 64 connections from that one address.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $(id -u) -eq 0 ]] || { echo "web-load.sh: needs root (network namespace)"; exit 1; }
+runs="${WEB_LOAD_RUNS:-3}"
+secs="${WEB_LOAD_SECONDS:-10}"
+command -v wrk >/dev/null || { echo "web-load.sh: wrk missing (tests/lab/install-deps.sh)"; exit 1; }
+if [[ -z ${EDGEREACH_BIN:-} ]]; then
+    cargo build --release --quiet
+    EDGEREACH_BIN="${CARGO_TARGET_DIR:-target}/release/edgereach"
+fi
+bin=$(realpath "$EDGEREACH_BIN")
+work=$(mktemp -d)
+ns="erload$$"
+daemon_pid=""
+cleanup() {
+    [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+
+cfg="$work/edgereach.toml"
+sed -e "s#^state_dir = .*#state_dir = \"$work/state\"#" \
+    -e "s#^control_socket = .*#control_socket = \"$work/control.sock\"#" \
+    -e '/^\[portmap\]/,/^\[/ s#^enabled = true#enabled = false#' \
+    -e 's#^stun_servers = .*#stun_servers = []#' \
+    -e 's#^listen = .*#listen = ["127.0.0.1:8088"]#' \
+    -e 's#^requests_per_minute = .*#requests_per_minute = 600000000#' \
+    -e 's#^max_connections_per_ip = .*#max_connections_per_ip = 256#' \
+    config/edgereach.toml >"$cfg"
+ip netns exec "$ns" "$bin" run --config "$cfg" >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do
+    ip netns exec "$ns" /usr/bin/python3 tests/lab/webclient.py req GET http://127.0.0.1:8088/healthz </dev/null 2>/dev/null | head -1 | grep -q 200 && break
+    sleep 0.1
+done
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$daemon_pid/status"; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
+to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> ms
+    awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; print v}'
+}
+sleep 2
+idle=$(rss)
+bytes=$(ip netns exec "$ns" /usr/bin/python3 tests/lab/webclient.py req GET http://127.0.0.1:8088/api/status </dev/null | tail -n +2 | wc -c)
+printf 'edgereach %s, /api/status is %s bytes; wrk -t2 -c64 for %ss, %s runs per endpoint\n' "$("$bin" --version | awk '{print $2}')" "$bytes" "$secs" "$runs"
+printf '%-12s %-14s %-12s %-12s %s\n' endpoint "requests/s" "p50 ms" "p99 ms" "non-2xx"
+peak=0
+for path in /healthz /api/status; do
+    : >"$work/rps"; : >"$work/p50"; : >"$work/p99"; : >"$work/bad"
+    for _ in $(seq "$runs"); do
+        out=$(ip netns exec "$ns" wrk -t2 -c64 -d"${secs}s" --latency "http://127.0.0.1:8088$path")
+        awk '/^Requests\/sec/ {print $2}' <<<"$out" >>"$work/rps"
+        awk '$1=="50%" {print $2}' <<<"$out" | to_ms >>"$work/p50"
+        awk '$1=="99%" {print $2}' <<<"$out" | to_ms >>"$work/p99"
+        { grep -E '^ +Non-2xx' <<<"$out" | awk '{print $NF}' || true; echo 0; } | head -1 >>"$work/bad"
+        r=$(rss)
+        if ((r > peak)); then peak=$r; fi
+    done
+    printf '%-12s %-14s %-12s %-12s %s\n' "$path" "$(median <"$work/rps")" "$(median <"$work/p50")" \
+        "$(median <"$work/p99")" "$(median <"$work/bad")"
+done
+after=$(rss)
+# wrk's connections are closed by the idle timeout (5 s) once it stops.
+sleep 7
+settled=$(rss)
+open=$("$bin" status --json --config "$cfg" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["web"]["connections_open"])')
+printf 'RSS kB: idle %s, highest after a run %s, right after the load %s, 7 s later %s (connections open: %s)\n' \
+    "$idle" "$peak" "$after" "$settled" "$open"
+echo "goal: RSS 7 s after the load within 10% (or 1 MiB) of idle"
