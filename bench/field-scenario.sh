@@ -4,7 +4,10 @@
 #
 #   gateway C: behind the hard-NAT router with miniupnpd (UPnP, NAT-PMP, PCP),
 #              tailscaled --port 41641, and (mode "with") edgereach;
-#   host A:    behind the easy NAT, tailscaled.
+#   host A:    behind the easy NAT, tailscaled;
+#   headscale: DERP map with the lab's two STUN servers and (FIELD_DERP=yes,
+#              the default) tailscale's derper as relay, so a peer without a
+#              direct path gets relayed pongs and CallMeMaybe works.
 #
 # Nothing on C ever starts traffic of its own; in mode "with" edgereach's
 # keepalive and re-STUN are the mechanism under test. In mode "with", C's
@@ -29,7 +32,7 @@
 # (endpoint, seconds since C joined / the router came back), else a relay
 # pong, else no reply.
 #
-# Env: FIELD_MODES ("with without"), FIELD_IDLE_SECONDS, FIELD_QUIET_SECONDS,
+# Env: FIELD_MODES ("with without"), FIELD_DERP (yes|no), FIELD_IDLE_SECONDS, FIELD_QUIET_SECONDS,
 # FIELD_TRY_SECONDS,
 # EDGEREACH_BIN (default target/release/edgereach), FIELD_OUT (result dir,
 # default a temp dir; results in FIELD_OUT/results.tsv). Needs root and the Go
@@ -43,6 +46,7 @@ MESH=$ROOT/tests/lab/mesh.sh
 MODES=${FIELD_MODES:-with without}
 IDLE=${FIELD_IDLE_SECONDS:-600}
 QUIET=${FIELD_QUIET_SECONDS:-50}
+DERP=${FIELD_DERP:-yes}
 TRY=${FIELD_TRY_SECONDS:-30}
 BIN=${EDGEREACH_BIN:-$ROOT/target/release/edgereach}
 OUT=${FIELD_OUT:-$(mktemp -d -t edgereach-field.XXXXXX)}
@@ -108,7 +112,7 @@ run_mode() {
     local res=$OUT/$mode.tsv
     : >"$res"
     LAB_LAN=private "$LAB" up "$labdir" >/dev/null 2>>"$OUT/$mode.log"
-    key=$("$MESH" headscale "$labdir" 2>>"$OUT/$mode.log" | tail -n 1)
+    key=$(MESH_DERP=$DERP "$MESH" headscale "$labdir" 2>>"$OUT/$mode.log" | tail -n 1)
     "$MESH" join "$labdir" gweasy a "$key" 2>>"$OUT/$mode.log"
     if [[ $mode == with ]]; then
         mkdir -p "$labdir/er"

@@ -187,11 +187,11 @@ fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         let resolver = edgereach::resolve::NameResolver::from_system();
-        let targets = run::targets(&run::effective(&config), &resolver).await?;
+        let plan = run::plan(&run::effective(&config), &resolver).await?;
         let port_mapping = edgereach::portmap::inspect::protocols_now().await;
         let mut history = History::default();
         history.last = daemon_report;
-        run::run(&targets, Kind::Full, &mut history, port_mapping).await
+        run::run(&plan, Kind::Full, &mut history, port_mapping).await
     })?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -90,6 +90,8 @@ pub struct DerpNode {
     pub stun_only: bool,
     /// `DERPPort` (0 means [`DEFAULT_DERP_PORT`]).
     pub derp_port: u16,
+    /// `CanPort80`: answers plain HTTP on port 80 (captive-portal checks).
+    pub can_port80: bool,
 }
 
 /// A STUN server to probe, from [`stun_targets`].
@@ -254,6 +256,23 @@ pub fn stun_targets(map: &DerpMap) -> Vec<StunTarget> {
     out
 }
 
+/// DERP relays that answer `http://IPv4/generate_204` (fixed IPv4,
+/// `CanPort80`, not STUN-only, region not avoided), as tailscale's captive
+/// portal check picks them; at most one per address, map order.
+pub fn captive_endpoints(map: &DerpMap) -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    for region in map.regions.iter().filter(|r| !r.avoid) {
+        for node in region.nodes.iter().filter(|n| n.can_port80 && !n.stun_only) {
+            if let IpSetting::Fixed(ip) = node.ipv4 {
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// (fixed address, resolve via DNS).
 fn split<T>(s: IpSetting<T>) -> (Option<T>, bool) {
     match s {
@@ -335,6 +354,7 @@ fn decode_node(path: &str, value: &Value, region_id: u16) -> Result<DerpNode, De
         stun_port,
         stun_only: obj.boolean("STUNOnly")?.unwrap_or(false),
         derp_port,
+        can_port80: obj.boolean("CanPort80")?.unwrap_or(false),
     })
 }
 

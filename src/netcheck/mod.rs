@@ -7,6 +7,7 @@
 //! - [`service`]: the actor that owns the `netcheck` status section;
 //! - [`report`], [`text`]: the report type and its tailscale-style text.
 
+pub mod captive;
 pub mod derpmap;
 pub mod probe;
 pub mod report;

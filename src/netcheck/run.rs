@@ -79,12 +79,20 @@ pub fn effective(cfg: &crate::config::Config) -> std::borrow::Cow<'_, NetcheckCo
     }
 }
 
-/// Collect targets: configured servers, then the DERP map's STUN nodes.
-pub async fn targets(
-    cfg: &NetcheckConfig,
-    resolver: &NameResolver,
-) -> Result<Vec<Target>, RunError> {
+/// What one run probes.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// STUN servers: configured ones, then the DERP map's STUN nodes.
+    pub stun: Vec<Target>,
+    /// DERP relays to ask `/generate_204` (captive-portal check).
+    pub captive: Vec<std::net::Ipv4Addr>,
+}
+
+/// Collect what to probe: configured servers, then the DERP map's STUN nodes
+/// and captive-portal endpoints.
+pub async fn plan(cfg: &NetcheckConfig, resolver: &NameResolver) -> Result<Plan, RunError> {
     let mut out = Vec::new();
+    let mut captive = Vec::new();
     let mut failures = Vec::new();
     for (i, s) in cfg.stun_servers.iter().enumerate() {
         let Some((host, port)) = split_host_port(s) else {
@@ -109,6 +117,7 @@ pub async fn targets(
     }
     if !cfg.derp_map.is_empty() {
         let map = load_derp_map(&cfg.derp_map)?;
+        captive = derpmap::captive_endpoints(&map);
         for t in derpmap::stun_targets(&map) {
             let region = RegionRef {
                 id: t.region_id,
@@ -144,7 +153,7 @@ pub async fn targets(
             RunError::Unresolved(failures.join("; "))
         });
     }
-    Ok(out)
+    Ok(Plan { stun: out, captive })
 }
 
 fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
@@ -164,14 +173,25 @@ fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
     derpmap::decode(&bytes).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))
 }
 
-/// Run one report over `targets`. `port_mapping` comes from the portmap task.
+/// Run one report over `plan`. `port_mapping` comes from the portmap task.
 pub async fn run(
-    targets: &[Target],
+    plan: &Plan,
     kind: Kind,
     history: &mut History,
     port_mapping: Vec<String>,
 ) -> Result<Report, RunError> {
     let started = Instant::now();
+    let targets = &plan.stun[..];
+    // The captive-portal check runs beside the STUN phase, on full runs only.
+    let captive = async {
+        let mut sent = 0;
+        let found = if kind == Kind::Full {
+            super::captive::check(&plan.captive, &mut sent).await
+        } else {
+            None
+        };
+        (found, sent)
+    };
     let chosen: Vec<Target> = match (kind, &history.last) {
         (Kind::Incremental, Some(last)) if targets.len() > INCREMENTAL_REGIONS => {
             let mut by_latency: Vec<&Target> = targets.iter().collect();
@@ -191,12 +211,15 @@ pub async fn run(
         _ => targets.to_vec(),
     };
     let tries = if kind == Kind::Full { 3 } else { 1 };
-    let outcome = probe::probe(&chosen, tries, STUN_BUDGET).await?;
+    let (outcome, (captive_portal, captive_sent)) =
+        tokio::join!(probe::probe(&chosen, tries, STUN_BUDGET), captive);
+    let outcome = outcome?;
     let mut report = Report {
         udp: !outcome.answers.is_empty(),
         port_mapping,
+        captive_portal,
         os_has_ipv6: outcome.ipv6_socket,
-        bytes_sent: outcome.bytes_sent,
+        bytes_sent: outcome.bytes_sent + captive_sent,
         ignored_packets: outcome.ignored,
         ..Report::default()
     };
@@ -240,6 +263,9 @@ pub async fn run(
         report.mapping_lifetime_s = last.mapping_lifetime_s;
         if kind == Kind::Incremental && report.filtering.is_none() {
             report.filtering = last.filtering;
+        }
+        if kind == Kind::Incremental {
+            report.captive_portal = last.captive_portal;
         }
     }
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -55,15 +55,15 @@ pub async fn run(
                     .set(State::Unavailable, Some("no default route yet".into()))
             });
         } else {
-            match run::targets(&run::effective(&cfg), &resolver).await {
+            match run::plan(&run::effective(&cfg), &resolver).await {
                 Err(e) => hub.update(|s| {
                     s.netcheck
                         .health
                         .set(State::Unavailable, Some(e.to_string()))
                 }),
-                Ok(targets) => {
+                Ok(plan) => {
                     let port_mapping = hub.snapshot().portmap.protocols_seen;
-                    match run::run(&targets, kind, &mut history, port_mapping).await {
+                    match run::run(&plan, kind, &mut history, port_mapping).await {
                         Ok(report) => publish(&hub, &report, history.last.as_ref()),
                         Err(e) => hub.update(|s| {
                             s.netcheck.health.set(State::Degraded, Some(e.to_string()))
@@ -74,7 +74,7 @@ pub async fn run(
                     }
                     if Instant::now() >= lifetime_due {
                         lifetime_due = Instant::now() + LIFETIME_EVERY;
-                        if let Some(t) = targets.iter().find(|t| t.addr.is_ipv4()) {
+                        if let Some(t) = plan.stun.iter().find(|t| t.addr.is_ipv4()) {
                             let (server, tx) = (t.addr, lifetime_tx.clone());
                             tokio::spawn(async move {
                                 let mut sent = 0;

@@ -64,9 +64,19 @@ pub fn mesh(lab: &Lab, sub: &str, args: &[&str], log: &str) -> Output {
     mesh_env(lab, sub, args, &[], log)
 }
 
-/// Start headscale in the lab; returns a reusable pre-auth key.
+/// Start headscale in the lab (STUN-only DERP map); returns a reusable
+/// pre-auth key.
 pub fn headscale(lab: &Lab) -> String {
-    let out = mesh(lab, "headscale", &[], "headscale");
+    headscale_env(lab, &[])
+}
+
+/// [`headscale`] with tailscale's derper as relay in both DERP regions.
+pub fn headscale_with_relay(lab: &Lab) -> String {
+    headscale_env(lab, &[("MESH_DERP", "yes")])
+}
+
+fn headscale_env(lab: &Lab, env: &[(&str, &str)]) -> String {
+    let out = mesh_env(lab, "headscale", &[], env, "headscale");
     let key = String::from_utf8_lossy(&out.stdout)
         .lines()
         .last()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real tailscaled and tailscale CLI at pinned versions with
+# Installs the real tailscaled, tailscale CLI, derper and headscale at pinned versions with
 # `go install` (Go module proxy), into a cache outside the clone so CI builds
 # them once per machine. Prints the directory holding the binaries.
 #   tests/lab/install-go-tools.sh            -> /var/cache/edgereach-tools/bin
@@ -10,11 +10,12 @@ dir="${EDGEREACH_TOOLS:-/var/cache/edgereach-tools}"
 bin="$dir/bin"
 stamp="$bin/.tailscale-$TAILSCALE_VERSION"
 mkdir -p "$bin"
-if [[ ! -f $stamp || ! -x $bin/tailscaled || ! -x $bin/tailscale ]]; then
+if [[ ! -f $stamp || ! -x $bin/tailscaled || ! -x $bin/tailscale || ! -x $bin/derper ]]; then
     command -v go >/dev/null || { echo "install-go-tools: no Go toolchain" >&2; exit 1; }
     export GOBIN="$bin" GOPATH="$dir/gopath" GOCACHE="$dir/gocache"
-    echo "install-go-tools: go install tailscale.com/cmd/{tailscaled,tailscale}@$TAILSCALE_VERSION" >&2
-    go install "tailscale.com/cmd/tailscaled@$TAILSCALE_VERSION" "tailscale.com/cmd/tailscale@$TAILSCALE_VERSION" >&2
+    echo "install-go-tools: go install tailscale.com/cmd/{tailscaled,tailscale,derper}@$TAILSCALE_VERSION" >&2
+    go install "tailscale.com/cmd/tailscaled@$TAILSCALE_VERSION" "tailscale.com/cmd/tailscale@$TAILSCALE_VERSION" \
+        "tailscale.com/cmd/derper@$TAILSCALE_VERSION" >&2
     touch "$stamp"
 fi
 hs_stamp="$bin/.headscale-$HEADSCALE_VERSION"

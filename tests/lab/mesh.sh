@@ -21,7 +21,11 @@
 #
 # DERP map: two STUN-only regions, 900 lab-a -> 203.0.113.10:3478 and
 # 901 lab-b -> 203.0.113.11:3478 (LABDIR/derp.yaml for headscale, and the same
-# map in Tailscale's JSON format in LABDIR/derp.json for edgereach). No relay.
+# map in Tailscale's JSON format in LABDIR/derp.json for edgereach). No relay,
+# unless MESH_DERP=yes at `headscale`: then tailscale's own derper runs in ns
+# srv on 203.0.113.40 (HTTPS 443 with a self-signed IP certificate pinned in
+# the map by its SHA-256, plain HTTP 80 for /generate_204, no STUN) as a
+# second node of both regions, so either can be a home region and relay.
 # Daemons are recorded in LABDIR/run/*.proc like lab.sh does, so `lab.sh down
 # LABDIR` stops them. Logs: LABDIR/logs/headscale.log, LABDIR/logs/tailscaled-NAME.log.
 # Binaries: $EDGEREACH_TOOLS (default /var/cache/edgereach-tools/bin).
@@ -36,6 +40,7 @@ source "$HERE/lab-proc.sh"
 TOOLS=${EDGEREACH_TOOLS:-/var/cache/edgereach-tools/bin}
 HEADSCALE=$TOOLS/headscale TAILSCALED=$TOOLS/tailscaled TAILSCALE=$TOOLS/tailscale
 HS_IP=203.0.113.30 HS_PORT=8080
+DERP_IP=203.0.113.40 DERPER=$TOOLS/derper
 HS_URL=http://$HS_IP:$HS_PORT
 TS_PORT=41641
 HS_USER=lab
@@ -99,11 +104,24 @@ need_bin() { [[ -x $1 ]] || die "missing binary $1"; }
 
 HSDIR() { printf '%s/headscale' "$LABDIR"; }
 
+# write_derp_files [CERTNAME]: with CERTNAME, each region also gets a DERP
+# node (the one lab derper; STUN off there): a region whose nodes are all
+# STUN-only can't be a home region, and tailscaled homes on the nearest.
 write_derp_files() {
-    local stun1 stun2 port
+    local stun1 stun2 port cert=${1:-} relay_yaml_a="" relay_yaml_b="" relay_json_a="" relay_json_b=""
     stun1=$(labenv STUN1_IP) stun2=$(labenv STUN2_IP) port=$(labenv STUN_PORT)
-    # headscale reads derp.paths with gopkg.in/yaml.v3 straight into
-    # tailcfg.DERPMap: keys are the lower-cased Go field names.
+    if [[ -n $cert ]]; then
+        relay_yaml() { # REGION
+            printf '\n      - name: %sd\n        regionid: %s\n        hostname: %s\n        ipv4: %s\n        ipv6: none\n        stunport: -1\n        derpport: 443\n        canport80: true\n        certname: %s' \
+                "$1" "$1" "$DERP_IP" "$DERP_IP" "$cert"
+        }
+        relay_json() { # REGION
+            printf ',{"Name":"%sd","RegionID":%s,"HostName":"%s","IPv4":"%s","IPv6":"none","STUNPort":-1,"DERPPort":443,"CanPort80":true,"CertName":"%s"}' \
+                "$1" "$1" "$DERP_IP" "$DERP_IP" "$cert"
+        }
+        relay_yaml_a=$(relay_yaml 900) relay_yaml_b=$(relay_yaml 901)
+        relay_json_a=$(relay_json 900) relay_json_b=$(relay_json 901)
+    fi
     cat >"$LABDIR/derp.yaml" <<EOF
 regions:
   900:
@@ -117,7 +135,7 @@ regions:
         ipv4: $stun1
         ipv6: none
         stunport: $port
-        stunonly: true
+        stunonly: true$relay_yaml_a
   901:
     regionid: 901
     regioncode: lab-b
@@ -129,12 +147,12 @@ regions:
         ipv4: $stun2
         ipv6: none
         stunport: $port
-        stunonly: true
+        stunonly: true$relay_yaml_b
 EOF
     cat >"$LABDIR/derp.json" <<EOF
 {"Regions":{
- "900":{"RegionID":900,"RegionCode":"lab-a","RegionName":"Lab STUN A","Nodes":[{"Name":"900a","RegionID":900,"HostName":"$stun1","IPv4":"$stun1","STUNPort":$port,"STUNOnly":true}]},
- "901":{"RegionID":901,"RegionCode":"lab-b","RegionName":"Lab STUN B","Nodes":[{"Name":"901a","RegionID":901,"HostName":"$stun2","IPv4":"$stun2","STUNPort":$port,"STUNOnly":true}]}
+ "900":{"RegionID":900,"RegionCode":"lab-a","RegionName":"Lab STUN A","Nodes":[{"Name":"900a","RegionID":900,"HostName":"$stun1","IPv4":"$stun1","STUNPort":$port,"STUNOnly":true}$relay_json_a]},
+ "901":{"RegionID":901,"RegionCode":"lab-b","RegionName":"Lab STUN B","Nodes":[{"Name":"901a","RegionID":901,"HostName":"$stun2","IPv4":"$stun2","STUNPort":$port,"STUNOnly":true}$relay_json_b]}
 }}
 EOF
 }
@@ -216,17 +234,43 @@ hs_ready() {
         hs users list -o json >/dev/null
 }
 
+# start_derper: with MESH_DERP=yes, run derper in ns srv and print the pinned
+# CertName for the DERP map; print nothing otherwise.
+start_derper() {
+    [[ ${MESH_DERP:-no} == yes ]] || return 0
+    need_bin "$DERPER"
+    local nsn d crt
+    nsn=$(ns_of srv) d=$LABDIR/derper
+    mkdir -p "$d"
+    chmod 700 "$d"
+    if ! ip -n "$nsn" -4 addr show dev eth0 | grep -qF " $DERP_IP/"; then
+        ip -n "$nsn" addr add "$DERP_IP/24" dev eth0
+    fi
+    if ! { [[ -f $LABDIR/run/derper.proc ]] && alive derper; }; then
+        start_daemon derper srv "$DERPER" -a "$DERP_IP:443" -http-port 80 -stun=false \
+            -certmode manual -certdir "$d" -hostname "$DERP_IP" -home blank
+    fi
+    crt=$d/$DERP_IP.crt
+    wait_for 20 "derper certificate and HTTP listener" derper derper_ready "$crt"
+    printf 'sha256-raw:%s' "$(openssl x509 -in "$crt" -outform DER | sha256sum | cut -d' ' -f1)"
+}
+
+derper_ready() {
+    [[ -s $1 ]] && ip netns exec "$(ns_of srv)" curl -fsS -m 2 -o /dev/null "http://$DERP_IP/generate_204"
+}
+
 cmd_headscale() {
     init_lab "$1"
     need_bin "$HEADSCALE"
-    local nsn d uid key
+    local nsn d uid key cert
     nsn=$(ns_of srv) d=$(HSDIR)
     mkdir -p "$d"
     chmod 700 "$d"
     if ! ip -n "$nsn" -4 addr show dev eth0 | grep -qF " $HS_IP/"; then
         ip -n "$nsn" addr add "$HS_IP/24" dev eth0
     fi
-    write_derp_files
+    cert=$(start_derper)
+    write_derp_files "$cert"
     write_headscale_config
     if [[ -f $LABDIR/run/headscale.proc ]] && alive headscale; then
         log "headscale already runs"

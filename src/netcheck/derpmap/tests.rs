@@ -253,3 +253,26 @@ fn size_limit() {
         Err(DerpMapError::Json { .. })
     ));
 }
+
+#[test]
+fn captive_endpoints_are_port80_relays() {
+    let map = decode(
+        br#"{"Regions":{
+        "1":{"RegionID":1,"RegionCode":"a","Nodes":[
+            {"Name":"1s","RegionID":1,"HostName":"s","IPv4":"203.0.113.10","STUNOnly":true,"CanPort80":true},
+            {"Name":"1d","RegionID":1,"HostName":"d","IPv4":"203.0.113.40","CanPort80":true},
+            {"Name":"1n","RegionID":1,"HostName":"n","IPv4":"203.0.113.41"},
+            {"Name":"1h","RegionID":1,"HostName":"derp.example","CanPort80":true}]},
+        "2":{"RegionID":2,"RegionCode":"b","Avoid":true,"Nodes":[
+            {"Name":"2d","RegionID":2,"HostName":"d2","IPv4":"203.0.113.42","CanPort80":true}]},
+        "3":{"RegionID":3,"RegionCode":"c","Nodes":[
+            {"Name":"3d","RegionID":3,"HostName":"d","IPv4":"203.0.113.40","CanPort80":true}]}
+    }}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        captive_endpoints(&map),
+        vec!["203.0.113.40".parse::<std::net::Ipv4Addr>().unwrap()],
+        "STUN-only, no CanPort80, no fixed IPv4, avoided regions and duplicates are left out"
+    );
+}

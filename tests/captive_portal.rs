@@ -1,0 +1,149 @@
+//! netcheck's captive-portal check against tailscale's real derper (relay
+//! with `CanPort80`, started by tests/lab/mesh.sh with MESH_DERP=yes): no
+//! portal -> false; then the hard router turns into a captive portal (it
+//! redirects every LAN HTTP request to a login page of its own) -> true.
+//! Without any port-80 relay in the map the check is not made -> null.
+
+#[macro_use]
+mod common;
+
+use std::process::Command;
+
+use common::lab::Lab;
+use common::mesh::{headscale, headscale_with_relay, missing_tools};
+
+fn with_derp_map(lab: &Lab) -> impl Fn(String) -> String + '_ {
+    move |c: String| {
+        c.lines()
+            .map(|l| {
+                if l.starts_with("stun_servers =") {
+                    "stun_servers = []".to_string()
+                } else if l.starts_with("derp_map =") {
+                    format!("derp_map = \"{}\"", lab.path().join("derp.json").display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+#[test]
+fn captive_portal_seen_through_derper() {
+    need_root!("captive_portal_seen_through_derper");
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIP captive_portal_seen_through_derper: {why}");
+        return;
+    }
+    let lab = Lab::up(&[]);
+    // Without a relay: STUN-only map, nothing to ask.
+    let _ = headscale(&lab);
+    let r = lab.edgereach_netcheck("gwhard", with_derp_map(&lab));
+    assert_eq!(r["captive_portal"], serde_json::Value::Null, "{r}");
+    assert_eq!(r["udp"], true);
+    drop(lab);
+
+    let lab = Lab::up(&[]);
+    let _ = headscale_with_relay(&lab);
+    let r = lab.edgereach_netcheck("gwhard", with_derp_map(&lab));
+    eprintln!("through derper: captive_portal {}", r["captive_portal"]);
+    assert_eq!(r["captive_portal"], false, "{r}");
+
+    // The router now answers every LAN HTTP request itself, like a hotel
+    // portal: a 200 login page instead of derper's 204 with the challenge.
+    let rhard = lab.get("NS_RHARD").to_string();
+    let gw = lab.get("HARD_LAN_GW").to_string();
+    let portal = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &rhard,
+            "python3",
+            "-m",
+            "http.server",
+            "8081",
+            "--bind",
+        ])
+        .arg(&gw)
+        .arg("--directory")
+        .arg(lab.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the portal page");
+    let mut portal = scopeguard(portal);
+    // python's start-up takes a while on a loaded machine: wait (bounded).
+    let gwhard = lab.get("NS_GWHARD").to_string();
+    let ready = (0..50).any(|_| {
+        let ok = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &gwhard,
+                "curl",
+                "-s",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+            ])
+            .arg(format!("http://{gw}:8081/"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        ok
+    });
+    assert!(ready, "the portal page did not come up");
+    let nft = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &rhard,
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "filter",
+            "prerouting",
+        ])
+        .args([
+            "iifname",
+            lab.get("HARD_LAN_IF"),
+            "tcp",
+            "dport",
+            "80",
+            "dnat",
+            "ip",
+            "to",
+        ])
+        .arg(format!("{gw}:8081"))
+        .output()
+        .unwrap();
+    assert!(
+        nft.status.success(),
+        "{}",
+        String::from_utf8_lossy(&nft.stderr)
+    );
+    let r = lab.edgereach_netcheck("gwhard", with_derp_map(&lab));
+    eprintln!("behind the portal: captive_portal {}", r["captive_portal"]);
+    assert_eq!(r["captive_portal"], true, "{r}");
+    let _ = portal.0.kill();
+    let _ = portal.0.wait();
+    let (clean, left) = lab.down_and_check();
+    assert!(clean, "lab left behind: {left}");
+}
+
+/// Kills the child when the test panics.
+struct Guard(std::process::Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+fn scopeguard(c: std::process::Child) -> Guard {
+    Guard(c)
+}
