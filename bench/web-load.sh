@@ -60,6 +60,7 @@ bytes=$(ip netns exec "$ns" /usr/bin/python3 tests/lab/webclient.py req GET http
 printf 'edgereach %s, /api/status is %s bytes; wrk -t2 -c64 for %ss, %s runs per endpoint\n' "$("$bin" --version | awk '{print $2}')" "$bytes" "$secs" "$runs"
 printf '%-12s %-14s %-12s %-12s %s\n' endpoint "requests/s" "p50 ms" "p99 ms" "non-2xx"
 peak=0
+per_run=""
 for path in /healthz /api/status; do
     : >"$work/rps"; : >"$work/p50"; : >"$work/p99"; : >"$work/bad"
     for _ in $(seq "$runs"); do
@@ -69,6 +70,7 @@ for path in /healthz /api/status; do
         awk '$1=="99%" {print $2}' <<<"$out" | to_ms >>"$work/p99"
         { grep -E '^ +Non-2xx' <<<"$out" | awk '{print $NF}' || true; echo 0; } | head -1 >>"$work/bad"
         r=$(rss)
+        per_run="$per_run $r"
         if ((r > peak)); then peak=$r; fi
     done
     printf '%-12s %-14s %-12s %-12s %s\n' "$path" "$(median <"$work/rps")" "$(median <"$work/p50")" \
@@ -79,6 +81,6 @@ after=$(rss)
 sleep 7
 settled=$(rss)
 open=$("$bin" status --json --config "$cfg" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["web"]["connections_open"])')
-printf 'RSS kB: idle %s, highest after a run %s, right after the load %s, 7 s later %s (connections open: %s)\n' \
-    "$idle" "$peak" "$after" "$settled" "$open"
+printf 'RSS kB: idle %s; after each run:%s; highest %s; right after the load %s; 7 s later %s (connections open: %s)\n' \
+    "$idle" "$per_run" "$peak" "$after" "$settled" "$open"
 echo "goal: RSS 7 s after the load within 10% (or 1 MiB) of idle"

@@ -59,6 +59,13 @@ fn have_prometheus_parser() -> bool {
 fn endpoints_serve_the_one_snapshot() {
     let d = Daemon::start();
     let addr = d.web_addr();
+    // Netcheck looks again a second after the default route appears.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while d.status_json()["netcheck"]["reason"] == "no default route yet"
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let page = get(addr, "/");
     assert_eq!(page.status, 200);
@@ -240,6 +247,15 @@ fn caps_timeouts_and_rate_limit() {
     assert!(w["idle_closed"].as_u64().unwrap() >= 4, "{w}");
     assert_eq!(w["header_timeouts"].as_u64().unwrap(), 1, "{w}");
     assert!(w["rate_limited"].as_u64().unwrap() >= 6, "{w}");
+    // One event says clients were turned away (spaced: not one per refusal).
+    let refused: Vec<_> = d.status_json()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "clients.refused")
+        .cloned()
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
 }
 
 #[test]

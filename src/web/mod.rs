@@ -46,6 +46,8 @@ const REBIND_EVERY: Duration = Duration::from_secs(10);
 /// Refused actions are logged as events at most this often, so a flood of
 /// bad tokens cannot push real events out of the recent list.
 const REFUSAL_EVENT_SPACING: Duration = Duration::from_secs(10);
+/// Events about turned-away clients come at most this often.
+const REFUSED_EVENT_SPACING: Duration = Duration::from_secs(60);
 /// File descriptors kept for everything but web connections.
 const SPARE_FDS: u64 = 128;
 
@@ -158,6 +160,8 @@ struct Generation {
     failed: BTreeMap<SocketAddr, String>,
     fd_problem: Option<String>,
     published: Option<WebStatus>,
+    /// Turned-away totals at the last "refused" event, and when it was.
+    refused_reported: (u64, Option<Instant>),
 }
 
 impl Generation {
@@ -196,6 +200,7 @@ impl Generation {
             failed,
             fd_problem,
             published: None,
+            refused_reported: (0, None),
         };
         g.bind_missing(hub);
         g
@@ -275,10 +280,33 @@ impl Generation {
             actions_refused: get(&c.actions_refused),
         };
         next.health.set(state, reason);
+        self.report_refusals(hub, &next);
         if self.published.as_ref() != Some(&next) {
             self.published = Some(next.clone());
             hub.update(|s| s.web = next);
         }
+    }
+
+    /// One event at most every [`REFUSED_EVENT_SPACING`] when clients were
+    /// turned away, so a technician sees an attack in the recent events
+    /// without it flooding them.
+    fn report_refusals(&mut self, hub: &StatusHub, w: &WebStatus) {
+        let total = w.rejected_per_client + w.rejected_total + w.rate_limited + w.header_timeouts;
+        let (reported, at) = self.refused_reported;
+        if total <= reported || at.is_some_and(|t| t.elapsed() < REFUSED_EVENT_SPACING) {
+            return;
+        }
+        self.refused_reported = (total, Some(Instant::now()));
+        hub.emit(
+            "web",
+            "clients.refused",
+            Level::Warn,
+            format!(
+                "turned away so far: {} connections over the per-client cap, {} over the total cap, \
+                 {} requests answered 429, {} slow request heads cut",
+                w.rejected_per_client, w.rejected_total, w.rate_limited, w.header_timeouts
+            ),
+        );
     }
 
     async fn stop(&mut self) {
