@@ -187,6 +187,21 @@ fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         let resolver = edgereach::resolve::NameResolver::from_system();
+        if edgereach::netcheck::derpfetch::is_url(&config.netcheck.derp_map) {
+            // A failed fetch is not fatal: the copy fetched before is used.
+            if let Err(e) = edgereach::netcheck::derpfetch::refresh(
+                &config.netcheck.derp_map,
+                &config.gateway.state_dir(),
+                std::time::Duration::from_secs(10),
+                std::sync::Arc::new(edgereach::resolve::NameResolver::from_system()),
+            )
+            .await
+            {
+                eprintln!(
+                    "edgereach: DERP map not fetched: {e}; using the copy fetched before, if any"
+                );
+            }
+        }
         let plan = run::plan(&run::effective(&config), &resolver).await?;
         let port_mapping = edgereach::portmap::inspect::protocols_now().await;
         let mut history = History::default();

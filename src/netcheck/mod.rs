@@ -8,6 +8,7 @@
 //! - [`report`], [`text`]: the report type and its tailscale-style text.
 
 pub mod captive;
+pub mod derpfetch;
 pub mod derpmap;
 pub mod probe;
 pub mod report;

@@ -64,8 +64,17 @@ pub enum RunError {
 
 /// The netcheck settings in effect: the configured ones, with the DERP map
 /// the admission service handed over (stored in the state directory) when
-/// `netcheck.derp_map` is empty. A configured map always wins.
+/// `netcheck.derp_map` is empty. A configured map always wins; a configured
+/// URL means the copy last fetched from it (see [`super::derpfetch`]).
 pub fn effective(cfg: &crate::config::Config) -> std::borrow::Cow<'_, NetcheckConfig> {
+    if super::derpfetch::is_url(&cfg.netcheck.derp_map) {
+        let Some(path) = super::derpfetch::cached(&cfg.gateway.state_dir()) else {
+            return std::borrow::Cow::Borrowed(&cfg.netcheck);
+        };
+        let mut n = cfg.netcheck.clone();
+        n.derp_map = path.display().to_string();
+        return std::borrow::Cow::Owned(n);
+    }
     if !cfg.netcheck.derp_map.is_empty() {
         return std::borrow::Cow::Borrowed(&cfg.netcheck);
     }
@@ -157,9 +166,9 @@ pub async fn plan(cfg: &NetcheckConfig, resolver: &NameResolver) -> Result<Plan,
 }
 
 fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
-    if source.starts_with("http://") || source.starts_with("https://") {
+    if super::derpfetch::is_url(source) {
         return Err(RunError::DerpMap(format!(
-            "{source}: fetching a DERP map by URL is not supported yet; give a file path"
+            "{source}: not fetched yet (no copy in the state directory)"
         )));
     }
     let meta =

@@ -40,6 +40,9 @@ pub async fn run(
     poke: Poke,
 ) {
     let resolver = NameResolver::from_system();
+    let fetch_resolver = Arc::new(NameResolver::from_system());
+    let mut next_derp_fetch = Instant::now();
+    let mut derp_fetch_failing = false;
     let mut history = History::default();
     let mut kind = Kind::Full;
     let mut next_full = Instant::now();
@@ -55,6 +58,46 @@ pub async fn run(
                     .set(State::Unavailable, Some("no default route yet".into()))
             });
         } else {
+            let url = &cfg.netcheck.derp_map;
+            if super::derpfetch::is_url(url) && Instant::now() >= next_derp_fetch {
+                let dir = cfg.gateway.state_dir();
+                match super::derpfetch::refresh(
+                    url,
+                    &dir,
+                    Duration::from_secs(10),
+                    fetch_resolver.clone(),
+                )
+                .await
+                {
+                    Ok(_) => {
+                        next_derp_fetch = Instant::now() + super::derpfetch::REFRESH;
+                        if std::mem::replace(&mut derp_fetch_failing, false) {
+                            hub.emit(
+                                "netcheck",
+                                "derp_map.fetched",
+                                Level::Info,
+                                format!("DERP map fetched again from {url}"),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        next_derp_fetch = Instant::now() + super::derpfetch::RETRY;
+                        if !std::mem::replace(&mut derp_fetch_failing, true) {
+                            let kept = if super::derpfetch::cached(&dir).is_some() {
+                                "using the copy fetched before"
+                            } else {
+                                "no copy yet"
+                            };
+                            hub.emit(
+                                "netcheck",
+                                "derp_map.fetch_failed",
+                                Level::Warn,
+                                format!("DERP map not fetched: {e}; {kept}"),
+                            );
+                        }
+                    }
+                }
+            }
             match run::plan(&run::effective(&cfg), &resolver).await {
                 Err(e) => hub.update(|s| {
                     s.netcheck

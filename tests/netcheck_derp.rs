@@ -1,4 +1,4 @@
-//! netcheck's captive-portal check against tailscale's real derper (relay
+//! netcheck with DERP relays. The captive-portal check against tailscale's real derper (relay
 //! with `CanPort80`, started by tests/lab/mesh.sh with MESH_DERP=yes): no
 //! portal -> false; then the hard router turns into a captive portal (it
 //! redirects every LAN HTTP request to a login page of its own) -> true.
@@ -146,4 +146,94 @@ impl Drop for Guard {
 }
 fn scopeguard(c: std::process::Child) -> Guard {
     Guard(c)
+}
+
+/// `netcheck.derp_map` as a URL: served over HTTP inside the lab, fetched,
+/// used (its regions appear in the report), and still used from the kept
+/// copy once the server is gone.
+#[test]
+fn derp_map_by_url_with_last_good_copy() {
+    need_root!("derp_map_by_url_with_last_good_copy");
+    if let Some(why) = missing_tools() {
+        eprintln!("SKIP derp_map_by_url_with_last_good_copy: {why}");
+        return;
+    }
+    let lab = Lab::up(&[]);
+    let _ = headscale(&lab); // writes LABDIR/derp.json (two STUN regions)
+    let srv = lab.get("NS_SRV").to_string();
+    let server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &srv,
+            "python3",
+            "-m",
+            "http.server",
+            "8090",
+        ])
+        .args(["--bind", "203.0.113.30", "--directory"])
+        .arg(lab.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = scopeguard(server);
+    let url = "http://203.0.113.30:8090/derp.json";
+    let gwhard = lab.get("NS_GWHARD").to_string();
+    let up = (0..50).any(|_| {
+        let ok = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &gwhard,
+                "curl",
+                "-fs",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                url,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        ok
+    });
+    assert!(up, "the DERP map server did not come up");
+    let by_url = |c: String| {
+        c.lines()
+            .map(|l| {
+                if l.starts_with("stun_servers =") {
+                    "stun_servers = []".to_string()
+                } else if l.starts_with("derp_map =") {
+                    format!("derp_map = \"{url}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let regions = |r: &serde_json::Value| {
+        let mut k: Vec<String> = r["region_latency_ms"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        k
+    };
+    let r = lab.edgereach_netcheck("gwhard", by_url);
+    assert_eq!(regions(&r), ["lab-a", "lab-b"], "{r}");
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    let r = lab.edgereach_netcheck("gwhard", by_url);
+    assert_eq!(regions(&r), ["lab-a", "lab-b"], "from the kept copy: {r}");
+    eprintln!(
+        "DERP map by URL: regions {:?}, also with the server gone",
+        regions(&r)
+    );
+    let (clean, left) = lab.down_and_check();
+    assert!(clean, "lab left behind: {left}");
 }
