@@ -588,8 +588,50 @@ fn describe(e: &ConnectionError) -> String {
         ConnectionError::ConnectionRefused(code) => {
             format!("the broker refused the connection ({code:?}): check telemetry.credentials_file and the broker's ACL")
         }
-        ConnectionError::Tls(t) => format!("TLS: {t}"),
+        ConnectionError::Tls(t) => {
+            let inner = match t {
+                rumqttc::TlsError::TLS(r) => Some(r),
+                rumqttc::TlsError::Io(io) => io.get_ref().and_then(|e| e.downcast_ref()),
+                _ => None,
+            };
+            match inner {
+                Some(r) => format!("TLS: {}", tls_words(r)),
+                None => format!("TLS: {t}"),
+            }
+        }
         ConnectionError::NetworkTimeout => "no answer from the broker (timeout)".into(),
         other => other.to_string(),
     }
+}
+
+/// What a rustls error means for the person fixing it; the variant name stays
+/// in, so it can be searched for.
+pub fn tls_words(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let cert = match e {
+        rustls::Error::InvalidCertificate(c) => c,
+        rustls::Error::AlertReceived(a) => {
+            return format!(
+                "the broker rejected us ({a:?}): check telemetry.client_cert and client_key"
+            )
+        }
+        other => return other.to_string(),
+    };
+    let why = match cert {
+        C::UnknownIssuer => {
+            "the broker's certificate is not signed by a CA we trust (telemetry.ca_file)"
+        }
+        C::Expired | C::ExpiredContext { .. } => "the broker's certificate has expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "the broker's certificate is not valid yet (or this gateway's clock is wrong)"
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "the broker's certificate does not name the host in telemetry.mqtt_url"
+        }
+        C::Revoked => "the broker's certificate is revoked",
+        _ => "the broker's certificate is not acceptable",
+    };
+    let variant = format!("{cert:?}");
+    let variant = variant.split([' ', '{', '(']).next().unwrap_or("");
+    format!("{why} ({variant})")
 }
