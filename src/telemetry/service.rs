@@ -31,6 +31,10 @@ const CLIENT_CAPACITY: usize = WINDOW + 16;
 /// Time a clean shutdown gives the last records to be acked (the daemon
 /// stops telemetry after every other task, within its 2 s budget).
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(250);
+/// Change-driven status publishes are at least this far apart, whatever
+/// churns: a reason that changed every few seconds must not flood a metered
+/// link.
+const STATUS_MIN_SPACING: Duration = Duration::from_secs(60);
 /// Directory of the outbox inside the state directory.
 pub const OUTBOX_DIR: &str = "telemetry-outbox";
 
@@ -85,6 +89,7 @@ struct Actor {
     fingerprint: String,
     status_due: Option<Instant>,
     periodic_due: Instant,
+    last_status: Option<Instant>,
 }
 
 /// Run until shutdown.
@@ -118,6 +123,7 @@ pub async fn run(
         fingerprint: String::new(),
         status_due: None,
         periodic_due: Instant::now(),
+        last_status: None,
     };
     actor.configure(&cfg);
     actor.catch_up_events();
@@ -483,7 +489,11 @@ impl Actor {
         }
         let fp = payload::status_fingerprint(snap);
         if fp != self.fingerprint && self.status_due.is_none() {
-            self.status_due = Some(Instant::now() + self.cfg.debounce.get());
+            let debounced = Instant::now() + self.cfg.debounce.get();
+            let spaced = self
+                .last_status
+                .map_or(debounced, |t| t + STATUS_MIN_SPACING);
+            self.status_due = Some(debounced.max(spaced));
         }
     }
 
@@ -493,6 +503,7 @@ impl Actor {
         if self.publish(topic::STATUS, true, body, Tag::Other) {
             self.fingerprint = payload::status_fingerprint(&snap);
             self.status_due = None;
+            self.last_status = Some(Instant::now());
             self.periodic_due = Instant::now() + self.cfg.status_interval.get();
         }
     }
