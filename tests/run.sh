@@ -19,6 +19,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
+echo "== reference admission service (tests/admission_lab.rs, bench)"
+cargo build --locked --features acs --bin edgereach-acs
 echo "== cargo test"
 # One test binary at a time: lab tests build namespaces and daemons, and the
 # machine has two cores.

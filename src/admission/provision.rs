@@ -144,6 +144,16 @@ pub async fn start(
     let started = api.start(&opts).await;
     drop(opts);
     started?;
+    // Start logs in by itself only a node that has a node key (a move);
+    // a new node needs the login kicked, as `tailscale up` does.
+    let node_key_before = before
+        .self_node
+        .as_ref()
+        .map(|n| n.public_key.clone())
+        .filter(|k| is_real_key(k));
+    if node_key_before.is_none() {
+        api.login_interactive().await?;
+    }
     let deadline = tokio::time::Instant::now() + SETTLE;
     let mut last = before.backend_state.clone();
     let mut after_key = None;
@@ -160,13 +170,16 @@ pub async fn start(
     let control_url = api.prefs().await.map(|p| p.control_url).unwrap_or_default();
     Ok(Outcome {
         backend_state: last,
-        node_key_before: before
-            .self_node
-            .map(|n| n.public_key)
-            .filter(|k| !k.is_empty()),
-        node_key_after: after_key.filter(|k| !k.is_empty()),
+        node_key_before,
+        node_key_after: after_key.filter(|k| is_real_key(k)),
         control_url,
     })
+}
+
+/// tailscaled shows an all-zero node key before the first login.
+fn is_real_key(k: &str) -> bool {
+    let hex = k.strip_prefix("nodekey:").unwrap_or(k);
+    !hex.is_empty() && hex.chars().any(|c| c != '0')
 }
 
 /// A node key shortened for messages (`nodekey:1234abcd…`).
@@ -231,6 +244,13 @@ mod tests {
             plan("NeedsLogin", "", &assigned("oidc"), true),
             Plan::Leave(_)
         ));
+    }
+
+    #[test]
+    fn zero_keys_are_no_keys() {
+        assert!(!is_real_key(&format!("nodekey:{}", "0".repeat(64))));
+        assert!(!is_real_key(""));
+        assert!(is_real_key("nodekey:00ab"));
     }
 
     #[test]

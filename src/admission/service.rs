@@ -335,6 +335,14 @@ impl Agent {
                         a.cluster_id, a.headscale_url, out.backend_state
                     ),
                 };
+                let mut msg = msg;
+                if from.is_some() && !running && a.headscale_url.starts_with("http://") {
+                    // tailscaled (controlhttp) re-dials within 2 minutes of
+                    // its last dial over HTTPS on port 443 only.
+                    msg.push_str(
+                        "; note: tailscaled reconnects only over HTTPS on port 443 right after a move, so a plain-HTTP control server is not reachable this way",
+                    );
+                }
                 let (kind, level) = match (&from, running) {
                     (Some(_), true) => ("tailscale.migrated", Level::Info),
                     (None, true) => ("tailscale.provisioned", Level::Info),

@@ -278,6 +278,21 @@ impl LocalApi {
         Ok(())
     }
 
+    /// `POST /localapi/v0/login-interactive`: start logging in. After a
+    /// `start` carrying an auth key, a node without a node key logs in with
+    /// that key and no URL is involved (what `tailscale up --authkey` does).
+    pub async fn login_interactive(&self) -> Result<(), LocalApiError> {
+        self.request(
+            "login-interactive",
+            Method::POST,
+            "/localapi/v0/login-interactive",
+            None,
+            self.timeout,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// A disco ping to `ip`, waiting at most `timeout` for the pong.
     /// A ping that got no pong is `Ok` with `err` set, as tailscaled reports it.
     pub async fn ping_disco(

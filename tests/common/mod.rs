@@ -221,6 +221,7 @@ impl Drop for Daemon {
     }
 }
 
+pub mod acs;
 pub mod http;
 pub mod lab;
 pub mod mesh;

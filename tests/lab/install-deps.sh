@@ -12,7 +12,7 @@ set -euo pipefail
 # never picks miniupnpd-iptables.
 PKGS=(miniupnpd miniupnpd-nftables miniupnpc natpmpc coturn mosquitto
       mosquitto-clients nftables iproute2 conntrack tcpdump python3 procps jq file
-      chromium slowhttptest wrk python3-prometheus-client openssl curl)
+      chromium slowhttptest wrk python3-prometheus-client openssl curl dnsmasq-base)
 
 POLICY=/usr/sbin/policy-rc.d
 POLICY_SAVE=/usr/sbin/policy-rc.d.edgereach-save

@@ -2,11 +2,18 @@
 # A Tailscale mesh on top of the namespace lab (tests/lab/lab.sh): a
 # self-hosted headscale in ns srv and tailscaled nodes in lab hosts.
 #
-#   mesh.sh headscale LABDIR                  start headscale on 203.0.113.30:8080,
+#   mesh.sh headscale LABDIR [b]              start headscale on 203.0.113.30:8080,
 #                                             create user "lab" and print a reusable
-#                                             pre-auth key (also in LABDIR/headscale/authkey)
+#                                             pre-auth key (also in LABDIR/headscale/authkey,
+#                                             its user id in LABDIR/headscale/userid); "b":
+#                                             a second, independent headscale on
+#                                             https://203.0.113.31 (port 443, a lab CA in
+#                                             LABDIR/tls; tailscaled started later trusts
+#                                             it), state in LABDIR/headscale-b
+#   mesh.sh hs LABDIR a|b args…               headscale CLI of instance a or b
 #   mesh.sh join LABDIR HOSTKEY NAME AUTHKEY  start tailscaled NAME in HOSTKEY's namespace
 #                                             (userspace networking, UDP 41641) and log in
+#   mesh.sh tailscaled LABDIR HOSTKEY NAME    the same without logging in (a new node)
 #   mesh.sh netcheck LABDIR NAME [args…]      `tailscale netcheck` in NAME's namespace,
 #                                             only once its tailscaled has the lab DERP map
 #   mesh.sh cli LABDIR NAME args…             `tailscale --socket … args…` in NAME's namespace
@@ -39,7 +46,7 @@ source "$HERE/lab-proc.sh"
 
 TOOLS=${EDGEREACH_TOOLS:-/var/cache/edgereach-tools/bin}
 HEADSCALE=$TOOLS/headscale TAILSCALED=$TOOLS/tailscaled TAILSCALE=$TOOLS/tailscale
-HS_IP=203.0.113.30 HS_PORT=8080
+HS_IP=203.0.113.30 HS_PORT=8080 HS_GRPC_PORT=50443 HS_INST= HS_TLS=
 DERP_IP=203.0.113.40 DERPER=$TOOLS/derper
 HS_URL=http://$HS_IP:$HS_PORT
 TS_PORT=41641
@@ -102,7 +109,40 @@ need_bin() { [[ -x $1 ]] || die "missing binary $1"; }
 
 # ---- headscale ---------------------------------------------------------------
 
-HSDIR() { printf '%s/headscale' "$LABDIR"; }
+HSDIR() { printf '%s/headscale%s' "$LABDIR" "${HS_INST:+-$HS_INST}"; }
+# lab_ca : a throw-away CA and a certificate for instance b's address, plus
+# a bundle (system roots + lab CA) for tailscaled's SSL_CERT_FILE.
+lab_ca() {
+    local t=$LABDIR/tls
+    [[ -f $t/bundle.pem ]] && return 0
+    mkdir -p "$t"
+    chmod 700 "$t"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=edgereach lab CA" -keyout "$t/ca.key" -out "$t/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=203.0.113.31" -keyout "$t/hs-b.key" -out "$t/hs-b.csr" 2>/dev/null
+    printf 'subjectAltName=IP:203.0.113.31\nextendedKeyUsage=serverAuth\n' >"$t/ext"
+    openssl x509 -req -in "$t/hs-b.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
+        -days 2 -extfile "$t/ext" -out "$t/hs-b.crt" 2>/dev/null
+    cat /etc/ssl/certs/ca-certificates.crt "$t/ca.pem" >"$t/bundle.pem" 2>/dev/null ||
+        cp "$t/ca.pem" "$t/bundle.pem"
+}
+
+HSNAME() { printf 'headscale%s' "${HS_INST:+-$HS_INST}"; }
+
+# select_instance a|b : a is the default headscale; b a second one with its
+# own address, state, sockets and process record.
+select_instance() {
+    case ${1:-a} in
+    a) ;;
+    # TLS on 443: tailscaled re-dials a control server it dialed less than
+    # 2 minutes ago over HTTPS on port 443 only (controlhttp forceNoise443),
+    # so a node moved from one server to another needs the second on 443.
+    b) HS_IP=203.0.113.31 HS_PORT=443 HS_GRPC_PORT=50444 HS_INST=b HS_TLS=1
+       HS_URL=https://203.0.113.31 ;;
+    *) die "headscale instance must be a or b, got '$1'" ;;
+    esac
+}
 
 # write_derp_files [CERTNAME]: with CERTNAME, each region also gets a DERP
 # node (the one lab derper; STUN off there): a region whose nodes are all
@@ -165,7 +205,7 @@ write_headscale_config() {
 server_url: $HS_URL
 listen_addr: $HS_IP:$HS_PORT
 metrics_listen_addr: ""           # empty = no metrics/debug listener
-grpc_listen_addr: 127.0.0.1:50443 # loopback of the srv namespace only
+grpc_listen_addr: 127.0.0.1:$HS_GRPC_PORT # loopback of the srv namespace only
 grpc_allow_insecure: false
 trusted_proxies: []
 noise:
@@ -195,8 +235,8 @@ database:
 acme_url: ""
 tls_letsencrypt_hostname: ""
 tls_letsencrypt_cache_dir: $d/cache
-tls_cert_path: ""
-tls_key_path: ""
+tls_cert_path: "${HS_TLS:+$LABDIR/tls/hs-b.crt}"
+tls_key_path: "${HS_TLS:+$LABDIR/tls/hs-b.key}"
 log:
   level: info
   format: text
@@ -230,7 +270,8 @@ hs() { # headscale CLI over the unix socket, in ns srv
 
 hs_ready() {
     [[ -S $(HSDIR)/headscale.sock ]] &&
-        ip netns exec "$(ns_of srv)" curl -fsS -m 2 "$HS_URL/health" >/dev/null &&
+        ip netns exec "$(ns_of srv)" curl -fsS -m 2 ${HS_TLS:+--cacert "$LABDIR/tls/ca.pem"} \
+            "$HS_URL/health" >/dev/null &&
         hs users list -o json >/dev/null
 }
 
@@ -261,6 +302,7 @@ derper_ready() {
 
 cmd_headscale() {
     init_lab "$1"
+    select_instance "${2:-a}"
     need_bin "$HEADSCALE"
     local nsn d uid key cert
     nsn=$(ns_of srv) d=$(HSDIR)
@@ -271,13 +313,14 @@ cmd_headscale() {
     fi
     cert=$(start_derper)
     write_derp_files "$cert"
+    [[ -z $HS_TLS ]] || lab_ca
     write_headscale_config
-    if [[ -f $LABDIR/run/headscale.proc ]] && alive headscale; then
-        log "headscale already runs"
+    if [[ -f $LABDIR/run/$(HSNAME).proc ]] && alive "$(HSNAME)"; then
+        log "$(HSNAME) already runs"
     else
-        start_daemon headscale srv env HOME="$d" "$HEADSCALE" -c "$d/config.yaml" serve
+        start_daemon "$(HSNAME)" srv env HOME="$d" "$HEADSCALE" -c "$d/config.yaml" serve
     fi
-    wait_for 30 "headscale on $HS_URL" headscale hs_ready
+    wait_for 30 "headscale on $HS_URL" "$(HSNAME)" hs_ready
     if ! hs users list -o json | jq -e --arg u "$HS_USER" 'any((. // [])[]; .name == $u)' >/dev/null; then
         hs users create "$HS_USER" >/dev/null
     fi
@@ -286,6 +329,7 @@ cmd_headscale() {
     key=$(hs preauthkeys create --user "$uid" --reusable --expiration 24h -o json | jq -r .key)
     [[ -n $key && $key != null ]] || die "no pre-auth key"
     printf '%s\n' "$key" >"$d/authkey"
+    printf '%s\n' "$uid" >"$d/userid"
     chmod 600 "$d/authkey"
     log "headscale up at $HS_URL (user $HS_USER id $uid)"
     printf '%s\n' "$key"
@@ -316,6 +360,7 @@ start_tailscaled() {
     d=$(tsdir "$name")
     key=$(cat "$d/hostkey")
     [[ -f $d/env ]] && mapfile -t extra <"$d/env"
+    [[ -f $LABDIR/tls/bundle.pem ]] && extra+=("SSL_CERT_FILE=$LABDIR/tls/bundle.pem")
     if [[ -f $LABDIR/run/tailscaled-$name.proc ]] && alive "tailscaled-$name"; then
         log "tailscaled-$name already runs"
     else
@@ -326,10 +371,24 @@ start_tailscaled() {
     wait_for 20 "tailscaled-$name LocalAPI" "tailscaled-$name" ts_answers "$name"
 }
 
+cmd_hs() {
+    init_lab "$1"
+    select_instance "${2:-}"
+    need_bin "$HEADSCALE"
+    shift 2
+    hs "$@"
+}
+
+cmd_tailscaled() {
+    [[ -n ${3:-} ]] || die "usage: tailscaled LABDIR HOSTKEY NAME"
+    cmd_join "$1" "$2" "$3" ""
+}
+
+# cmd_join LABDIR HOSTKEY NAME AUTHKEY; an empty AUTHKEY only starts it.
 cmd_join() {
     init_lab "$1"
-    local key=${2:-} name=${3:-} authkey=${4:-} nsn d v
-    [[ -n $key && -n $name && -n $authkey ]] || die "usage: join LABDIR HOSTKEY NAME AUTHKEY"
+    local key=${2:-} name=${3:-} authkey=${4-} nsn d v
+    [[ -n $key && -n $name && -n ${4+x} ]] || die "usage: join LABDIR HOSTKEY NAME AUTHKEY"
     need_bin "$TAILSCALED"
     need_bin "$TAILSCALE"
     valid_name "$name"
@@ -343,6 +402,7 @@ cmd_join() {
         printf '%s\n' "$v" >>"$d/env"
     done
     start_tailscaled "$name"
+    [[ -n $authkey ]] || { log "tailscaled-$name started, not logged in"; return 0; }
     ts "$name" up --login-server "$HS_URL" --authkey "$authkey" --hostname "$name" \
         --accept-dns=false --timeout 30s >>"$LABDIR/logs/tailscale-up-$name.log" 2>&1 ||
         die "tailscale up for $name failed: $(tail -n 5 "$LABDIR/logs/tailscale-up-$name.log")"
@@ -420,6 +480,8 @@ main() {
     case $cmd in
     headscale) cmd_headscale "$@" ;;
     join) cmd_join "$@" ;;
+    tailscaled) cmd_tailscaled "$@" ;;
+    hs) cmd_hs "$@" ;;
     netcheck) cmd_netcheck "$@" ;;
     cli) cmd_cli "$@" ;;
     stop) cmd_stop "$@" ;;
