@@ -211,7 +211,7 @@ fn netcheck(o: &mut String, s: &Status) {
         or_none(r.ipv4.as_deref()),
         or_none(r.ipv6.as_deref()),
         if r.port_mapping.is_empty() {
-            "none answered".to_string()
+            "none seen".to_string()
         } else {
             escape(&r.port_mapping.join(", "))
         },
