@@ -177,10 +177,14 @@ fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result
     use edgereach::netcheck::run::{self, History, Kind};
     let config = Config::load(config_path)?;
     // The daemon's last report carries the rarely measured mapping lifetime.
-    let daemon_report = control::request(&config.gateway.control_socket(), &Request::Status)
+    // Its router mapping lets the mesh port test run here too.
+    let daemon = control::request(&config.gateway.control_socket(), &Request::Status)
         .ok()
-        .and_then(|r| r.status)
-        .and_then(|s| s.netcheck.report);
+        .and_then(|r| r.status);
+    let mesh = daemon.as_ref().and_then(|s| {
+        edgereach::netcheck::reach::MeshMapping::held(&s.portmap, &config.tailscale.mapping)
+    });
+    let daemon_report = daemon.and_then(|s| s.netcheck.report);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -206,7 +210,7 @@ fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result
         let port_mapping = edgereach::portmap::inspect::protocols_now().await;
         let mut history = History::default();
         history.last = daemon_report;
-        run::run(&plan, Kind::Full, &mut history, port_mapping).await
+        run::run(&plan, Kind::Full, &mut history, port_mapping, mesh).await
     })?;
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

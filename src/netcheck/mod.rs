@@ -11,6 +11,7 @@ pub mod captive;
 pub mod derpfetch;
 pub mod derpmap;
 pub mod probe;
+pub mod reach;
 pub mod report;
 pub mod run;
 pub mod service;

@@ -55,7 +55,7 @@ pub struct Outcome {
     pub ipv6_socket: bool,
 }
 
-fn new_tid() -> TransactionId {
+pub(crate) fn new_tid() -> TransactionId {
     let mut b = [0u8; 12];
     crate::entropy::fill(&mut b);
     TransactionId::new(b)

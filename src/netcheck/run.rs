@@ -182,12 +182,14 @@ fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
     derpmap::decode(&bytes).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))
 }
 
-/// Run one report over `plan`. `port_mapping` comes from the portmap task.
+/// Run one report over `plan`. `port_mapping` and `mesh` (the mesh port's
+/// router mapping, when held) come from the portmap task.
 pub async fn run(
     plan: &Plan,
     kind: Kind,
     history: &mut History,
     port_mapping: Vec<String>,
+    mesh: Option<super::reach::MeshMapping>,
 ) -> Result<Report, RunError> {
     let started = Instant::now();
     let targets = &plan.stun[..];
@@ -265,6 +267,11 @@ pub async fn run(
                     .await
                     .ok()
                     .flatten();
+            if let Some(mesh) = mesh {
+                let wait = (rtt * 4).clamp(Duration::from_millis(300), Duration::from_secs(1));
+                report.mesh_port_reachable =
+                    super::reach::mesh_port_reachable(mesh, server, wait, &mut sent).await;
+            }
             report.bytes_sent += sent;
         }
     }
@@ -275,6 +282,11 @@ pub async fn run(
         }
         if kind == Kind::Incremental {
             report.captive_portal = last.captive_portal;
+        }
+        // Told once (say before tailscaled took the port), it stays known
+        // while the mapping is held.
+        if report.mesh_port_reachable.is_none() && mesh.is_some() {
+            report.mesh_port_reachable = last.mesh_port_reachable;
         }
     }
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

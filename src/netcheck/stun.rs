@@ -12,7 +12,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use stun_rs::attributes::discovery::{ChangeRequest as ChangeRequestAttr, ChangeRequestFlags};
+use stun_rs::attributes::discovery::{
+    ChangeRequest as ChangeRequestAttr, ChangeRequestFlags, ResponsePort,
+};
 use stun_rs::attributes::stun::{Fingerprint, Software};
 use stun_rs::attributes::StunAttribute;
 use stun_rs::{
@@ -191,6 +193,16 @@ pub fn binding_request(
     tid: &TransactionId,
     change: Option<ChangeRequest>,
 ) -> Result<Vec<u8>, StunError> {
+    binding_request_to(tid, change, None)
+}
+
+/// A Binding request whose answer the server sends to `response_port` on
+/// our public address (RFC 5780 RESPONSE-PORT) instead of the source port.
+pub fn binding_request_to(
+    tid: &TransactionId,
+    change: Option<ChangeRequest>,
+    response_port: Option<u16>,
+) -> Result<Vec<u8>, StunError> {
     let encode_err = |e: &dyn std::fmt::Display| StunError::Encode {
         detail: e.to_string(),
     };
@@ -206,6 +218,9 @@ pub fn binding_request(
             (false, false) => None,
         };
         builder = builder.with_attribute(ChangeRequestAttr::new(flags));
+    }
+    if let Some(port) = response_port {
+        builder = builder.with_attribute(ResponsePort::from(port));
     }
     let msg = builder.with_attribute(Fingerprint::default()).build();
     let mut buf = vec![0u8; REQUEST_CAPACITY];

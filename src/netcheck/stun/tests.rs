@@ -485,3 +485,16 @@ fn random_mutations_never_panic() {
     }
     assert!(accepted > 0, "no mutant decoded at all");
 }
+
+#[test]
+fn response_port_is_encoded() {
+    let req = binding_request_to(&tid(), None, Some(41641)).unwrap();
+    // RESPONSE-PORT: type 0x0027, the 2-byte port (as stun-rs writes the
+    // length; coturn accepts it), then 2 bytes of padding.
+    let attr = [0x00, 0x27, 0x00, 0x02, 0xa2, 0xa9, 0x00, 0x00];
+    assert!(req.windows(attr.len()).any(|w| w == attr), "{req:02x?}");
+    assert!(!binding_request(&tid(), None)
+        .unwrap()
+        .windows(2)
+        .any(|w| w == [0x00, 0x27]));
+}
