@@ -294,3 +294,60 @@ fn chromium_sees_the_verdict_and_actions_reach_the_actors() {
     let (clean, report) = lab.down_and_check();
     assert!(clean, "{report}");
 }
+
+/// With real tailscaled and headscale (tests/lab/mesh.sh): the page shows
+/// the peer's path and latency from edgereach's keepalive, and the verdict
+/// comes from that pong.
+#[test]
+fn chromium_sees_mesh_peers_with_their_path() {
+    need_root!("chromium_sees_mesh_peers_with_their_path");
+    if let Some(why) = common::mesh::missing_tools() {
+        eprintln!("SKIP chromium_sees_mesh_peers_with_their_path: {why}");
+        return;
+    }
+    use common::mesh::{headscale, mesh, mesh_env};
+    let lab = Lab::up(&[("LAB_LAN", "private")]);
+    let key = headscale(&lab);
+    mesh(&lab, "join", &["peer", "a", &key], "tailscaled-a");
+    let sock = lab.path().join("ts-c/tailscaled.sock");
+    let d = lab.daemon("gwhard", |c| {
+        let c = set_key(
+            &c,
+            "tailscale",
+            "socket",
+            &format!("\"{}\"", sock.display()),
+        );
+        set_key(&c, "tailscale", "keepalive_interval", "\"5s\"")
+    });
+    d.wait_for("the mapping", Duration::from_secs(15), |s| {
+        s["portmap"]["mappings"][0]["state"] == "ok"
+    });
+    mesh_env(
+        &lab,
+        "join",
+        &["gwhard", "c", &key],
+        &[("MESH_TS_ENV", "TS_DISABLE_PORTMAPPER=1")],
+        "tailscaled-c",
+    );
+    d.wait_for("a direct keepalive pong", Duration::from_secs(30), |s| {
+        s["tailscale"]["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["last_ping"]["path"] == "direct"))
+    });
+    let dom = load_page(&lab, "gwhard", "http://127.0.0.1:8088/", "page-mesh.png");
+    let (verdict, reason) = (element(&dom, "verdict"), element(&dom, "reason"));
+    eprintln!("mesh: {verdict}: {reason}");
+    assert_eq!(verdict, "Reachable direct");
+    assert!(
+        reason.contains("pinged peers answer directly (e.g. a via "),
+        "{reason}"
+    );
+    let peers = dom.split("id=\"peers\"").nth(1).expect("peer table");
+    assert!(peers.contains("<td>a<br>"), "{peers}");
+    assert!(peers.contains("direct 203.0.113.50:"), "{peers}");
+    assert!(peers.contains(" ms</td>"), "latency shown: {peers}");
+    assert!(
+        dom.contains("tailscaled 1."),
+        "tailscaled's version and state: {dom}"
+    );
+}
