@@ -222,3 +222,151 @@ fn targets_parse() {
     assert!(Target::parse("http://user:pw@x").is_err());
     assert!(Target::parse("acs.example").is_err());
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as
+/// PEM files in `dir`; returns the server's rustls config (client
+/// certificates required, signed by the CA).
+fn tls_setup(dir: &std::path::Path) -> Arc<rustls::ServerConfig> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    };
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "edgereach test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let srv_key = KeyPair::generate().unwrap();
+    let srv = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&srv_key, &ca_cert, &ca_key)
+        .unwrap();
+    let cli_key = KeyPair::generate().unwrap();
+    let mut cli = CertificateParams::new(vec!["gw-1.example".to_string()]).unwrap();
+    cli.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cli_cert = cli.signed_by(&cli_key, &ca_cert, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("client.pem"), cli_cert.pem()).unwrap();
+    std::fs::write(dir.join("client.key"), cli_key.serialize_pem()).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(srv.der().to_vec())],
+            PrivateKeyDer::Pkcs8(srv_key.serialize_der().into()),
+        )
+        .unwrap();
+    Arc::new(cfg)
+}
+
+/// An HTTPS responder requiring client certificates; counts the handshakes
+/// that presented one.
+async fn tls_responder(cfg: Arc<rustls::ServerConfig>, reply: Vec<u8>) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", l.local_addr().unwrap());
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let (acceptor, reply) = (acceptor.clone(), reply.clone());
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 16384];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(&reply).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+fn tls_client(url: &str, dir: &std::path::Path, ca: bool, client_cert: bool) -> AcsClient {
+    let p = |f: &str| dir.join(f).display().to_string();
+    let cfg = AdmissionConfig {
+        url: url.to_string(),
+        account: "acme".into(),
+        ca_file: if ca { p("ca.pem") } else { String::new() },
+        client_cert: if client_cert {
+            p("client.pem")
+        } else {
+            String::new()
+        },
+        client_key: if client_cert {
+            p("client.key")
+        } else {
+            String::new()
+        },
+        timeout: Duration::from_secs(5).into(),
+        ..AdmissionConfig::default()
+    };
+    AcsClient::new(&cfg, Arc::new(NameResolver::offline("tests"))).unwrap()
+}
+
+#[tokio::test]
+async fn https_with_a_configured_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tls_setup(dir.path());
+    let body = r#"{"cluster_id":"A","headscale_url":"https://hs-a.example","auth_mode":"none"}"#;
+    let url = tls_responder(cfg, http("200 OK", "", body)).await;
+
+    let r = tls_client(&url, dir.path(), true, true)
+        .bootstrap(&request())
+        .await
+        .unwrap();
+    assert_eq!(r.response.cluster_id, "A");
+
+    // The public web roots do not know the test CA.
+    let e = tls_client(&url, dir.path(), false, true)
+        .bootstrap(&request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, AcsError::Tls { why, .. } if why.contains("UnknownIssuer")),
+        "{e}"
+    );
+
+    // Without a client certificate the server ends the handshake.
+    let e = tls_client(&url, dir.path(), true, false)
+        .bootstrap(&request())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AcsError::Tls { .. } | AcsError::Http(_)), "{e}");
+}
+
+#[test]
+fn unusable_tls_files_are_setup_errors() {
+    let cfg = AdmissionConfig {
+        url: "https://acs.example".into(),
+        account: "acme".into(),
+        ca_file: "/nonexistent/ca.pem".into(),
+        ..AdmissionConfig::default()
+    };
+    let e = AcsClient::new(&cfg, Arc::new(NameResolver::offline("tests")))
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string()
+            .starts_with("admission.ca_file: /nonexistent/ca.pem"),
+        "{e}"
+    );
+}
