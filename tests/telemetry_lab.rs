@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use common::lab::{Lab, LabDaemon};
 use serde_json::Value;
 
+/// Topic prefix of the messages that check a subscriber is subscribed.
+const PROBE: &str = "edgereach/probe/";
+
 /// A `mosquitto_sub` in a lab host, writing `RETAINED TOPIC PAYLOAD` lines.
 struct Sub {
     child: Child,
@@ -30,27 +33,48 @@ struct Msg {
 }
 
 impl Sub {
+    /// Start `mosquitto_sub` as client `edgereach-test-NAME`; returns once
+    /// the broker has logged its connection.
     fn start(lab: &Lab, name: &str, extra: &[&str]) -> Self {
+        let id = format!("edgereach-test-{name}");
         let out = lab.path().join(format!("sub-{name}.txt"));
         let ns = lab.get("NS_PEER").to_string();
         let broker = lab.get("MQTT_IP").to_string();
         let child = Command::new("ip")
             .args(["netns", "exec", &ns, "mosquitto_sub", "-h", &broker])
-            .args(["-q", "1", "-F", "%r %t %p"])
+            .args(["-q", "1", "-F", "%r %t %p", "-i", &id])
             .args(extra)
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto_sub");
-        // Connected before anything is published.
-        std::thread::sleep(Duration::from_millis(500));
-        Sub { child, out }
+        // Subscribed before anything is published: a probe on a topic both
+        // filters match comes back (mosquitto's own log is block-buffered).
+        let sub = Sub { child, out };
+        let probe = format!("{PROBE}{name}/events");
+        let start = Instant::now();
+        while !std::fs::read_to_string(&sub.out)
+            .unwrap_or_default()
+            .contains(&probe)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{id} did not subscribe"
+            );
+            lab.exec(
+                "peer",
+                &["mosquitto_pub", "-h", &broker, "-t", &probe, "-m", "{}"],
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        sub
     }
 
     fn messages(&self) -> Vec<Msg> {
         std::fs::read_to_string(&self.out)
             .unwrap_or_default()
             .lines()
+            .filter(|l| !l.contains(PROBE))
             .filter_map(|l| {
                 let (r, rest) = l.split_once(' ')?;
                 let (topic, payload) = rest.split_once(' ')?;
@@ -249,17 +273,7 @@ fn broker_outage_and_daemon_restart_lose_no_event() {
     let lab = Lab::up(&[]);
     // A persistent session: the broker keeps what arrives for it while it
     // reconnects after the outage.
-    let sub = Sub::start(
-        &lab,
-        "events",
-        &[
-            "-t",
-            "edgereach/+/+/events",
-            "-c",
-            "-i",
-            "edgereach-test-events",
-        ],
-    );
+    let sub = Sub::start(&lab, "events", &["-t", "edgereach/+/+/events", "-c"]);
     let mut d = lab.daemon("gwhard", with_telemetry(&lab));
     d.wait_for(
         "telemetry connected, mapping made",
