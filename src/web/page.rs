@@ -205,6 +205,7 @@ fn netcheck(o: &mut String, s: &Status) {
         "<dl id=\"netcheck\"><dt>NAT type</dt><dd>{nat}</dd><dt>Filtering</dt><dd>{}</dd>\
          <dt>UDP</dt><dd>{}</dd><dt>Public IPv4</dt><dd>{}</dd><dt>Public IPv6</dt><dd>{}</dd>\
          <dt>Port mapping</dt><dd>{}</dd><dt>Nearest</dt><dd>{}</dd><dt>Latency</dt><dd>{}</dd>\
+         <dt>Mapped port from outside</dt><dd>{}</dd>\
          <dt>Idle mapping kept</dt><dd>{}</dd><dt>Report</dt><dd>{} ({} ms, run {})</dd></dl>",
         r.filtering.map_or(NONE, |f| f.name()),
         yes_no(r.udp),
@@ -220,6 +221,11 @@ fn netcheck(o: &mut String, s: &Status) {
             NONE.to_string()
         } else {
             latency.join(", ")
+        },
+        match r.mesh_port_reachable {
+            Some(true) => "gets through",
+            Some(false) => "<span class=\"error\">does not get through</span>",
+            None => NONE,
         },
         r.mapping_lifetime_s
             .map_or_else(|| NONE.to_string(), |t| format!("at least {t}s")),

@@ -171,10 +171,15 @@ fn from_nat(s: &Status) -> Verdict {
             return verdict(
                 Reach::Direct,
                 format!(
-                    "The router forwards {} {} to this gateway (port mapping by {}).",
+                    "The router forwards {} {} to this gateway (port mapping by {}{}).",
                     m.protocol,
                     m.external.as_deref().unwrap_or("?"),
-                    m.method.as_deref().unwrap_or("?")
+                    m.method.as_deref().unwrap_or("?"),
+                    if report.mesh_port_reachable == Some(true) {
+                        "; a test packet from outside got through"
+                    } else {
+                        ""
+                    }
                 ),
             );
         }
@@ -224,10 +229,20 @@ fn why_not_direct(s: &Status) -> String {
 fn portmap_words(s: &Status) -> String {
     let pm = &s.portmap;
     if let Some(m) = held_mapping(s) {
+        let dead = s
+            .netcheck
+            .report
+            .as_ref()
+            .is_some_and(|r| r.mesh_port_reachable == Some(false));
         return format!(
-            "the router holds {} -> {}.",
+            "the router holds {} -> {}{}.",
             m.external.as_deref().unwrap_or("?"),
-            m.internal
+            m.internal,
+            if dead {
+                ", but a test packet from outside did not get through it"
+            } else {
+                ""
+            }
         );
     }
     let why = pm.health.reason.as_deref().unwrap_or("no mapping");

@@ -95,7 +95,9 @@ fn a_mapping_seen_dead_from_outside_is_not_trusted() {
     r.mesh_port_reachable = Some(false);
     s.netcheck.report = Some(r);
     mapped(&mut s);
-    assert_eq!(decide(&s).reach, Reach::RelayOnly);
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::RelayOnly);
+    assert!(v.reason.contains("did not get through it"), "{}", v.reason);
 }
 
 #[test]
