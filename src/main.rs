@@ -49,6 +49,12 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also tell whether the router mapping of the mesh port lets a
+        /// stranger in (RFC 5780). Briefly binds the mesh port itself, so
+        /// run it while tailscaled is stopped: a tailscaled starting at that
+        /// moment would fall back to a random port.
+        #[arg(long)]
+        mesh_port: bool,
     },
     /// Register with the admission service once and print the assignment
     /// (changes nothing: the daemon applies assignments itself).
@@ -109,7 +115,9 @@ fn main() -> ExitCode {
         }
         Command::Status { json } => report(show_status(&cli.config, json)),
         Command::Portmap { json } => report(show_portmap(&cli.config, json)),
-        Command::Netcheck { format } => report(run_netcheck(&cli.config, format)),
+        Command::Netcheck { format, mesh_port } => {
+            report(run_netcheck(&cli.config, format, mesh_port))
+        }
         Command::Register { json } => report(register(&cli.config, json)),
         Command::Debug(DebugCommand::WriteState { dir, count }) => report(write_state(&dir, count)),
     }
@@ -173,7 +181,11 @@ fn show_portmap(config_path: &std::path::Path, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result<()> {
+fn run_netcheck(
+    config_path: &std::path::Path,
+    format: Format,
+    mesh_port: bool,
+) -> anyhow::Result<()> {
     use edgereach::netcheck::run::{self, History, Kind};
     let config = Config::load(config_path)?;
     // The daemon's last report carries the rarely measured mapping lifetime.
@@ -181,7 +193,7 @@ fn run_netcheck(config_path: &std::path::Path, format: Format) -> anyhow::Result
     let daemon = control::request(&config.gateway.control_socket(), &Request::Status)
         .ok()
         .and_then(|r| r.status);
-    let mesh = daemon.as_ref().and_then(|s| {
+    let mesh = daemon.as_ref().filter(|_| mesh_port).and_then(|s| {
         edgereach::netcheck::reach::MeshMapping::held(&s.portmap, &config.tailscale.mapping)
     });
     let daemon_report = daemon.and_then(|s| s.netcheck.report);

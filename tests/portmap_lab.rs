@@ -15,9 +15,14 @@ fn router_rules(lab: &Lab) -> String {
     String::from_utf8_lossy(&lab.exec("rhard", &["nft", "list", "ruleset"]).stdout).into_owned()
 }
 
+/// `method` "any": tests that are not about which protocol wins (with all
+/// three on, PCP wins within its grace; on a loaded machine NAT-PMP's answer
+/// can beat it, which is correct behaviour too).
 fn mapping_ok(s: &serde_json::Value, method: &str) -> bool {
     let m = &s["portmap"]["mappings"][0];
-    m["state"] == "ok" && m["method"] == method && m["external"] == "203.0.113.2:41641"
+    m["state"] == "ok"
+        && (method == "any" || m["method"] == method)
+        && m["external"] == "203.0.113.2:41641"
 }
 
 fn wait_mapped(d: &LabDaemon, method: &str) -> Duration {
@@ -149,7 +154,7 @@ fn second_gateway_gets_another_port_and_says_so() {
     need_root!("second_gateway_gets_another_port_and_says_so");
     let lab = Lab::up(&[]);
     let first = lab.daemon("gwhard", |c| c);
-    wait_mapped(&first, "pcp");
+    wait_mapped(&first, "any");
     let second = lab.daemon("gwhard2", |c| c);
     second.wait_for("another port", Duration::from_secs(15), |s| {
         let m = &s["portmap"]["mappings"][0];
@@ -194,7 +199,7 @@ fn fake_igd_on_the_lan_is_ignored() {
     let _fake = Kill(fake);
     std::thread::sleep(Duration::from_millis(500));
     let d = lab.daemon("gwhard", |c| c);
-    wait_mapped(&d, "pcp");
+    wait_mapped(&d, "any");
     d.wait_for("fake IGD ignored", Duration::from_secs(10), |s| {
         let seen = s["portmap"]["protocols_seen"]
             .as_array()
@@ -214,7 +219,11 @@ fn portmap_cli_probes_router_and_shows_daemon_view() {
     need_root!("portmap_cli_probes_router_and_shows_daemon_view");
     let lab = Lab::up(&[]);
     let d = lab.daemon("gwhard", |c| c);
-    wait_mapped(&d, "pcp");
+    wait_mapped(&d, "any");
+    let method = d.status().unwrap()["portmap"]["mappings"][0]["method"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let run = |json: bool| {
         let mut args = vec![
             "netns",
@@ -253,7 +262,9 @@ fn portmap_cli_probes_router_and_shows_daemon_view() {
         "{text}"
     );
     assert!(
-        text.contains("tailscale udp 192.0.2.10:41641 -> 203.0.113.2:41641 via pcp"),
+        text.contains(&format!(
+            "tailscale udp 192.0.2.10:41641 -> 203.0.113.2:41641 via {method}"
+        )),
         "{text}"
     );
 }
@@ -296,7 +307,7 @@ fn renumbered_gateway_maps_anew() {
     need_root!("renumbered_gateway_maps_anew");
     let lab = Lab::up(&[]);
     let d = lab.daemon("gwhard", |c| c);
-    wait_mapped(&d, "pcp");
+    wait_mapped(&d, "any");
     let sh = |cmd: &str| {
         let out = lab.exec("gwhard", &["sh", "-c", cmd]);
         assert!(

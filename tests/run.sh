@@ -23,8 +23,8 @@ echo "== reference admission service (tests/admission_lab.rs, bench)"
 cargo build --locked --features acs --bin edgereach-acs
 echo "== cargo test"
 # One test binary at a time: lab tests build namespaces and daemons, and the
-# machine has two cores.
-cargo test --locked --all-targets -- --test-threads=2
+# machine has two cores. --no-fail-fast: one run shows every failing binary.
+cargo test --locked --all-targets --no-fail-fast -- --test-threads=2
 echo "== fuzz smoke"
 tests/fuzz.sh
 echo "== yocto layer (crates.inc in sync, oelint-adv)"

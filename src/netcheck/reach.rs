@@ -4,8 +4,10 @@
 //! the mapping's external port (RESPONSE-PORT). Nobody there ever sent to that
 //! address, so only a working router mapping lets the answer in, and it
 //! arrives on the mapping's internal port. That port is normally tailscaled's:
-//! the test can only run while it is free (before tailscaled starts, or while
-//! it is gone); otherwise the answer is "can't be told" (None).
+//! the test can only run while it is free; otherwise the answer is "can't be
+//! told" (None). Because it binds that port, only `edgereach netcheck
+//! --mesh-port` runs it, on purpose, never the daemon by itself: a tailscaled
+//! starting during the test would fall back to a random port.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

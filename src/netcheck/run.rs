@@ -283,11 +283,6 @@ pub async fn run(
         if kind == Kind::Incremental {
             report.captive_portal = last.captive_portal;
         }
-        // Told once (say before tailscaled took the port), it stays known
-        // while the mapping is held.
-        if report.mesh_port_reachable.is_none() && mesh.is_some() {
-            report.mesh_port_reachable = last.mesh_port_reachable;
-        }
     }
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();

@@ -40,11 +40,6 @@ pub async fn run(
     poke: Poke,
 ) {
     let resolver = NameResolver::from_system();
-    let mut status_rx = hub.watch();
-    // The mesh mapping the last run saw: a new one is worth a full run (the
-    // mesh port test needs it held, and may be possible only before
-    // tailscaled takes the port).
-    let mut mesh_seen = None;
     let fetch_resolver = Arc::new(NameResolver::from_system());
     let mut next_derp_fetch = Instant::now();
     let mut derp_fetch_failing = false;
@@ -110,10 +105,10 @@ pub async fn run(
                         .set(State::Unavailable, Some(e.to_string()))
                 }),
                 Ok(plan) => {
-                    let portmap = hub.snapshot().portmap;
-                    let mesh = super::reach::MeshMapping::held(&portmap, &cfg.tailscale.mapping);
-                    mesh_seen = mesh;
-                    match run::run(&plan, kind, &mut history, portmap.protocols_seen, mesh).await {
+                    let port_mapping = hub.snapshot().portmap.protocols_seen;
+                    // Never the mesh port test here: it binds the mesh port,
+                    // which tailscaled may be about to take (see reach.rs).
+                    match run::run(&plan, kind, &mut history, port_mapping, None).await {
                         Ok(report) => publish(&hub, &report, history.last.as_ref()),
                         Err(e) => hub.update(|s| {
                             s.netcheck.health.set(State::Degraded, Some(e.to_string()))
@@ -178,7 +173,6 @@ pub async fn run(
                 }
             }
             _ = tokio::time::sleep_until(next_full) => {}
-            _ = new_mesh_mapping(&mut status_rx, mesh_seen, &cfg.tailscale.mapping) => {}
         }
     }
 }
@@ -288,24 +282,5 @@ fn tri(b: Option<bool>) -> &'static str {
         Some(true) => "true",
         Some(false) => "false",
         None => "unknown",
-    }
-}
-
-/// Resolves when the status shows the mesh mapping held and different from
-/// `seen` (made, remade on another port); pending forever if the status
-/// sender is gone.
-async fn new_mesh_mapping(
-    rx: &mut watch::Receiver<crate::status::Status>,
-    seen: Option<super::reach::MeshMapping>,
-    name: &str,
-) {
-    loop {
-        if rx.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-        let held = super::reach::MeshMapping::held(&rx.borrow_and_update().portmap, name);
-        if held.is_some() && held != seen {
-            return;
-        }
     }
 }
