@@ -34,4 +34,8 @@ if [ "$(id -u)" = 0 ]; then
     cross/check.sh
     echo "== Debian packages (amd64, arm64), unpacked into a throwaway root"
     packaging/check-deb.sh amd64 arm64
+    # The numbers come from the 10-minute run by hand; CI proves the bench
+    # works (every task on, tailscaled beside it) in a short window.
+    echo "== footprint (sizes; RSS, CPU, wakeups beside tailscaled, ${FOOTPRINT_IDLE:-20} s idle)"
+    FOOTPRINT_IDLE=${FOOTPRINT_IDLE:-20} bench/footprint.sh
 fi
