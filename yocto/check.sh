@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks meta-edgereach without a BitBake build:
-# - edgereach-crates.inc matches Cargo.lock (yocto/gen-crates-inc.py --check);
+# - edgereach-crates.inc matches Cargo.lock (yocto/gen-crates-inc.py --check),
+#   and the recipe's version is Cargo.toml's;
 # - oelint-adv (pinned, from PyPI, in a venv cached outside the clone) reports
 #   the recipe clean, every rule on, against the layer's newest release.
 # Suppressed, with reasons:
@@ -17,6 +18,14 @@ fails=0
 if python3 yocto/gen-crates-inc.py --check; then
     echo "yocto: edgereach-crates.inc matches Cargo.lock"
 else
+    fails=$((fails + 1))
+fi
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+if [[ -f yocto/meta-edgereach/recipes-connectivity/edgereach/edgereach_$version.bb ]]; then
+    echo "yocto: recipe version $version matches Cargo.toml"
+else
+    echo "yocto: no edgereach_$version.bb: rename the recipe to Cargo.toml's version"
     fails=$((fails + 1))
 fi
 
