@@ -166,7 +166,6 @@ fn chromium_sees_the_verdict_and_actions_reach_the_actors() {
         s["portmap"]["mappings"][0]["external"] == "203.0.113.2:41641"
             && s["portmap"]["mappings"][0]["state"] == "ok"
             && s["netcheck"]["report"]["mapping_varies_by_dest_ip"] == true
-            && s["netcheck"]["report"]["mesh_port_reachable"] == true
             && s["web"]["state"] == "ok"
     });
     unmapped.wait_for("NAT report", Duration::from_secs(20), |s| {
@@ -179,17 +178,16 @@ fn chromium_sees_the_verdict_and_actions_reach_the_actors() {
     eprintln!("gwhard: {verdict}: {reason}");
     assert_eq!(verdict, "Reachable direct");
     assert!(reason.contains("203.0.113.2:41641"), "{reason}");
-    assert!(reason.contains("port mapping by pcp"), "{reason}");
-    assert!(
-        reason.contains("a test packet from outside got through"),
-        "{reason}"
-    );
+    // PCP normally; NAT-PMP can win on a loaded machine.
+    assert!(reason.contains("port mapping by "), "{reason}");
     assert!(
         dom.contains("hard (the public port changes per destination)"),
         "{dom}"
     );
+    // The daemon never runs the mesh port test itself (it would bind the
+    // mesh port; `edgereach netcheck --mesh-port` does, on demand).
     assert!(
-        dom.contains("<dt>Mapped port from outside</dt><dd>gets through</dd>"),
+        dom.contains("<dt>Mapped port from outside</dt><dd>\u{2014}</dd>"),
         "{dom}"
     );
     assert_eq!(dom.matches("<form").count(), 2, "actions are on here");
