@@ -357,3 +357,39 @@ fn actions_need_post_the_token_and_the_same_origin() {
         assert!(!text.contains(token));
     }
 }
+
+#[test]
+fn sighup_with_new_web_settings_listens_anew() {
+    let d = Daemon::start();
+    let before = d.web_addr();
+    assert_eq!(get(before, "/healthz").status, 200);
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(
+        &d.config,
+        set_key(&text, "web", "requests_per_minute", "60"),
+    )
+    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = before;
+    while after == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(a) = d.status_json()["web"]["listening"][0].as_str() {
+            after = a.parse().unwrap();
+        }
+    }
+    assert_ne!(after, before, "still on the old listener");
+    assert!(TcpStream::connect(before).is_err(), "old listener closed");
+    // The new limit holds: a burst of 10, then 429.
+    let codes: Vec<u16> = (0..12).map(|_| get(after, "/healthz").status).collect();
+    assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 2, "{codes:?}");
+    let s = d.status_json();
+    assert!(
+        s["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "config.changed" && e["source"] == "web"),
+        "{s}"
+    );
+}
