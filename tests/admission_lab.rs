@@ -175,25 +175,23 @@ fn new_gateway_joins_migrates_and_survives_a_broken_service() {
     let token = lab.path().join("gw-token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let sock = lab.path().join("ts-gw/tailscaled.sock");
-    let d: LabDaemon = lab.daemon("gwhard", |c| {
+    let config = |c: String| {
         let c = set_key(&c, "admission", "url", &format!("\"http://{ACS_IP}:8080\""));
         let c = set_key(&c, "admission", "account", "\"acme\"");
-        let c = set_key(
-            &c,
-            "admission",
-            "token_file",
-            &format!("\"{}\"", token.display()),
-        );
-        // Test knobs (defaults 10m and 15s).
+        let tf = format!("\"{}\"", token.display());
+        let c = set_key(&c, "admission", "token_file", &tf);
+        // Test knobs (defaults 10m, 15s and 90s).
         let c = set_key(&c, "admission", "interval", "\"10s\"");
         let c = set_key(&c, "admission", "timeout", "\"3s\"");
+        let c = set_key(&c, "admission", "startup_spread", "\"3s\"");
         set_key(
             &c,
             "tailscale",
             "socket",
             &format!("\"{}\"", sock.display()),
         )
-    });
+    };
+    let d: LabDaemon = lab.daemon("gwhard", config);
 
     // 1. Brand-new gateway: registered, provisioned, online in A.
     let t = d.wait_for(
@@ -320,6 +318,36 @@ fn new_gateway_joins_migrates_and_survives_a_broken_service() {
         "tailscaled was not restarted"
     );
 
+    // A reboot while the service is broken: the stored assignment is used,
+    // tailscaled is left as it is.
+    let mut d = d;
+    let (stopped, _) = d.stop();
+    assert!(stopped, "clean stop");
+    drop(d);
+    let d = lab.daemon("gwhard", config);
+    let t = d.wait_for(
+        "restart on the stored assignment, service still broken",
+        Duration::from_secs(30),
+        |s| {
+            s["admission"]["from_storage"] == true
+                && s["admission"]["cluster_id"] == "B"
+                && s["admission"]["last_error"].is_string()
+                && s["tailscale"]["backend_state"] == "Running"
+        },
+    );
+    let s = d.status().unwrap();
+    eprintln!(
+        "3b. restarted with the service broken: after {t:?} {} / {}; tailscaled {} on {}",
+        s["admission"]["state"],
+        s["admission"]["reason"],
+        s["tailscale"]["backend_state"],
+        s["tailscale"]["control_url"]
+    );
+    assert_eq!(s["tailscale"]["control_url"], HS_B);
+    assert_eq!(ts_self(&lab), ("Running".to_string(), key_b.clone()));
+    assert!(event_texts(&s, "tailscale.provisioned").is_empty());
+    assert!(event_texts(&s, "tailscale.migrated").is_empty());
+
     // 4. Healthy again.
     acs.reconfigure(&lab, &acs_config(&lab, "B", ""));
     let t = d.wait_for("recovery", Duration::from_secs(90), |s| {
@@ -328,6 +356,7 @@ fn new_gateway_joins_migrates_and_survives_a_broken_service() {
     eprintln!("4. recovered {t:?} after the service was fixed");
     assert_eq!(ts_self(&lab).1, key_b);
 
+    drop(d);
     let (clean, report) = lab.down_and_check();
     assert!(clean, "lab left over:\n{report}");
     eprintln!("total {:?}", t_all.elapsed());
