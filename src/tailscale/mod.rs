@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod client;
+mod health;
 pub mod keepalive;
 pub mod model;
 pub mod sanity;

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::api::{self, PingPath, PingResult, TsStatus};
 use super::client::{IpnBus, LocalApi, LocalApiError};
+use super::health::{describe, facts, verdict};
 use super::keepalive::Schedule;
 use super::model::{PeerStatus, PingStatus, TailscaleStatus};
 use super::{sanity, select};
@@ -120,6 +121,8 @@ struct Actor {
     proc_pid: Option<i32>,
     proc_facts: Option<sanity::ProcFacts>,
     check_ids: Vec<String>,
+    /// The last status and version note, to re-judge health after each ping.
+    last_seen: Option<(TsStatus, Option<String>)>,
 }
 
 impl Actor {
@@ -151,6 +154,7 @@ impl Actor {
             proc_pid: None,
             proc_facts: None,
             check_ids: Vec::new(),
+            last_seen: None,
             cfg,
         }
     }
@@ -237,6 +241,7 @@ impl Actor {
         self.bus = None;
         self.pings.abort_all();
         self.backend_state = None;
+        self.last_seen = None;
         let wait = jittered(self.backoff);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         self.poll_at = Instant::now() + wait;
@@ -355,7 +360,8 @@ impl Actor {
                 st.version, TESTED_SINCE.0, TESTED_SINCE.1
             )),
         };
-        let (state, reason) = verdict(st, &checks, &peers, version_note);
+        let (state, reason) = verdict(st, &checks, &peers, version_note.clone());
+        self.last_seen = Some((st.clone(), version_note));
         self.hub.update(|s| {
             let t = &mut s.tailscale;
             t.health.set(state, reason);
@@ -502,6 +508,14 @@ impl Actor {
                 p.last_ping = Some(ping.clone());
             }
         });
+        // The verdict counts pings: judge again with this one in.
+        if let Some((st, note)) = &self.last_seen {
+            self.hub.update(|s| {
+                let t = &mut s.tailscale;
+                let (state, reason) = verdict(st, &t.checks, &t.peers, note.clone());
+                t.health.set(state, reason);
+            });
+        }
         if let Some((host, seen_before)) = transition {
             if failed {
                 self.hub.emit(
@@ -530,104 +544,6 @@ impl Actor {
                 self.lost(e);
             }
         }
-    }
-}
-
-fn facts(
-    cfg: &Config,
-    s: &Status,
-    proc: Option<sanity::ProcFacts>,
-    listen_port: Option<u16>,
-    endpoints: &[String],
-) -> sanity::Facts {
-    let mapping = cfg
-        .portmap
-        .mapping
-        .iter()
-        .find(|m| m.name == cfg.tailscale.mapping)
-        .filter(|_| cfg.portmap.enabled);
-    let held = mapping.and_then(|m| {
-        s.portmap
-            .mappings
-            .iter()
-            .find(|h| h.name == m.name && h.state == State::Ok)
-    });
-    sanity::Facts {
-        proc,
-        listen_port,
-        mapping_internal_port: mapping.map(|m| m.internal_port),
-        mapping_external: held.and_then(|h| h.external.clone()),
-        router_maps: !s.portmap.protocols_seen.is_empty(),
-        nat_is_hard: s
-            .netcheck
-            .report
-            .as_ref()
-            .and_then(|r| r.mapping_varies_by_dest_ip),
-        endpoints: endpoints.to_vec(),
-    }
-}
-
-/// Health of the section from tailscaled's state, the checks and the pings.
-fn verdict(
-    st: &TsStatus,
-    checks: &[super::model::SanityCheck],
-    peers: &[PeerStatus],
-    version_note: Option<String>,
-) -> (State, Option<String>) {
-    if st.backend_state != "Running" {
-        return (
-            State::Degraded,
-            Some(format!(
-                "tailscaled is {} (not Running): no tailnet until it is logged in and up",
-                st.backend_state
-            )),
-        );
-    }
-    if let Some(note) = version_note {
-        return (State::Degraded, Some(note));
-    }
-    if let Some(c) = checks.first() {
-        let more = if checks.len() > 1 {
-            format!(" (+{} more)", checks.len() - 1)
-        } else {
-            String::new()
-        };
-        return (
-            State::Degraded,
-            Some(format!("{} Fix: {}{more}", c.message, c.fix)),
-        );
-    }
-    let pinged: Vec<_> = peers
-        .iter()
-        .filter(|p| p.keepalive)
-        .filter_map(|p| p.last_ping.as_ref())
-        .collect();
-    if !pinged.is_empty() && pinged.iter().all(|p| p.path == PingPath::Failed) {
-        return (
-            State::Degraded,
-            Some("no keepalive pong from any selected peer".into()),
-        );
-    }
-    let direct = pinged.iter().filter(|p| p.path == PingPath::Direct).count();
-    let selected = peers.iter().filter(|p| p.keepalive).count();
-    (
-        State::Ok,
-        Some(format!(
-            "Running; {} peers, {selected} kept alive, {direct} direct at the last ping",
-            peers.len()
-        )),
-    )
-}
-
-fn describe(p: &PingStatus) -> String {
-    let lat = p
-        .latency_ms
-        .map(|l| format!(" in {l} ms"))
-        .unwrap_or_default();
-    match (&p.path, &p.endpoint, &p.derp_region) {
-        (PingPath::Direct, Some(e), _) => format!("direct via {e}{lat}"),
-        (PingPath::Derp, _, Some(r)) => format!("via DERP {r}{lat}"),
-        (path, _, _) => format!("{path:?}{lat}"),
     }
 }
 
