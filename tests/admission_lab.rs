@@ -8,13 +8,16 @@
 //! 2. the service re-assigns the account to cluster B (a second headscale):
 //!    tailscaled moves to B's login server with the same node key, online
 //!    there, and a migration event says so;
-//! 3. the service answers 500, hangs, sends garbage JSON, sends 10 MB: the
-//!    daemon stays up and small, the status names each failure, the service
-//!    sees a bounded number of attempts, and tailscaled is untouched;
+//! 3. the service refuses (403 with a reason), answers 500, hangs, sends
+//!    garbage JSON, sends 10 MB: the daemon stays up and small, the status
+//!    names each failure, the service sees a bounded number of attempts, a
+//!    refusal is one event, and tailscaled is untouched; a daemon restarted
+//!    meanwhile uses the stored assignment and leaves tailscaled alone;
 //! 4. the service is healthy again: the daemon recovers.
 //!
-//! Test knobs: `admission.interval` 10 s and `admission.timeout` 3 s keep the
-//! scenario short; the defaults are 10 min and 15 s.
+//! Test knobs: `admission.interval` 10 s, `admission.timeout` 3 s and
+//! `admission.startup_spread` 3 s keep the scenario short; the defaults are
+//! 10 min, 15 s and 90 s.
 
 #[macro_use]
 mod common;
@@ -266,6 +269,10 @@ fn new_gateway_joins_migrates_and_survives_a_broken_service() {
     let ts_pid_before = std::fs::read_to_string(lab.path().join("run/tailscaled-gw.proc")).unwrap();
     let daemon_pid = d.child.id();
     for (fault, expect) in [
+        (
+            "reject",
+            "service refused the registration (403): account_suspended",
+        ),
         ("500", "service error (500)"),
         ("hang", "no complete answer within 3s"),
         ("garbage", "answer is not the bootstrap JSON"),
@@ -307,7 +314,12 @@ fn new_gateway_joins_migrates_and_survives_a_broken_service() {
     }
     let s = d.status().unwrap();
     let failed = event_texts(&s, "registration.failed");
-    eprintln!("   failure events ({}): {failed:?}", failed.len());
+    let rejected = event_texts(&s, "registration.rejected");
+    eprintln!(
+        "   failure events ({}): {failed:?} {rejected:?}",
+        failed.len()
+    );
+    assert_eq!(rejected.len(), 1, "a refusal is one event: {rejected:?}");
     assert!(
         failed.len() <= 4,
         "one event per kind of failure: {failed:?}"
