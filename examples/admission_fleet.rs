@@ -65,6 +65,10 @@ fn main() -> anyhow::Result<()> {
                 agent_version: env!("CARGO_PKG_VERSION").into(),
                 arch: std::env::consts::ARCH.into(),
                 netcheck: None,
+                // After a power cut the gateways were assigned and their
+                // tailscaled is fine; on a first boot they need a key.
+                current_cluster_id: (!fresh).then(|| "A".to_string()),
+                needs_auth_key: fresh,
             };
             tasks.spawn(async move {
                 tokio::time::sleep(schedule::first_delay(spread, !fresh)).await;

@@ -232,7 +232,7 @@ fn run_netcheck(
 }
 
 fn register(config_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    use edgereach::admission::{assignment::Assignment, client::AcsClient, codec, service};
+    use edgereach::admission::{assignment::Assignment, client::AcsClient, service};
     let config = Config::load(config_path)?;
     anyhow::ensure!(
         !config.admission.url.is_empty(),
@@ -251,11 +251,14 @@ fn register(config_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
             edgereach::state::Identity::load_or_create(&state, machine_id.as_deref())?.gateway_id
         }
     };
-    let summary = daemon
-        .as_ref()
-        .and_then(|s| s.netcheck.report.as_ref())
-        .map(codec::NetcheckSummary::of);
-    let req = service::request(&config, &gateway_id, summary);
+    // This command changes nothing, so it asks for no pre-auth key; naming
+    // the daemon's current cluster lets the service skip minting one.
+    let mut req = service::request_for(
+        &config,
+        &gateway_id,
+        daemon.as_ref().and_then(|s| s.netcheck.report.as_ref()),
+    );
+    req.current_cluster_id = daemon.as_ref().and_then(|s| s.admission.cluster_id.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

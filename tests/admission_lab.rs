@@ -15,9 +15,9 @@
 //!    meanwhile uses the stored assignment and leaves tailscaled alone;
 //! 4. the service is healthy again: the daemon recovers.
 //!
-//! Test knobs: `admission.interval` 10 s, `admission.timeout` 3 s and
-//! `admission.startup_spread` 3 s keep the scenario short; the defaults are
-//! 10 min, 15 s and 90 s.
+//! Test knobs: `admission.interval` 10 s, `admission.timeout` 3 s,
+//! `admission.startup_spread` 3 s and `admission.retry_max` 20 s keep the
+//! scenario short; the defaults are 10 min, 15 s, 90 s and 5 min.
 
 #[macro_use]
 mod common;
@@ -90,6 +90,20 @@ fn nodes(lab: &Lab, inst: &str) -> serde_json::Value {
         "headscale",
     );
     serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// How many pre-auth keys headscale `inst` holds.
+fn minted_keys(lab: &Lab, inst: &str) -> usize {
+    let out = mesh(
+        lab,
+        "hs",
+        &[inst, "preauthkeys", "list", "-o", "json"],
+        "headscale",
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0)
 }
 
 fn online_node(lab: &Lab, inst: &str, name: &str) -> Option<serde_json::Value> {
@@ -183,10 +197,11 @@ fn new_gateway_joins_migrates_and_survives_a_broken_service() {
         let c = set_key(&c, "admission", "account", "\"acme\"");
         let tf = format!("\"{}\"", token.display());
         let c = set_key(&c, "admission", "token_file", &tf);
-        // Test knobs (defaults 10m, 15s and 90s).
+        // Test knobs (defaults 10m, 15s, 90s and 5m).
         let c = set_key(&c, "admission", "interval", "\"10s\"");
         let c = set_key(&c, "admission", "timeout", "\"3s\"");
         let c = set_key(&c, "admission", "startup_spread", "\"3s\"");
+        let c = set_key(&c, "admission", "retry_max", "\"20s\"");
         set_key(
             &c,
             "tailscale",
@@ -264,6 +279,25 @@ fn new_gateway_joins_migrates_and_survives_a_broken_service() {
         "{migrated:?}"
     );
     assert_eq!(node_b["node_key"].as_str(), Some(key_b.as_str()));
+
+    // Periodic registrations do not mint keys: only the login and the move did.
+    let keys_b = minted_keys(&lab, "b");
+    let regs = s["admission"]["registrations"].as_u64().unwrap();
+    d.wait_for("two more registrations", Duration::from_secs(40), |s| {
+        s["admission"]["registrations"].as_u64().unwrap_or(0) >= regs + 2
+    });
+    eprintln!(
+        "   pre-auth keys: A {}, B {} (each includes mesh.sh's own); B after two more registrations {}",
+        minted_keys(&lab, "a"),
+        keys_b,
+        minted_keys(&lab, "b")
+    );
+    assert_eq!(minted_keys(&lab, "a"), 2, "mesh.sh's key + the login's");
+    assert_eq!(
+        minted_keys(&lab, "b"),
+        keys_b,
+        "no key per periodic registration"
+    );
 
     // 3. A broken service: bounded, clear, tailscaled untouched.
     let ts_pid_before = std::fs::read_to_string(lab.path().join("run/tailscaled-gw.proc")).unwrap();

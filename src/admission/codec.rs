@@ -4,7 +4,10 @@
 //! Request: the seed's `{account, plan, want_region}` plus who is asking
 //! (gateway id, agent version, architecture) and the latest NAT summary.
 //! Answer: `{cluster_id, headscale_url, derp_map, auth_mode, note}` plus
-//! `auth_key` when `auth_mode` is `authkey`. `derp_map` is either a URL (as
+//! `auth_key` when `auth_mode` is `authkey` and the gateway needs one: it
+//! says so (`needs_auth_key`: tailscaled is new or logged out) and names the
+//! cluster it is on (`current_cluster_id`), so a service mints a pre-auth
+//! key only for a login or a move, not for every periodic registration. `derp_map` is either a URL (as
 //! in the seed) or a Tailscale-format DERP map object given inline.
 //! Error answers carry `{"error": "...", "reason": "..."}`; only a cleaned,
 //! shortened reason is ever shown.
@@ -46,6 +49,12 @@ pub struct BootstrapRequest {
     /// The latest NAT report in short, when one exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netcheck: Option<NetcheckSummary>,
+    /// The cluster this gateway is assigned to now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_cluster_id: Option<String>,
+    /// tailscaled is new or logged out: a login needs a pre-auth key.
+    #[serde(default)]
+    pub needs_auth_key: bool,
 }
 
 /// The NAT facts the service may use for placement.
@@ -116,7 +125,8 @@ pub struct BootstrapResponse {
     /// the cluster already), or something unattended gateways can't do
     /// (`oidc`).
     pub auth_mode: String,
-    /// Pre-auth key for `authkey`; a secret.
+    /// Pre-auth key for `authkey`, when the gateway needs one (a login or a
+    /// move); a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_key: Option<Secret>,
     /// Free text from the service.
@@ -179,20 +189,14 @@ pub fn decode_response(body: &[u8]) -> Result<BootstrapResponse, CodecError> {
             ),
         ));
     }
-    match &r.auth_key {
-        Some(k) => {
-            let k = k.expose();
-            if k.is_empty() || k.len() > MAX_AUTH_KEY || !k.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(field(
-                    "auth_key",
-                    format!("expected 1-{MAX_AUTH_KEY} printable ASCII characters"),
-                ));
-            }
+    if let Some(k) = &r.auth_key {
+        let k = k.expose();
+        if k.is_empty() || k.len() > MAX_AUTH_KEY || !k.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(field(
+                "auth_key",
+                format!("expected 1-{MAX_AUTH_KEY} printable ASCII characters"),
+            ));
         }
-        None if r.auth_mode == "authkey" => {
-            return Err(field("auth_key", "missing although auth_mode is authkey"))
-        }
-        None => {}
     }
     match &mut r.derp_map {
         Some(DerpMapRef::Url(u)) => check_url(u).map_err(|w| field("derp_map", w))?,
@@ -215,6 +219,9 @@ pub fn decode_request(body: &[u8]) -> Result<BootstrapRequest, CodecError> {
     let r: BootstrapRequest =
         serde_json::from_slice(body).map_err(|e| CodecError::Json(short(&e.to_string())))?;
     check_id(&r.account).map_err(|w| field("account", w))?;
+    if let Some(c) = &r.current_cluster_id {
+        check_id(c).map_err(|w| field("current_cluster_id", w))?;
+    }
     for (name, v) in [
         ("plan", &r.plan),
         ("want_region", &r.want_region),
@@ -365,7 +372,7 @@ mod tests {
             ),
             ("auth_mode", serde_json::json!("magic"), "auth_mode"),
             ("auth_key", serde_json::json!("has space"), "auth_key"),
-            ("auth_key", serde_json::Value::Null, "auth_key"),
+            ("auth_key", serde_json::json!(""), "auth_key"),
         ] {
             let mut v = ok_body();
             v[key] = val;
@@ -420,6 +427,8 @@ mod tests {
             agent_version: "0.1.0".into(),
             arch: "aarch64".into(),
             netcheck: Some(NetcheckSummary::default()),
+            current_cluster_id: Some("A".into()),
+            needs_auth_key: true,
         };
         let bytes = serde_json::to_vec(&req).unwrap();
         assert_eq!(decode_request(&bytes).unwrap(), req);

@@ -22,7 +22,7 @@ use crate::netwatch::NetState;
 use crate::resolve::NameResolver;
 use crate::shutdown::Shutdown;
 use crate::state::StateDir;
-use crate::status::{now_rfc3339, Level, State, StatusHub};
+use crate::status::{now_rfc3339, Level, State, Status, StatusHub};
 use crate::tailscale::client::LocalApi;
 
 const SOURCE: &str = "admission";
@@ -70,11 +70,39 @@ pub async fn run(
     }
 }
 
-/// The registration request for this gateway now.
-pub fn request(
+/// The registration request for this gateway now, from the status snapshot
+/// (identity, NAT report, tailscaled's state) and the current assignment.
+pub fn request(cfg: &Config, snap: &Status, current: Option<&Assignment>) -> BootstrapRequest {
+    BootstrapRequest {
+        current_cluster_id: current.map(|a| a.cluster_id.clone()),
+        needs_auth_key: needs_auth_key(cfg, snap, current),
+        ..request_for(cfg, &snap.gateway.id, snap.netcheck.report.as_ref())
+    }
+}
+
+/// Whether a login or a move may need a pre-auth key: tailscaled is new,
+/// logged out or not known yet, or it is not on the assigned cluster.
+pub fn needs_auth_key(cfg: &Config, snap: &Status, current: Option<&Assignment>) -> bool {
+    if !cfg.tailscale.enabled {
+        return false;
+    }
+    let t = &snap.tailscale;
+    let logged_out = matches!(
+        t.backend_state.as_deref(),
+        None | Some("NeedsLogin") | Some("NoState")
+    );
+    let elsewhere = match (current, &t.control_url) {
+        (Some(a), Some(u)) => !assignment::same_url(u, &a.headscale_url),
+        _ => true,
+    };
+    logged_out || elsewhere
+}
+
+/// The request's fixed part: who asks, from where, with which NAT.
+pub fn request_for(
     cfg: &Config,
     gateway_id: &str,
-    netcheck: Option<NetcheckSummary>,
+    report: Option<&crate::netcheck::report::Report>,
 ) -> BootstrapRequest {
     BootstrapRequest {
         account: cfg.admission.account.clone(),
@@ -83,7 +111,9 @@ pub fn request(
         gateway_id: gateway_id.to_string(),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         arch: std::env::consts::ARCH.to_string(),
-        netcheck,
+        netcheck: report.map(NetcheckSummary::of),
+        current_cluster_id: None,
+        needs_auth_key: false,
     }
 }
 
@@ -179,8 +209,7 @@ impl Agent {
     /// One registration and what follows; returns the wait until the next.
     async fn attempt(&mut self) -> Duration {
         let snap = self.hub.snapshot();
-        let summary = snap.netcheck.report.as_ref().map(NetcheckSummary::of);
-        let req = request(&self.cfg, &snap.gateway.id, summary);
+        let req = request(&self.cfg, &snap, self.current.as_ref());
         let now = now_rfc3339();
         self.hub.update(|s| s.admission.last_attempt = Some(now));
         match self.client.bootstrap(&req).await {
@@ -460,4 +489,62 @@ fn failure_class(e: &AcsError) -> String {
 /// RFC 3339 time `d` from now.
 fn at(d: Duration) -> String {
     humantime::format_rfc3339_seconds(SystemTime::now() + d).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(state: Option<&str>, url: Option<&str>) -> Status {
+        let mut s = Status::starting(crate::status::GatewayStatus {
+            id: "gw-1".into(),
+            site: String::new(),
+            version: String::new(),
+            started_at: String::new(),
+            config_path: String::new(),
+            state_dir: String::new(),
+            last_reload: None,
+        });
+        s.tailscale.backend_state = state.map(String::from);
+        s.tailscale.control_url = url.map(String::from);
+        s
+    }
+
+    fn on(url: &str) -> Assignment {
+        Assignment {
+            cluster_id: "A".into(),
+            headscale_url: url.into(),
+            auth_mode: "authkey".into(),
+            derp_map_url: None,
+            derp_map_inline: false,
+            note: None,
+            registered_at: String::new(),
+            service: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_key_is_asked_for_only_when_a_login_or_move_may_follow() {
+        let cfg = Config::default();
+        let a = on("https://hs-a.example");
+        let running = snapshot(Some("Running"), Some("https://hs-a.example/"));
+        assert!(!needs_auth_key(&cfg, &running, Some(&a)));
+        assert!(needs_auth_key(&cfg, &running, None), "no assignment yet");
+        let elsewhere = snapshot(Some("Running"), Some("https://hs-b.example"));
+        assert!(
+            needs_auth_key(&cfg, &elsewhere, Some(&a)),
+            "a move left undone"
+        );
+        for st in [None, Some("NeedsLogin"), Some("NoState")] {
+            let s = snapshot(st, Some("https://hs-a.example"));
+            assert!(needs_auth_key(&cfg, &s, Some(&a)), "{st:?}");
+        }
+        let mut off = Config::default();
+        off.tailscale.enabled = false;
+        assert!(!needs_auth_key(&off, &snapshot(None, None), None));
+        let req = request(&cfg, &running, Some(&a));
+        assert_eq!(req.current_cluster_id.as_deref(), Some("A"));
+        assert!(!req.needs_auth_key);
+        assert_eq!(req.gateway_id, "gw-1");
+    }
 }

@@ -61,6 +61,8 @@ fn request() -> BootstrapRequest {
         agent_version: "0.1.0".into(),
         arch: "aarch64".into(),
         netcheck: None,
+        current_cluster_id: None,
+        needs_auth_key: true,
     }
 }
 

@@ -166,10 +166,10 @@ pub fn derp_map(cluster: &Cluster) -> Result<Option<serde_json::Value>, String> 
         .map_err(|e| format!("{d}: {e}"))
 }
 
-/// A pre-auth key for `cluster`: minted through headscale's CLI when
-/// configured, else the fixed one.
-pub async fn auth_key(cluster: &Cluster) -> Result<Option<String>, String> {
-    if cluster.auth_mode != "authkey" {
+/// A pre-auth key for `cluster` when `wanted`: minted through headscale's
+/// CLI when configured, else the fixed one.
+pub async fn auth_key(cluster: &Cluster, wanted: bool) -> Result<Option<String>, String> {
+    if cluster.auth_mode != "authkey" || !wanted {
         return Ok(None);
     }
     let Some(cli) = &cluster.headscale_cli else {

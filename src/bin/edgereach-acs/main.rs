@@ -274,7 +274,10 @@ async fn bootstrap(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
     };
     let cluster = cfg.place(&ask.account, &ask.want_region);
-    let key = match config::auth_key(cluster).await {
+    // A key only for a login or a move: not for every periodic registration.
+    let wants_key =
+        ask.needs_auth_key || ask.current_cluster_id.as_deref() != Some(cluster.id.as_str());
+    let key = match config::auth_key(cluster, wants_key).await {
         Ok(k) => k,
         Err(e) => {
             eprintln!("edgereach-acs: cluster {}: {e}", cluster.id);
@@ -285,7 +288,7 @@ async fn bootstrap(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    if cluster.auth_mode == "authkey" && key.is_none() {
+    if cluster.auth_mode == "authkey" && wants_key && key.is_none() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_key",
