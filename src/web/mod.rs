@@ -330,14 +330,22 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Make room for `want` open files; says why not when it cannot.
+// `rlim_t` is u64 on 64-bit targets and u32 on armv7: the conversions are
+// no-ops on one and needed on the other.
+#[allow(clippy::useless_conversion)]
 fn raise_fd_limit(want: u64) -> Option<String> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    let (soft, hard) = (u64::from(soft), u64::from(hard));
     if soft >= want {
         return None;
     }
     let target = want.min(hard);
-    if setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_err() || target < want {
+    let set = match (target.try_into(), hard.try_into()) {
+        (Ok(t), Ok(h)) => setrlimit(Resource::RLIMIT_NOFILE, t, h).is_ok(),
+        _ => false,
+    };
+    if !set || target < want {
         return Some(format!(
             "the open-file limit ({target}) is below web.max_connections + {SPARE_FDS}; raise LimitNOFILE"
         ));
