@@ -12,12 +12,15 @@ pub struct ProcFacts {
     /// `--port` (or the `PORT` environment variable tailscaled also reads);
     /// `Some(0)` or `None` means "picks a port at random".
     pub port: Option<u16>,
-    /// `TS_DISABLE_PORTMAPPER` is set to a true value.
-    pub portmapper_disabled: bool,
+    /// `TS_DISABLE_PORTMAPPER` is set to a true value; `None` when the
+    /// environment could not be read (another user's process under
+    /// `ProtectProc=invisible` or without the right to ptrace-read it).
+    pub portmapper_disabled: Option<bool>,
 }
 
-/// Parse `/proc/PID/cmdline` and `/proc/PID/environ` (NUL-separated).
-pub fn parse_proc(cmdline: &[u8], environ: &[u8]) -> ProcFacts {
+/// Parse `/proc/PID/cmdline` and `/proc/PID/environ` (NUL-separated;
+/// `environ` is `None` when it could not be read).
+pub fn parse_proc(cmdline: &[u8], environ: Option<&[u8]>) -> ProcFacts {
     let args: Vec<&str> = cmdline
         .split(|&b| b == 0)
         .filter_map(|a| std::str::from_utf8(a).ok())
@@ -35,14 +38,14 @@ pub fn parse_proc(cmdline: &[u8], environ: &[u8]) -> ProcFacts {
         }
     }
     let mut env_port = None;
-    let mut portmapper_disabled = false;
-    for kv in environ.split(|&b| b == 0) {
+    let mut portmapper_disabled = environ.map(|_| false);
+    for kv in environ.unwrap_or_default().split(|&b| b == 0) {
         let Ok(kv) = std::str::from_utf8(kv) else {
             continue;
         };
         match kv.split_once('=') {
             Some(("PORT", v)) => env_port = v.parse().ok(),
-            Some(("TS_DISABLE_PORTMAPPER", v)) => portmapper_disabled = truthy(v),
+            Some(("TS_DISABLE_PORTMAPPER", v)) => portmapper_disabled = Some(truthy(v)),
             _ => {}
         }
     }
@@ -112,7 +115,7 @@ pub fn check(f: &Facts) -> Vec<SanityCheck> {
                 fix: format!("start tailscaled with --port={internal}"),
             });
         }
-        if !p.portmapper_disabled && f.router_maps {
+        if p.portmapper_disabled == Some(false) && f.router_maps {
             out.push(SanityCheck {
                 check: "own-portmapper".into(),
                 message: "tailscaled's own port mapper is on and the router offers mapping: it adds mappings of its own (random external ports, renewed only while busy) beside edgereach's".into(),
@@ -142,21 +145,29 @@ mod tests {
     fn proc_parsing() {
         let f = parse_proc(
             b"/usr/sbin/tailscaled\0--state=/var/lib/tailscale/tailscaled.state\0--port=41641\0",
-            b"PATH=/bin\0TS_DISABLE_PORTMAPPER=1\0",
+            Some(b"PATH=/bin\0TS_DISABLE_PORTMAPPER=1\0"),
         );
         assert_eq!(
             f,
             ProcFacts {
                 port: Some(41641),
-                portmapper_disabled: true
+                portmapper_disabled: Some(true)
             }
         );
-        let f = parse_proc(b"tailscaled\0-port\x0041642\0", b"PORT=1\0");
+        let f = parse_proc(b"tailscaled\0-port\x0041642\0", Some(b"PORT=1\0"));
         assert_eq!(f.port, Some(41642), "the flag wins over PORT");
-        let f = parse_proc(b"tailscaled\0", b"PORT=41641\0TS_DISABLE_PORTMAPPER=no\0");
+        let f = parse_proc(
+            b"tailscaled\0",
+            Some(b"PORT=41641\0TS_DISABLE_PORTMAPPER=no\0"),
+        );
         assert_eq!(f.port, Some(41641));
-        assert!(!f.portmapper_disabled);
-        assert_eq!(parse_proc(b"\xff\0--port\0", b"\xff").port, None);
+        assert_eq!(f.portmapper_disabled, Some(false));
+        assert_eq!(parse_proc(b"\xff\0--port\0", Some(b"\xff")).port, None);
+        assert_eq!(
+            parse_proc(b"tailscaled\0", None).portmapper_disabled,
+            None,
+            "unreadable environment: unknown, not 'on'"
+        );
     }
 
     #[test]
@@ -179,7 +190,7 @@ mod tests {
         let good = Facts {
             proc: Some(ProcFacts {
                 port: Some(41641),
-                portmapper_disabled: true,
+                portmapper_disabled: Some(true),
             }),
             listen_port: Some(41641),
             mapping_internal_port: Some(41641),
@@ -192,7 +203,7 @@ mod tests {
         let bad = Facts {
             proc: Some(ProcFacts {
                 port: None,
-                portmapper_disabled: false,
+                portmapper_disabled: Some(false),
             }),
             listen_port: Some(39999),
             endpoints: vec!["203.0.113.2:5000".into()],

@@ -558,7 +558,8 @@ fn jittered(d: Duration) -> Duration {
 
 fn read_proc(pid: i32) -> Option<sanity::ProcFacts> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    // environ needs the same uid or root; without it, the port still counts.
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    Some(sanity::parse_proc(&cmdline, &environ))
+    // environ needs the same uid or root; without it, the port still counts
+    // and the port-mapper check is left undecided rather than guessed.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok();
+    Some(sanity::parse_proc(&cmdline, environ.as_deref()))
 }
