@@ -469,7 +469,15 @@ fn tls_connector(cfg: &AdmissionConfig) -> Result<tokio_rustls::TlsConnector, Ac
     let setup = |key: &str, e: String| AcsError::Setup(format!("admission.{key}: {e}"));
     let mut roots = rustls::RootCertStore::empty();
     if cfg.ca_file.is_empty() {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        // The system trust store, as telemetry does: one source of truth for
+        // the gateway image's CAs, and no second bundle in the binary.
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if roots.is_empty() {
+            return Err(setup(
+                "ca_file",
+                "no CA certificates in the system trust store; set admission.ca_file".into(),
+            ));
+        }
     } else {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.ca_file)
             .and_then(|it| it.collect::<Result<_, _>>())
