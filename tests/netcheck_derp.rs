@@ -12,14 +12,15 @@ use std::process::Command;
 use common::lab::Lab;
 use common::mesh::{headscale, headscale_with_relay, missing_tools};
 
-fn with_derp_map(lab: &Lab) -> impl Fn(String) -> String + '_ {
+/// The lab config with STUN servers only from the DERP map at `source`.
+fn derp_map_from(source: String) -> impl Fn(String) -> String {
     move |c: String| {
         c.lines()
             .map(|l| {
                 if l.starts_with("stun_servers =") {
                     "stun_servers = []".to_string()
                 } else if l.starts_with("derp_map =") {
-                    format!("derp_map = \"{}\"", lab.path().join("derp.json").display())
+                    format!("derp_map = \"{source}\"")
                 } else {
                     l.to_string()
                 }
@@ -27,6 +28,37 @@ fn with_derp_map(lab: &Lab) -> impl Fn(String) -> String + '_ {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+fn with_derp_map(lab: &Lab) -> impl Fn(String) -> String {
+    derp_map_from(lab.path().join("derp.json").display().to_string())
+}
+
+/// Wait (bounded, 10 s) until `url` answers from `host`: python's start-up
+/// takes a while on a loaded machine.
+fn http_ready(lab: &Lab, host: &str, url: &str) -> bool {
+    let ns = lab.get(&format!("NS_{}", host.to_uppercase())).to_string();
+    (0..50).any(|_| {
+        let ok = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "curl",
+                "-fs",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                url,
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        ok
+    })
 }
 
 #[test]
@@ -73,29 +105,7 @@ fn captive_portal_seen_through_derper() {
         .spawn()
         .expect("start the portal page");
     let mut portal = scopeguard(portal);
-    // python's start-up takes a while on a loaded machine: wait (bounded).
-    let gwhard = lab.get("NS_GWHARD").to_string();
-    let ready = (0..50).any(|_| {
-        let ok = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &gwhard,
-                "curl",
-                "-s",
-                "-m",
-                "1",
-                "-o",
-                "/dev/null",
-            ])
-            .arg(format!("http://{gw}:8081/"))
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        ok
-    });
+    let ready = http_ready(&lab, "gwhard", &format!("http://{gw}:8081/"));
     assert!(ready, "the portal page did not come up");
     let nft = Command::new("ip")
         .args([
@@ -179,43 +189,9 @@ fn derp_map_by_url_with_last_good_copy() {
         .unwrap();
     let mut server = scopeguard(server);
     let url = "http://203.0.113.30:8090/derp.json";
-    let gwhard = lab.get("NS_GWHARD").to_string();
-    let up = (0..50).any(|_| {
-        let ok = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &gwhard,
-                "curl",
-                "-fs",
-                "-m",
-                "1",
-                "-o",
-                "/dev/null",
-                url,
-            ])
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        ok
-    });
+    let up = http_ready(&lab, "gwhard", url);
     assert!(up, "the DERP map server did not come up");
-    let by_url = |c: String| {
-        c.lines()
-            .map(|l| {
-                if l.starts_with("stun_servers =") {
-                    "stun_servers = []".to_string()
-                } else if l.starts_with("derp_map =") {
-                    format!("derp_map = \"{url}\"")
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let by_url = derp_map_from(url.to_string());
     let regions = |r: &serde_json::Value| {
         let mut k: Vec<String> = r["region_latency_ms"]
             .as_object()
@@ -224,11 +200,11 @@ fn derp_map_by_url_with_last_good_copy() {
         k.sort();
         k
     };
-    let r = lab.edgereach_netcheck("gwhard", by_url);
+    let r = lab.edgereach_netcheck("gwhard", &by_url);
     assert_eq!(regions(&r), ["lab-a", "lab-b"], "{r}");
     let _ = server.0.kill();
     let _ = server.0.wait();
-    let r = lab.edgereach_netcheck("gwhard", by_url);
+    let r = lab.edgereach_netcheck("gwhard", &by_url);
     assert_eq!(regions(&r), ["lab-a", "lab-b"], "from the kept copy: {r}");
     eprintln!(
         "DERP map by URL: regions {:?}, also with the server gone",

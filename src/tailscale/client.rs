@@ -142,6 +142,41 @@ impl LocalApi {
         Ok(stream.peer_cred().ok().and_then(|c| c.pid()))
     }
 
+    /// Connect, send one request, and return the answer's head and body
+    /// stream with the connection task (aborted when the caller is done).
+    async fn open(
+        &self,
+        call: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(hyper::Response<Incoming>, Driver), LocalApiError> {
+        let stream = self.connect().await?;
+        let http_err = |e: hyper::Error| LocalApiError::Http {
+            call,
+            message: e.to_string(),
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http_err)?;
+        let driver = Driver(tokio::spawn(conn));
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(hyper::header::HOST, HOST);
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| LocalApiError::Http {
+                call,
+                message: e.to_string(),
+            })?;
+        let resp = sender.send_request(req).await.map_err(http_err)?;
+        Ok((resp, driver))
+    }
+
     async fn request(
         &self,
         call: &'static str,
@@ -151,34 +186,9 @@ impl LocalApi {
         timeout: Duration,
     ) -> Result<Answer, LocalApiError> {
         let fut = async {
-            let stream = self.connect().await?;
-            let http_err = |e: hyper::Error| LocalApiError::Http {
-                call,
-                message: e.to_string(),
-            };
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(http_err)?;
-            // The connection task ends when the answer is read or dropped.
-            let driver = tokio::spawn(conn);
-            let has_body = body.is_some();
-            let mut req = Request::builder()
-                .method(method)
-                .uri(path_and_query)
-                .header(hyper::header::HOST, HOST);
-            if has_body {
-                req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-            }
-            let req = req
-                .body(Full::new(Bytes::from(body.unwrap_or_default())))
-                .map_err(|e| LocalApiError::Http {
-                    call,
-                    message: e.to_string(),
-                })?;
-            let resp = sender.send_request(req).await.map_err(http_err)?;
+            let (resp, _driver) = self.open(call, method, path_and_query, body).await?;
             let status = resp.status();
             let body = read_limited(call, resp.into_body()).await?;
-            driver.abort();
             Ok::<_, LocalApiError>(Answer { status, body })
         };
         let answer = tokio::time::timeout(timeout, fut)
@@ -187,15 +197,7 @@ impl LocalApi {
         if answer.status.is_success() {
             return Ok(answer);
         }
-        let message = api::error_text(&answer.body);
-        if answer.status == StatusCode::FORBIDDEN {
-            return Err(LocalApiError::Forbidden { call, message });
-        }
-        Err(LocalApiError::Status {
-            call,
-            status: answer.status.as_u16(),
-            message,
-        })
+        Err(refusal(call, answer.status, &answer.body))
     }
 
     /// `GET /localapi/v0/status` (peers included).
@@ -325,44 +327,17 @@ impl LocalApi {
     pub async fn watch_ipn_bus(&self, mask: u32) -> Result<IpnBus, LocalApiError> {
         let call = "watch-ipn-bus";
         let fut = async {
-            let stream = self.connect().await?;
-            let http_err = |e: hyper::Error| LocalApiError::Http {
-                call,
-                message: e.to_string(),
-            };
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(http_err)?;
-            let driver = tokio::spawn(conn);
-            let req = Request::builder()
-                .method(Method::GET)
-                .uri(format!("/localapi/v0/watch-ipn-bus?mask={mask}"))
-                .header(hyper::header::HOST, HOST)
-                .body(Full::new(Bytes::new()))
-                .map_err(|e| LocalApiError::Http {
-                    call,
-                    message: e.to_string(),
-                })?;
-            let resp = sender.send_request(req).await.map_err(http_err)?;
+            let path = format!("/localapi/v0/watch-ipn-bus?mask={mask}");
+            let (resp, driver) = self.open(call, Method::GET, &path, None).await?;
             let status = resp.status();
             if !status.is_success() {
                 let body = read_limited(call, resp.into_body()).await?;
-                driver.abort();
-                let message = api::error_text(&body);
-                return Err(if status == StatusCode::FORBIDDEN {
-                    LocalApiError::Forbidden { call, message }
-                } else {
-                    LocalApiError::Status {
-                        call,
-                        status: status.as_u16(),
-                        message,
-                    }
-                });
+                return Err(refusal(call, status, &body));
             }
             Ok(IpnBus {
                 body: resp.into_body(),
                 buf: Vec::new(),
-                driver,
+                _driver: driver,
             })
         };
         tokio::time::timeout(self.timeout, fut)
@@ -371,6 +346,30 @@ impl LocalApi {
                 call,
                 timeout: self.timeout,
             })?
+    }
+}
+
+/// A non-2xx answer as an error: 403 means we are not allowed.
+fn refusal(call: &'static str, status: StatusCode, body: &[u8]) -> LocalApiError {
+    let message = api::error_text(body);
+    if status == StatusCode::FORBIDDEN {
+        LocalApiError::Forbidden { call, message }
+    } else {
+        LocalApiError::Status {
+            call,
+            status: status.as_u16(),
+            message,
+        }
+    }
+}
+
+/// The connection task of one request; aborted when dropped, so a dropped
+/// answer or stream never leaves a connection behind.
+struct Driver(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -400,13 +399,7 @@ async fn read_limited(call: &'static str, body: Incoming) -> Result<Bytes, Local
 pub struct IpnBus {
     body: Incoming,
     buf: Vec<u8>,
-    driver: tokio::task::JoinHandle<Result<(), hyper::Error>>,
-}
-
-impl Drop for IpnBus {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
+    _driver: Driver,
 }
 
 impl IpnBus {
