@@ -200,47 +200,31 @@ impl LocalApi {
         Err(refusal(call, answer.status, &answer.body))
     }
 
+    /// A bounded GET whose body the caller decodes.
+    async fn get(&self, call: &'static str, path: &str) -> Result<Bytes, LocalApiError> {
+        let a = self
+            .request(call, Method::GET, path, None, self.timeout)
+            .await?;
+        Ok(a.body)
+    }
+
     /// `GET /localapi/v0/status` (peers included).
     pub async fn status(&self) -> Result<TsStatus, LocalApiError> {
-        let a = self
-            .request(
-                "status",
-                Method::GET,
-                "/localapi/v0/status",
-                None,
-                self.timeout,
-            )
-            .await?;
-        Ok(api::decode_status(&a.body)?)
+        let body = self.get("status", "/localapi/v0/status").await?;
+        Ok(api::decode_status(&body)?)
     }
 
     /// `GET /localapi/v0/prefs`.
     pub async fn prefs(&self) -> Result<Prefs, LocalApiError> {
-        let a = self
-            .request(
-                "prefs",
-                Method::GET,
-                "/localapi/v0/prefs",
-                None,
-                self.timeout,
-            )
-            .await?;
-        Ok(api::decode_prefs(&a.body)?)
+        let body = self.get("prefs", "/localapi/v0/prefs").await?;
+        Ok(api::decode_prefs(&body)?)
     }
 
     /// `GET /localapi/v0/prefs` as the full `ipn.Prefs` JSON object, for
     /// callers that must hand every field back (`start` replaces prefs whole).
     pub async fn prefs_json(&self) -> Result<serde_json::Value, LocalApiError> {
-        let a = self
-            .request(
-                "prefs",
-                Method::GET,
-                "/localapi/v0/prefs",
-                None,
-                self.timeout,
-            )
-            .await?;
-        serde_json::from_slice(&a.body).map_err(|e| {
+        let body = self.get("prefs", "/localapi/v0/prefs").await?;
+        serde_json::from_slice(&body).map_err(|e| {
             DecodeError::Json {
                 what: "prefs",
                 message: e.to_string(),
