@@ -17,7 +17,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::lab::Lab;
-use common::mesh::{headscale, mesh, mesh_env, missing_tools};
+use common::mesh::{headscale, join_as_edgereach_asks, mesh, missing_tools};
+use common::set_key;
 
 fn events(s: &serde_json::Value, kind: &str) -> usize {
     s["events"]
@@ -45,19 +46,13 @@ fn keepalive_restun_and_tailscaled_restart() {
     mesh(&lab, "join", &["peer", "a", &key], "tailscaled-a");
     let sock = lab.path().join("ts-c/tailscaled.sock");
     let d = lab.daemon("gwhard", |c| {
-        c.replace(
-            &format!(
-                "socket = \"{}\"",
-                lab.path()
-                    .join("edgereach-gwhard/no-tailscaled.sock")
-                    .display()
-            ),
-            &format!("socket = \"{}\"", sock.display()),
-        )
-        .replace(
-            "keepalive_interval = \"25s\"",
-            "keepalive_interval = \"5s\"",
-        )
+        let c = set_key(
+            &c,
+            "tailscale",
+            "socket",
+            &format!("\"{}\"", sock.display()),
+        );
+        set_key(&c, "tailscale", "keepalive_interval", "\"5s\"")
     });
     d.wait_for(
         "tailscaled reported missing",
@@ -72,13 +67,7 @@ fn keepalive_restun_and_tailscaled_restart() {
     d.wait_for("the mapping", Duration::from_secs(15), |s| {
         s["portmap"]["mappings"][0]["state"] == "ok"
     });
-    mesh_env(
-        &lab,
-        "join",
-        &["gwhard", "c", &key],
-        &[("MESH_TS_ENV", "TS_DISABLE_PORTMAPPER=1")],
-        "tailscaled-c",
-    );
+    join_as_edgereach_asks(&lab, "gwhard", "c", &key);
     let t = d.wait_for(
         "a direct keepalive pong from A",
         Duration::from_secs(30),

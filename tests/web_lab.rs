@@ -312,7 +312,7 @@ fn chromium_sees_mesh_peers_with_their_path() {
         eprintln!("SKIP chromium_sees_mesh_peers_with_their_path: {why}");
         return;
     }
-    use common::mesh::{headscale, mesh, mesh_env};
+    use common::mesh::{headscale, join_as_edgereach_asks, mesh};
     let lab = Lab::up(&[("LAB_LAN", "private")]);
     let key = headscale(&lab);
     mesh(&lab, "join", &["peer", "a", &key], "tailscaled-a");
@@ -329,13 +329,7 @@ fn chromium_sees_mesh_peers_with_their_path() {
     d.wait_for("the mapping", Duration::from_secs(15), |s| {
         s["portmap"]["mappings"][0]["state"] == "ok"
     });
-    mesh_env(
-        &lab,
-        "join",
-        &["gwhard", "c", &key],
-        &[("MESH_TS_ENV", "TS_DISABLE_PORTMAPPER=1")],
-        "tailscaled-c",
-    );
+    join_as_edgereach_asks(&lab, "gwhard", "c", &key);
     d.wait_for("a direct keepalive pong", Duration::from_secs(30), |s| {
         s["tailscale"]["peers"]
             .as_array()

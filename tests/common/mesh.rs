@@ -86,3 +86,15 @@ fn headscale_env(lab: &Lab, env: &[(&str, &str)]) -> String {
     assert!(!key.is_empty(), "no pre-auth key: {}", text(&out));
     key
 }
+
+/// Join tailscaled NAME in HOSTKEY's namespace set up as edgereach's checks
+/// ask (`--port 41641`, its own port mapper off: `TS_DISABLE_PORTMAPPER=1`).
+pub fn join_as_edgereach_asks(lab: &Lab, host: &str, name: &str, key: &str) {
+    mesh_env(
+        lab,
+        "join",
+        &[host, name, key],
+        &[("MESH_TS_ENV", "TS_DISABLE_PORTMAPPER=1")],
+        &format!("tailscaled-{name}"),
+    );
+}
