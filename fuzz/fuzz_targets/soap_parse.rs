@@ -1,15 +1,26 @@
-//! Fuzzes the GetSpecificPortMappingEntry response and UPnP fault parsers.
+//! Fuzzes the IGD answer parsers: the SOAP responses, UPnP faults and the
+//! device description (service choice and control URL resolution).
 #![no_main]
 
+use edgereach::portmap::protocol::description::parse_description;
 use edgereach::portmap::protocol::soap::{
+    parse_add_any_response, parse_empty_response, parse_external_ip_response,
     parse_get_specific_entry_response, parse_soap_fault, xml_escape,
 };
+use edgereach::portmap::protocol::ssdp::location_host;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let body = String::from_utf8_lossy(data);
     let _ = parse_get_specific_entry_response(&body);
     let _ = parse_soap_fault(&body);
+    let _ = parse_external_ip_response(&body);
+    let _ = parse_add_any_response(&body);
+    let _ = parse_empty_response(&body, "AddPortMappingResponse");
+    // A control URL, when one is found, is always a literal-IP http:// URL.
+    if let Ok(service) = parse_description(&body, "http://10.77.0.1:5000/rootDesc.xml") {
+        assert!(location_host(&service.control_url).is_ok());
+    }
     // Escaped text never contains markup characters.
     let escaped = xml_escape(&body);
     assert!(!escaped.contains(['<', '>', '"', '\'']));

@@ -139,8 +139,9 @@ impl Router {
             let r = pmp::natpmp_external(addr, local, PMP_BUDGET, &ignored).await;
             ProbeResult::NatPmp(r.ok().map(|(ip, _)| ip))
         });
+        let ignored = self.ignored.clone();
         set.spawn(async move {
-            let r = UpnpRouter::discover(addr, local).await;
+            let r = UpnpRouter::discover(addr, local, &ignored).await;
             if let Err(e) = &r {
                 tracing::debug!("UPnP probe: {e}");
             }

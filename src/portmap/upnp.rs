@@ -1,20 +1,21 @@
-//! UPnP IGD I/O: igd-next for discovery and the actions it has; our own
-//! codecs for SSDP BOOTID probes and GetSpecificPortMappingEntry.
+//! UPnP IGD I/O: SSDP search, the device description and the SOAP control
+//! actions, all through our own bounded codecs (`protocol::{ssdp,
+//! description, soap}`) and a one-request-per-connection HTTP/1.1 client.
 //!
 //! Only the default gateway is trusted: the search is sent to it by unicast,
-//! and a gateway, LOCATION or answer from any other address is ignored.
+//! and a gateway, LOCATION, control URL or answer from any other address is
+//! ignored.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use igd_next::aio::tokio::Tokio;
-use igd_next::aio::{Gateway, Provider};
-use igd_next::{AddAnyPortError, AddPortError, PortMappingProtocol, SearchOptions};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
+use super::http::{self, Soap};
 use super::pmp::Ignored;
-use super::protocol::soap::{self, SpecificEntry, UpnpFault};
+use super::protocol::description::{self, WanService};
+use super::protocol::soap::{self, MappingRequest, SoapError, SpecificEntry, UpnpFault};
 use super::protocol::ssdp;
 use crate::config::Protocol;
 
@@ -32,6 +33,14 @@ pub enum UpnpError {
         /// The default gateway.
         router: Ipv4Addr,
     },
+    /// The router refused the action with a UPnP error.
+    #[error("UPnP {action}: router returned error {} ({})", .fault.code, .fault.description)]
+    Fault {
+        /// SOAP action.
+        action: &'static str,
+        /// The router's error.
+        fault: UpnpFault,
+    },
     /// A request failed or timed out.
     #[error("UPnP {action}: {detail}")]
     Request {
@@ -40,6 +49,16 @@ pub enum UpnpError {
         /// What went wrong.
         detail: String,
     },
+}
+
+impl UpnpError {
+    /// The UPnP error code, when the router answered with a fault.
+    fn fault_code(&self) -> Option<u16> {
+        match self {
+            UpnpError::Fault { fault, .. } => Some(fault.code),
+            _ => None,
+        }
+    }
 }
 
 fn req_err(action: &'static str, detail: impl ToString) -> UpnpError {
@@ -55,6 +74,12 @@ const DISCOVERY_BUDGET: Duration = Duration::from_secs(2);
 const REQUEST_BUDGET: Duration = Duration::from_secs(3);
 /// Time allowed for a BOOTID probe.
 const BOOTID_BUDGET: Duration = Duration::from_millis(800);
+/// Ports tried by an IGD without AddAnyPortMapping when the wanted one is taken.
+const OTHER_PORT_ATTEMPTS: u16 = 8;
+/// 401 Invalid Action and 602 OptionalActionNotImplemented: no AddAnyPortMapping.
+const NO_SUCH_ACTION: [u16; 2] = [401, 602];
+/// 724 SamePortValuesRequired: the router maps only external = internal port.
+const SAME_PORT_VALUES_REQUIRED: u16 = 724;
 
 /// What the router granted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,16 +93,9 @@ pub struct UpnpGrant {
 /// An IGD at the default gateway.
 #[derive(Clone, Debug)]
 pub struct UpnpRouter {
-    gateway: Gateway<Tokio>,
+    service: WanService,
     router: Ipv4Addr,
     local: Ipv4Addr,
-}
-
-fn igd_protocol(p: Protocol) -> PortMappingProtocol {
-    match p {
-        Protocol::Udp => PortMappingProtocol::UDP,
-        Protocol::Tcp => PortMappingProtocol::TCP,
-    }
 }
 
 fn soap_protocol(p: Protocol) -> soap::Protocol {
@@ -87,41 +105,133 @@ fn soap_protocol(p: Protocol) -> soap::Protocol {
     }
 }
 
+/// Whether `url`'s host is `router`.
+fn check_host(url: &str, router: Ipv4Addr, step: &'static str) -> Result<(), UpnpError> {
+    let (ip, _, _) = ssdp::location_host(url).map_err(|e| req_err(step, e))?;
+    match ip == IpAddr::V4(router) {
+        true => Ok(()),
+        false => Err(UpnpError::Untrusted { found: ip, router }),
+    }
+}
+
 impl UpnpRouter {
-    /// Find the IGD on `router` (unicast search from `local`).
-    pub async fn discover(router: Ipv4Addr, local: Ipv4Addr) -> Result<Self, UpnpError> {
-        let mut opts = SearchOptions::default();
-        opts.bind_addr = SocketAddr::from((local, 0));
-        opts.broadcast_address = SocketAddr::from((router, ssdp::SSDP_PORT));
-        opts.timeout = Some(DISCOVERY_BUDGET);
-        opts.single_search_timeout = Some(DISCOVERY_BUDGET);
-        // igd-next's own timeout is not always honoured; bound it ourselves.
-        let found = tokio::time::timeout(
-            DISCOVERY_BUDGET + Duration::from_millis(200),
-            igd_next::aio::tokio::search_gateway(opts),
-        )
-        .await
-        .map_err(|_| UpnpError::NotFound(router))?
-        .map_err(|_| UpnpError::NotFound(router))?;
-        if found.addr.ip() != IpAddr::V4(router) {
-            return Err(UpnpError::Untrusted {
-                found: found.addr.ip(),
-                router,
-            });
+    /// Find the IGD on `router` (unicast search from `local`) and read its
+    /// device description.
+    pub async fn discover(
+        router: Ipv4Addr,
+        local: Ipv4Addr,
+        ignored: &Ignored,
+    ) -> Result<Self, UpnpError> {
+        let deadline = Instant::now() + DISCOVERY_BUDGET;
+        let answer = search(router, local, deadline, ignored)
+            .await
+            .map_err(|_| UpnpError::NotFound(router))?;
+        let location = answer.location.trim();
+        const STEP: &str = "device description";
+        let reply = tokio::time::timeout_at(deadline, http::exchange(location, None))
+            .await
+            .map_err(|_| req_err(STEP, "timed out"))?
+            .map_err(|e| req_err(STEP, e))?;
+        if reply.status != 200 {
+            return Err(req_err(STEP, format!("HTTP status {}", reply.status)));
         }
+        let service =
+            description::parse_description(&reply.body, location).map_err(|e| req_err(STEP, e))?;
+        check_host(&service.control_url, router, STEP)?;
         Ok(Self {
-            gateway: found,
+            service,
             router,
             local,
         })
     }
 
+    /// POSTs one SOAP action and returns the response body of a 200 answer;
+    /// a UPnP fault (HTTP 500) becomes [`UpnpError::Fault`].
+    async fn call(
+        &self,
+        action: &'static str,
+        (soap_action, body): (String, String),
+    ) -> Result<String, UpnpError> {
+        let soap = Soap {
+            action: &soap_action,
+            body,
+        };
+        let reply = tokio::time::timeout(
+            REQUEST_BUDGET,
+            http::exchange(&self.service.control_url, Some(soap)),
+        )
+        .await
+        .map_err(|_| req_err(action, "timed out"))?
+        .map_err(|e| req_err(action, e))?;
+        if let Some(fault) = soap::parse_soap_fault(&reply.body) {
+            return Err(UpnpError::Fault { action, fault });
+        }
+        match reply.status {
+            200 => Ok(reply.body),
+            status => Err(req_err(action, format!("HTTP status {status}"))),
+        }
+    }
+
+    /// Maps a decode error of a 200 answer.
+    fn decoded<T>(action: &'static str, r: Result<T, SoapError>) -> Result<T, UpnpError> {
+        r.map_err(|e| match e {
+            SoapError::Fault(fault) => UpnpError::Fault { action, fault },
+            e => req_err(action, e),
+        })
+    }
+
     /// The router's public address.
     pub async fn external_ip(&self) -> Result<IpAddr, UpnpError> {
-        tokio::time::timeout(REQUEST_BUDGET, self.gateway.get_external_ip())
-            .await
-            .map_err(|_| req_err("GetExternalIPAddress", "timed out"))?
-            .map_err(|e| req_err("GetExternalIPAddress", e))
+        const ACTION: &str = soap::GET_EXTERNAL_IP_ADDRESS;
+        let request = soap::get_external_ip_request(&self.service.service_type);
+        let body = self.call(ACTION, request).await?;
+        Self::decoded(ACTION, soap::parse_external_ip_response(&body))
+    }
+
+    fn mapping<'a>(
+        &self,
+        protocol: Protocol,
+        internal_port: u16,
+        external_port: u16,
+        lease_s: u32,
+        description: &'a str,
+    ) -> MappingRequest<'a> {
+        MappingRequest {
+            protocol: soap_protocol(protocol),
+            external_port,
+            internal_client: self.local,
+            internal_port,
+            lease_s,
+            description,
+        }
+    }
+
+    /// AddPortMapping, once without the lease when the router allows only
+    /// permanent ones (725, or 402 from older IGDs).
+    async fn add_fixed(&self, m: MappingRequest<'_>) -> Result<UpnpGrant, UpnpError> {
+        const ACTION: &str = soap::ADD_PORT_MAPPING;
+        const RESPONSE: &str = "AddPortMappingResponse";
+        let st = &self.service.service_type;
+        let mut m = m;
+        loop {
+            let added = match self
+                .call(ACTION, soap::add_port_mapping_request(st, &m))
+                .await
+            {
+                Ok(body) => Self::decoded(ACTION, soap::parse_empty_response(&body, RESPONSE)),
+                Err(e) => Err(e),
+            };
+            match added {
+                Ok(()) => {
+                    return Ok(UpnpGrant {
+                        external_port: m.external_port,
+                        lease_s: m.lease_s,
+                    })
+                }
+                Err(e) if m.lease_s != 0 && permanent_only(&e) => m.lease_s = 0,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Map `external_port` to `internal_port` on this host. When the port is
@@ -135,82 +245,82 @@ impl UpnpRouter {
         lease_s: u32,
         description: &str,
     ) -> Result<UpnpGrant, UpnpError> {
-        let local = SocketAddr::V4(SocketAddrV4::new(self.local, internal_port));
-        let proto = igd_protocol(protocol);
-        let mut lease = lease_s;
-        for _attempt in 0..2 {
-            let added = tokio::time::timeout(
-                REQUEST_BUDGET,
-                self.gateway
-                    .add_port(proto, external_port, local, lease, description),
-            )
-            .await
-            .map_err(|_| req_err("AddPortMapping", "timed out"))?;
-            match added {
-                Ok(()) => {
-                    return Ok(UpnpGrant {
-                        external_port,
-                        lease_s: lease,
-                    })
-                }
-                Err(AddPortError::OnlyPermanentLeasesSupported) if lease != 0 => lease = 0,
-                Err(AddPortError::RequestError(e))
-                    if lease != 0 && e.to_string().contains("402") =>
-                {
-                    lease = 0
-                }
-                Err(AddPortError::PortInUse) | Err(AddPortError::SamePortValuesRequired) => {
-                    return self.add_any(proto, local, lease, description).await;
-                }
-                Err(e) => return Err(req_err("AddPortMapping", e)),
+        let m = self.mapping(protocol, internal_port, external_port, lease_s, description);
+        match self.add_fixed(m).await {
+            Err(e) if e.fault_code() == Some(UpnpFault::CONFLICT_IN_MAPPING_ENTRY) => {
+                self.add_any(m).await
             }
+            other => other,
         }
-        Err(req_err(
-            "AddPortMapping",
-            "refused with and without a lease",
-        ))
     }
 
-    async fn add_any(
-        &self,
-        proto: PortMappingProtocol,
-        local: SocketAddr,
-        lease: u32,
-        description: &str,
-    ) -> Result<UpnpGrant, UpnpError> {
-        let any = tokio::time::timeout(
-            REQUEST_BUDGET * 2,
-            self.gateway.add_any_port(proto, local, lease, description),
-        )
-        .await
-        .map_err(|_| req_err("AddAnyPortMapping", "timed out"))?;
-        match any {
-            Ok(port) => Ok(UpnpGrant {
-                external_port: port,
-                lease_s: lease,
-            }),
-            // igd-next classifies 725 only for AddPortMapping; from
-            // AddAnyPortMapping it arrives as a bare error code.
-            Err(AddAnyPortError::OnlyPermanentLeasesSupported)
-            | Err(AddAnyPortError::RequestError(igd_next::RequestError::ErrorCode(725 | 402, _)))
-                if lease != 0 =>
+    /// Any external port: AddAnyPortMapping where the IGD has it, otherwise
+    /// AddPortMapping on a few other ports.
+    async fn add_any(&self, m: MappingRequest<'_>) -> Result<UpnpGrant, UpnpError> {
+        const ACTION: &str = soap::ADD_ANY_PORT_MAPPING;
+        let st = &self.service.service_type;
+        let mut m = m;
+        let refused = loop {
+            let any = match self
+                .call(ACTION, soap::add_any_port_mapping_request(st, &m))
+                .await
             {
-                Box::pin(self.add_any(proto, local, 0, description)).await
+                Ok(body) => Self::decoded(ACTION, soap::parse_add_any_response(&body)),
+                Err(e) => Err(e),
+            };
+            match any {
+                Ok(port) => {
+                    return Ok(UpnpGrant {
+                        external_port: port,
+                        lease_s: m.lease_s,
+                    })
+                }
+                Err(e) if m.lease_s != 0 && permanent_only(&e) => m.lease_s = 0,
+                Err(e) => break e,
             }
-            Err(e) => Err(req_err("AddAnyPortMapping", e)),
+        };
+        if !refused
+            .fault_code()
+            .is_some_and(|c| NO_SUCH_ACTION.contains(&c))
+        {
+            return Err(refused);
         }
+        // An IGDv1: walk other ports from a random start, so that two
+        // gateways behind one router rarely ask for the same one.
+        let mut random = [0u8; 2];
+        crate::entropy::fill(&mut random);
+        let start = 1024 + u16::from_le_bytes(random) % (65535 - 1024);
+        let mut last = refused;
+        for attempt in 0..OTHER_PORT_ATTEMPTS {
+            let port = 1024 + (start - 1024 + attempt * 97) % (65535 - 1024);
+            match self
+                .add_fixed(MappingRequest {
+                    external_port: port,
+                    ..m
+                })
+                .await
+            {
+                Err(e) if e.fault_code() == Some(UpnpFault::CONFLICT_IN_MAPPING_ENTRY) => last = e,
+                Err(e) if e.fault_code() == Some(SAME_PORT_VALUES_REQUIRED) => return Err(e),
+                other => return other,
+            }
+        }
+        Err(last)
     }
 
     /// Delete a mapping.
     pub async fn remove(&self, protocol: Protocol, external_port: u16) -> Result<(), UpnpError> {
-        tokio::time::timeout(
-            REQUEST_BUDGET,
-            self.gateway
-                .remove_port(igd_protocol(protocol), external_port),
+        const ACTION: &str = soap::DELETE_PORT_MAPPING;
+        let request = soap::delete_port_mapping_request(
+            &self.service.service_type,
+            soap_protocol(protocol),
+            external_port,
+        );
+        let body = self.call(ACTION, request).await?;
+        Self::decoded(
+            ACTION,
+            soap::parse_empty_response(&body, "DeletePortMappingResponse"),
         )
-        .await
-        .map_err(|_| req_err("DeletePortMapping", "timed out"))?
-        .map_err(|e| req_err("DeletePortMapping", e))
     }
 
     /// The mapping for `external_port`, or `None` when the router has none.
@@ -219,51 +329,19 @@ impl UpnpRouter {
         protocol: Protocol,
         external_port: u16,
     ) -> Result<Option<SpecificEntry>, UpnpError> {
-        const ACTION: &str = "GetSpecificPortMappingEntry";
-        let (soap_action, body) = soap::get_specific_entry_request(
-            &self.gateway.service_type,
+        const ACTION: &str = soap::GET_SPECIFIC_ENTRY_ACTION;
+        let request = soap::get_specific_entry_request(
+            &self.service.service_type,
             external_port,
             soap_protocol(protocol),
         );
-        let url = self.control_url()?;
-        let text =
-            tokio::time::timeout(REQUEST_BUDGET, Tokio::send_async(&url, &soap_action, &body))
-                .await
-                .map_err(|_| req_err(ACTION, "timed out"))?
-                .map_err(|e| req_err(ACTION, e))?;
-        if let Some(fault) = soap::parse_soap_fault(&text) {
-            return if fault.code == UpnpFault::NO_SUCH_ENTRY_IN_ARRAY {
-                Ok(None)
-            } else {
-                Err(req_err(
-                    ACTION,
-                    format!("fault {} {}", fault.code, fault.description),
-                ))
-            };
-        }
-        soap::parse_get_specific_entry_response(&text)
-            .map(Some)
-            .map_err(|e| req_err(ACTION, e))
-    }
-
-    fn control_url(&self) -> Result<String, UpnpError> {
-        let c = &self.gateway.control_url;
-        if c.starts_with("http://") {
-            let (ip, _, _) = ssdp::location_host(c).map_err(|e| req_err("control URL", e))?;
-            if ip != IpAddr::V4(self.router) {
-                return Err(UpnpError::Untrusted {
-                    found: ip,
-                    router: self.router,
-                });
+        match self.call(ACTION, request).await {
+            Err(e) if e.fault_code() == Some(UpnpFault::NO_SUCH_ENTRY_IN_ARRAY) => Ok(None),
+            Err(e) => Err(e),
+            Ok(body) => {
+                Self::decoded(ACTION, soap::parse_get_specific_entry_response(&body)).map(Some)
             }
-            return Ok(c.clone());
         }
-        let path = if c.starts_with('/') {
-            c.clone()
-        } else {
-            format!("/{c}")
-        };
-        Ok(format!("http://{}{}", self.gateway.addr, path))
     }
 
     /// The router's current SSDP BOOTID (changes on every restart).
@@ -272,12 +350,33 @@ impl UpnpRouter {
     }
 }
 
+/// 725 OnlyPermanentLeasesSupported, or 402 Invalid Args from IGDs older
+/// than that code, both meaning: ask again with lease 0.
+fn permanent_only(e: &UpnpError) -> bool {
+    matches!(
+        e.fault_code(),
+        Some(UpnpFault::ONLY_PERMANENT_LEASES_SUPPORTED | UpnpFault::INVALID_ARGS)
+    )
+}
+
 /// Unicast M-SEARCH to the router; the BOOTID.UPNP.ORG of its answer.
 pub async fn probe_boot_id(
     router: Ipv4Addr,
     local: Ipv4Addr,
     ignored: &Ignored,
 ) -> Result<Option<u32>, UpnpError> {
+    let answer = search(router, local, Instant::now() + BOOTID_BUDGET, ignored).await?;
+    Ok(answer.boot_id)
+}
+
+/// Unicast M-SEARCH for an IGD to the router; its first valid answer whose
+/// LOCATION is on the router. Anything else is counted in `ignored`.
+async fn search(
+    router: Ipv4Addr,
+    local: Ipv4Addr,
+    deadline: Instant,
+    ignored: &Ignored,
+) -> Result<ssdp::SsdpResponse, UpnpError> {
     let socket = UdpSocket::bind(SocketAddr::from((local, 0)))
         .await
         .map_err(|e| req_err("M-SEARCH", e))?;
@@ -287,7 +386,6 @@ pub async fn probe_boot_id(
         .send_to(&request, target)
         .await
         .map_err(|e| req_err("M-SEARCH", e))?;
-    let deadline = Instant::now() + BOOTID_BUDGET;
     let mut buf = [0u8; ssdp::MAX_DATAGRAM_LEN + 1];
     loop {
         let (len, from) = match tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
@@ -299,11 +397,9 @@ pub async fn probe_boot_id(
             .get(..len)
             .filter(|_| from.ip() == IpAddr::V4(router))
             .and_then(|d| ssdp::parse_response(d).ok())
-            .filter(|r| {
-                ssdp::location_host(&r.location).is_ok_and(|(ip, _, _)| ip == IpAddr::V4(router))
-            });
+            .filter(|r| check_host(&r.location, router, "M-SEARCH").is_ok());
         match parsed {
-            Some(r) => return Ok(r.boot_id),
+            Some(r) => return Ok(r),
             None => ignored.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
     }

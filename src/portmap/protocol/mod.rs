@@ -35,6 +35,7 @@ macro_rules! result_codes {
     };
 }
 
+pub mod description;
 pub mod natpmp;
 pub mod pcp;
 pub mod soap;

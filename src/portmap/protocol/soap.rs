@@ -1,11 +1,14 @@
-//! SOAP codec for the IGD action igd-next lacks, `GetSpecificPortMappingEntry`,
-//! plus UPnP fault decoding. A tiny bounded, non-recursive tag reader (the
-//! private `xml` module) stands in for an XML crate: elements match on their
-//! local name, whatever their namespace prefix.
+//! SOAP codec for the IGD control actions: requests, responses and UPnP
+//! faults. `GetSpecificPortMappingEntry` lives here, the mapping actions in
+//! [`actions`]. A tiny bounded, non-recursive tag reader (the `xml` module)
+//! stands in for an XML crate: elements match on their local name, whatever
+//! their namespace prefix.
 
 use std::net::IpAddr;
 
-mod xml;
+mod actions;
+pub(super) mod xml;
+pub use actions::*;
 use xml::extract;
 pub use xml::xml_escape;
 
@@ -96,32 +99,46 @@ pub enum SoapError {
     InvalidValue(&'static str, String),
 }
 
-/// Builds a `GetSpecificPortMappingEntry` request for `service_type` (e.g.
-/// `urn:schemas-upnp-org:service:WANIPConnection:1`): returns the SOAPAction
-/// header value (quoted, `"<service>#GetSpecificPortMappingEntry"`) and the
-/// XML body. Characters that cannot appear in a URN or an HTTP header
-/// (controls, spaces, quotes, backslashes, non-ASCII) are dropped from
-/// `service_type` first, so a hostile device description cannot inject headers.
+/// Builds the request for `action` of `service_type` (e.g.
+/// `urn:schemas-upnp-org:service:WANIPConnection:1`) with `args` in order:
+/// returns the SOAPAction header value (quoted, `"<service>#<action>"`) and
+/// the XML body. Argument values are escaped. Characters that cannot appear
+/// in a URN or an HTTP header (controls, spaces, quotes, backslashes,
+/// non-ASCII) are dropped from `service_type` first, so a hostile device
+/// description cannot inject headers.
+pub fn action_request(service_type: &str, action: &str, args: &[(&str, &str)]) -> (String, String) {
+    let service: String = service_type
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
+        .collect();
+    let mut body = format!(
+        "<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body>\
+<u:{action} xmlns:u=\"{}\">",
+        xml_escape(&service)
+    );
+    for (name, value) in args {
+        body.push_str(&format!("<{name}>{}</{name}>", xml_escape(value)));
+    }
+    body.push_str(&format!("</u:{action}></s:Body></s:Envelope>\r\n"));
+    (format!("\"{service}#{action}\""), body)
+}
+
+/// Builds a `GetSpecificPortMappingEntry` request (see [`action_request`]).
 pub fn get_specific_entry_request(
     service_type: &str,
     external_port: u16,
     protocol: Protocol,
 ) -> (String, String) {
-    let service: String = service_type
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
-        .collect();
-    let action = format!("\"{service}#{GET_SPECIFIC_ENTRY_ACTION}\"");
-    let body = format!(
-        "<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body>\
-<u:{GET_SPECIFIC_ENTRY_ACTION} xmlns:u=\"{}\"><NewRemoteHost></NewRemoteHost>\
-<NewExternalPort>{external_port}</NewExternalPort><NewProtocol>{}</NewProtocol>\
-</u:{GET_SPECIFIC_ENTRY_ACTION}></s:Body></s:Envelope>\r\n",
-        xml_escape(&service),
-        protocol.as_str()
-    );
-    (action, body)
+    action_request(
+        service_type,
+        GET_SPECIFIC_ENTRY_ACTION,
+        &[
+            ("NewRemoteHost", ""),
+            ("NewExternalPort", &external_port.to_string()),
+            ("NewProtocol", protocol.as_str()),
+        ],
+    )
 }
 
 /// Decodes a `GetSpecificPortMappingEntryResponse`. A UPnP fault in the body

@@ -157,33 +157,47 @@ fn decode_into(text: &str, out: &mut String) {
 /// Finds the first element whose local name is `container` and returns the
 /// trimmed, decoded text of its direct leaf children named in `wanted`
 /// (`None` if there is no such element).
-pub(super) fn extract<const N: usize>(
+pub(in crate::portmap::protocol) fn extract<const N: usize>(
     body: &str,
     container: &str,
     wanted: [&'static str; N],
 ) -> Result<Option<[Option<String>; N]>, SoapError> {
+    Ok(extract_all(body, container, wanted, 1)?.pop())
+}
+
+/// Like [`extract`], for every element named `container` in document order,
+/// stopping after `limit` of them (the rest of the body is not read).
+pub(in crate::portmap::protocol) fn extract_all<const N: usize>(
+    body: &str,
+    container: &str,
+    wanted: [&'static str; N],
+    limit: usize,
+) -> Result<Vec<[Option<String>; N]>, SoapError> {
     if body.len() > MAX_BODY_LEN {
         return Err(SoapError::TooLarge(body.len()));
     }
+    let mut found = Vec::new();
     let mut out: [Option<String>; N] = std::array::from_fn(|_| None);
     let mut stack: Vec<&str> = Vec::new();
     let mut container_depth = None;
     let mut leaf: Option<(usize, String)> = None;
     let mut pos = 0;
-    loop {
+    while found.len() < limit {
         let at = pos;
         let bad = |reason| SoapError::Malformed(at, reason);
         let token = next_token(body, &mut pos)?;
         match token {
             None if container_depth.is_some() => return Err(bad("unclosed response element")),
-            None => return Ok(None),
+            None => break,
             Some(Token::Start(qname, empty)) => {
                 if leaf.is_some() {
                     return Err(bad("element inside an argument"));
                 }
                 let (local, depth) = (local_name(qname), stack.len());
                 match container_depth {
-                    None if local == container && empty => return Ok(Some(out)),
+                    None if local == container && empty => {
+                        found.push(std::mem::replace(&mut out, std::array::from_fn(|_| None)));
+                    }
                     None if local == container => container_depth = Some(depth),
                     Some(d) if depth == d + 1 => {
                         if let Some(i) = wanted.iter().position(|w| *w == local) {
@@ -212,7 +226,8 @@ pub(super) fn extract<const N: usize>(
                     out[i] = Some(text.trim().to_owned());
                 }
                 if container_depth == Some(stack.len()) {
-                    return Ok(Some(out));
+                    container_depth = None;
+                    found.push(std::mem::replace(&mut out, std::array::from_fn(|_| None)));
                 }
             }
             Some(Token::Text(text, cdata)) => match leaf.as_mut() {
@@ -222,6 +237,7 @@ pub(super) fn extract<const N: usize>(
             },
         }
     }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -1,0 +1,114 @@
+//! HTTP/1.1 to the router's IGD: the device description (GET) and SOAP
+//! control requests (POST). One connection per request and a bounded answer;
+//! the caller bounds the time. Only literal-IP `http://` URLs are accepted
+//! (the caller has checked the address is the default gateway).
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::protocol::soap::MAX_BODY_LEN;
+use super::protocol::ssdp::{location_host, SsdpError};
+
+/// Why an HTTP exchange with the IGD failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The URL is not a literal-IP `http://` URL.
+    #[error("bad URL: {0}")]
+    Url(#[from] SsdpError),
+    /// TCP connect failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// Where.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Bad framing or the connection closed mid-answer.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The answer exceeds [`MAX_BODY_LEN`].
+    #[error("answer larger than {MAX_BODY_LEN} bytes")]
+    TooLarge,
+}
+
+/// An answer: status code and body (invalid UTF-8 replaced).
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status code.
+    pub status: u16,
+    /// The body, at most [`MAX_BODY_LEN`] bytes.
+    pub body: String,
+}
+
+/// A SOAP call: the SOAPAction header value and the XML body.
+pub struct Soap<'a> {
+    /// SOAPAction value (already quoted).
+    pub action: &'a str,
+    /// Envelope.
+    pub body: String,
+}
+
+/// GET `url` (without `soap`) or POST the SOAP call to it.
+pub async fn exchange(url: &str, soap: Option<Soap<'_>>) -> Result<Reply, HttpError> {
+    let (ip, port, path) = location_host(url)?;
+    let addr = SocketAddr::new(ip, port);
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| HttpError::Connect { addr, source })?;
+    let http = |e: hyper::Error| HttpError::Http(e.to_string());
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http)?;
+    // Drives the connection; aborted when this call returns or is dropped.
+    let driver = AbortOnDrop(tokio::spawn(conn));
+    let host = match ip {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    };
+    let request = Request::builder()
+        .uri(path)
+        .header(hyper::header::HOST, host)
+        .header(hyper::header::CONNECTION, "close");
+    let request = match soap {
+        None => request.method(Method::GET).body(Full::new(Bytes::new())),
+        Some(soap) => request
+            .method(Method::POST)
+            .header(hyper::header::CONTENT_TYPE, "text/xml; charset=\"utf-8\"")
+            .header("SOAPAction", soap.action)
+            .body(Full::new(Bytes::from(soap.body))),
+    }
+    .map_err(|e| HttpError::Http(e.to_string()))?;
+    let response = sender.send_request(request).await.map_err(http)?;
+    let status = response.status().as_u16();
+    let body = match Limited::new(response.into_body(), MAX_BODY_LEN)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(HttpError::TooLarge)
+        }
+        Err(e) => return Err(HttpError::Http(e.to_string())),
+    };
+    drop(driver);
+    Ok(Reply {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
