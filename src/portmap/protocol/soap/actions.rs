@@ -99,31 +99,43 @@ pub fn parse_empty_response(body: &str, response: &'static str) -> Result<(), So
     }
 }
 
+/// The one output argument `name` of `response`, parsed by `parse`.
+fn single_output<T>(
+    body: &str,
+    response: &'static str,
+    name: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, SoapError> {
+    let Some([value]) = extract(body, response, [name])? else {
+        return Err(fault_or_missing(body, response));
+    };
+    let value = value.ok_or(SoapError::MissingElement(name))?;
+    parse(&value).ok_or_else(|| SoapError::InvalidValue(name, value.chars().take(64).collect()))
+}
+
 /// Decodes `GetExternalIPAddressResponse`. An empty address (the router has
 /// none yet) is [`SoapError::InvalidValue`].
 pub fn parse_external_ip_response(body: &str) -> Result<IpAddr, SoapError> {
-    const RESPONSE: &str = "GetExternalIPAddressResponse";
-    const NAME: &str = "NewExternalIPAddress";
-    let Some([ip]) = extract(body, RESPONSE, [NAME])? else {
-        return Err(fault_or_missing(body, RESPONSE));
-    };
-    let ip = ip.ok_or(SoapError::MissingElement(NAME))?;
-    ip.parse()
-        .map_err(|_| SoapError::InvalidValue(NAME, ip.chars().take(64).collect()))
+    single_output(
+        body,
+        "GetExternalIPAddressResponse",
+        "NewExternalIPAddress",
+        |ip| ip.parse().ok(),
+    )
 }
 
 /// Decodes `AddAnyPortMappingResponse`: the external port granted.
 pub fn parse_add_any_response(body: &str) -> Result<u16, SoapError> {
-    const RESPONSE: &str = "AddAnyPortMappingResponse";
-    const NAME: &str = "NewReservedPort";
-    let Some([port]) = extract(body, RESPONSE, [NAME])? else {
-        return Err(fault_or_missing(body, RESPONSE));
-    };
-    let port = port.ok_or(SoapError::MissingElement(NAME))?;
-    decimal(&port)
-        .and_then(|n| u16::try_from(n).ok())
-        .filter(|&n| n != 0)
-        .ok_or_else(|| SoapError::InvalidValue(NAME, port.chars().take(64).collect()))
+    single_output(
+        body,
+        "AddAnyPortMappingResponse",
+        "NewReservedPort",
+        |port| {
+            decimal(port)
+                .and_then(|n| u16::try_from(n).ok())
+                .filter(|&n| n != 0)
+        },
+    )
 }
 
 #[cfg(test)]
