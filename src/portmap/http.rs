@@ -14,6 +14,9 @@ use tokio::net::TcpStream;
 use super::protocol::soap::MAX_BODY_LEN;
 use super::protocol::ssdp::{location_host, SsdpError};
 
+/// Largest read buffer (status line and headers must fit in it).
+const READ_BUFFER_LIMIT: usize = 16 * 1024;
+
 /// Why an HTTP exchange with the IGD failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -61,7 +64,10 @@ pub async fn exchange(url: &str, soap: Option<Soap<'_>>) -> Result<Reply, HttpEr
         .await
         .map_err(|source| HttpError::Connect { addr, source })?;
     let http = |e: hyper::Error| HttpError::Http(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    // A hostile router's header block is bounded by the read buffer too.
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(READ_BUFFER_LIMIT)
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(http)?;
     // Drives the connection; aborted when this call returns or is dropped.
