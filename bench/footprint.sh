@@ -4,7 +4,9 @@
 #    and armv7 from cross/build.sh). Goal: <= 4 MiB on aarch64.
 # 2. In the namespace lab, with every task of this build on (portmap against
 #    miniupnpd, netcheck with the lab DERP map, tailscale driving a real
-#    tailscaled that has a peer, MQTT telemetry to mosquitto, the web page):
+#    tailscaled that has a peer over a DERP node, admission registered with
+#    the reference admission service, MQTT telemetry to mosquitto, the web
+#    page):
 #    RSS after FOOTPRINT_IDLE seconds idle (goal <= 10 MiB native), idle CPU
 #    and wakeups per second, as medians over slices of the idle window.
 #    tailscaled, run beside it in the same namespace (userspace networking,
@@ -67,15 +69,45 @@ tests/lab/lab.sh up "$labdir" 2>"$work/lab-up.log" || { cat "$work/lab-up.log"; 
 source "$labdir/env"
 mesh() { tests/lab/mesh.sh "$@" 2>>"$work/mesh.log" || { echo "footprint.sh: mesh.sh $1 failed:"; tail "$work/mesh.log"; exit 1; }; }
 ts_pid=""
+admission_url=""
+ACS_IP=203.0.113.60
+ACS_TOKEN=footprint-token-5d1e
 if tools=$(tests/lab/install-go-tools.sh 2>>"$build_log"); then
     export EDGEREACH_TOOLS=$tools
     # As deployed: the router mapping is edgereach's job (its tailscale
     # section says so, and is degraded, when tailscaled maps on its own).
     export TS_DISABLE_PORTMAPPER=1
+    # A DERP node as every real tailnet has: the home-region connection is
+    # part of tailscaled's idle cost, and disco between the hard and the easy
+    # NAT needs it to start (CallMeMaybe), so the keepalive gets its pongs.
+    export MESH_DERP=yes
     authkey=$(mesh headscale "$labdir")
     mesh join "$labdir" gwhard gw1 "$authkey"
     mesh join "$labdir" gweasy gw2 "$authkey"
     ts_pid=$(cut -d' ' -f1 "$labdir/run/tailscaled-gw1.proc")
+    # The admission task needs an admission service: the reference one
+    # (edgereach-acs; a lab service, so a debug build will do) assigning the
+    # lab's headscale, where gw1 already is: one registration, then idle.
+    acs_bin=$target_root/debug/edgereach-acs
+    [[ -x $acs_bin ]] || cargo build --locked --quiet --features acs --bin edgereach-acs 2>>"$build_log"
+    ip -n "$NS_SRV" addr add "$ACS_IP/24" dev eth0
+    mkdir -p "$labdir/acs"
+    echo "$ACS_TOKEN" >"$labdir/acs/tokens"
+    echo "$ACS_TOKEN" >"$labdir/gw-token"
+    cat >"$labdir/acs/acs.toml" <<EOF
+listen = "$ACS_IP:8080"
+tokens_file = "$labdir/acs/tokens"
+
+[[cluster]]
+id = "A"
+headscale_url = "http://203.0.113.30:8080"
+derp_map = "$labdir/derp.json"
+[cluster.headscale_cli]
+command = ["env", "HOME=$labdir/headscale", "$EDGEREACH_TOOLS/headscale", "-c", "$labdir/headscale/config.yaml", "--force"]
+user = "$(cat "$labdir/headscale/userid")"
+EOF
+    mesh run "$labdir" acs srv "$(realpath "$acs_bin")" --config "$labdir/acs/acs.toml"
+    admission_url="http://$ACS_IP:8080"
 else
     echo "footprint.sh: tailscaled could not be installed: no tailscale task and no baseline this run"
 fi
@@ -90,6 +122,16 @@ sed -e "s#^state_dir = .*#state_dir = \"$labdir/state\"#" \
     -e "s#^mqtt_url = .*#mqtt_url = \"mqtt://$MQTT_IP:$MQTT_PORT\"#" \
     -e "s#^listen = .*#listen = [\"127.0.0.1:8088\", \"$GWHARD_IP:8088\"]#" \
     config/edgereach.toml >"$cfg"
+if [[ -n $admission_url ]]; then
+    # Registered before the idle window starts (startup_spread 1 s), then
+    # re-registered at the default interval.
+    sed -i -e "/^\[admission\]/,/^\[/ {
+        s#^url = .*#url = \"$admission_url\"#
+        s#^account = .*#account = \"footprint\"#
+        s#^token_file = .*#token_file = \"$labdir/gw-token\"#
+        s#^startup_spread = .*#startup_spread = \"1s\"#
+    }" "$cfg"
+fi
 "$native" check-config --config "$cfg" >/dev/null
 # Unless FOOTPRINT_AS_ROOT=1, the daemon runs as the unprivileged user nobody
 # with no capabilities at all (empty bounding set, as the systemd unit has
@@ -105,6 +147,7 @@ if [[ ${FOOTPRINT_AS_ROOT:-0} != 1 ]]; then
     mkdir -p "$labdir/state"
     chown nobody: "$labdir/state"
     chmod 644 "$cfg" "$labdir/derp.json"
+    if [[ -f $labdir/gw-token ]]; then chown nobody: "$labdir/gw-token"; fi
     run_as=(setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups --no-new-privs
         --inh-caps=-all --ambient-caps=-all --bounding-set=-all)
 fi
@@ -115,6 +158,14 @@ for _ in $(seq 100); do
     kill -0 "$daemon_pid" 2>/dev/null || { echo "footprint.sh: daemon exited:"; tail "$labdir/edgereach.log"; exit 1; }
     sleep 0.2
 done
+
+if [[ -n $admission_url ]]; then
+    for _ in $(seq 150); do
+        "$native" status --json --config "$cfg" 2>/dev/null |
+            python3 -c 'import json,sys; sys.exit(json.load(sys.stdin)["admission"].get("state") != "ok")' 2>/dev/null && break
+        sleep 0.2
+    done
+fi
 
 warmup=$((idle / 10))
 echo "== idle in the lab: ${idle} s (CPU and wakeups over the last $((idle - warmup)) s in $slices slices)"
