@@ -1,4 +1,5 @@
 //! The `edgereach` command: daemon and CLI in one binary.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,6 +10,7 @@
 //!   the peak from it); `GET /health`.
 //! - SIGHUP re-reads the configuration (overrides = migrations, `fault` =
 //!   failure injection for tests); SIGTERM/SIGINT stop it.
+#![forbid(unsafe_code)]
 
 mod config;
 
