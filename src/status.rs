@@ -311,6 +311,10 @@ pub struct WebStatus {
     pub actions_run: u64,
     /// Action requests refused (no or wrong token, cross-site, disabled).
     pub actions_refused: u64,
+    /// Times the freed memory of a burst of connections was given back to
+    /// the system once the burst was over.
+    #[serde(default)]
+    pub heap_trims: u64,
 }
 
 impl Default for WebStatus {
@@ -328,6 +332,7 @@ impl Default for WebStatus {
             idle_closed: 0,
             actions_run: 0,
             actions_refused: 0,
+            heap_trims: 0,
         }
     }
 }

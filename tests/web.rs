@@ -393,3 +393,46 @@ fn sighup_with_new_web_settings_listens_anew() {
         "{s}"
     );
 }
+
+/// A burst of connections (more than `web::trim::BURST_CONNECTIONS` open at
+/// once) ends with one heap trim once it has gone quiet; how much memory
+/// that returns is measured by bench/web-load.sh, not asserted here.
+#[test]
+fn a_burst_of_connections_is_trimmed_once_quiet() {
+    let d = Daemon::start();
+    let addr = d.web_addr();
+    let trims = || d.status_json()["web"]["heap_trims"].as_u64().unwrap();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert_eq!(trims(), 0, "no burst yet");
+    let burst: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    for mut s in burst.iter() {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert!(head.starts_with(b"HTTP/1.1 "), "{head:?}");
+    }
+    let closed = Instant::now();
+    drop(burst);
+    let deadline = closed + Duration::from_secs(15);
+    while trims() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = closed.elapsed();
+    eprintln!("heap trimmed {took:?} after the burst closed");
+    assert_eq!(trims(), 1, "one trim after the burst");
+    // Quiet means 2 s without a new connection, seen by a 1 s poll.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    let m = get(addr, "/metrics");
+    assert!(
+        m.body.contains("\nedgereach_web_heap_trims_total 1\n"),
+        "{}",
+        m.body
+    );
+}

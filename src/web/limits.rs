@@ -48,6 +48,10 @@ pub struct ConnectionLimits {
 struct Open {
     total: u32,
     by_client: HashMap<IpAddr, u32>,
+    /// Most open at once since [`ConnectionLimits::take_peak`] last asked.
+    peak: u32,
+    /// Connections let in since start.
+    accepted: u64,
 }
 
 impl ConnectionLimits {
@@ -74,6 +78,8 @@ impl ConnectionLimits {
         }
         *n += 1;
         open.total += 1;
+        open.peak = open.peak.max(open.total);
+        open.accepted += 1;
         Ok(ConnectionGuard {
             limits: self.clone(),
             key,
@@ -86,6 +92,16 @@ impl ConnectionLimits {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .total
+    }
+
+    /// The most connections open at once since the last call (a burst
+    /// shorter than the caller's polling interval still shows), and how
+    /// many were let in since start.
+    pub fn take_peak(&self) -> (u32, u64) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let peak = open.peak.max(open.total);
+        open.peak = open.total;
+        (peak, open.accepted)
     }
 
     fn release(&self, key: IpAddr) {
@@ -220,6 +236,24 @@ mod tests {
         assert_eq!(l.open(), 2);
         let _a3 = l.try_acquire(ip("192.0.2.1")).unwrap();
         assert_eq!(l.open(), 3);
+    }
+
+    #[test]
+    fn peak_sees_a_burst_between_polls() {
+        let l = ConnectionLimits::new(100, 100);
+        let burst: Vec<_> = (0..5u8)
+            .map(|i| l.try_acquire(IpAddr::from([192, 0, 2, i])).unwrap())
+            .collect();
+        let kept = l.try_acquire(ip("192.0.2.9")).unwrap();
+        drop(burst);
+        assert_eq!(l.open(), 1);
+        assert_eq!(l.take_peak(), (6, 6));
+        assert_eq!(l.take_peak(), (1, 6), "reset to the connections open now");
+        drop(kept);
+        assert_eq!(l.take_peak(), (1, 6));
+        assert_eq!(l.take_peak(), (0, 6));
+        assert!(l.try_acquire(ip("192.0.2.1")).is_ok());
+        assert_eq!(l.take_peak(), (1, 7));
     }
 
     #[test]

@@ -329,6 +329,12 @@ fn web(o: &mut Out, s: &Status) {
         "Connections closed after the idle timeout.",
         w.idle_closed as f64,
     );
+    o.one(
+        "edgereach_web_heap_trims_total",
+        "counter",
+        "Times freed memory was given back to the system after a burst of connections.",
+        w.heap_trims as f64,
+    );
     o.family(
         "edgereach_web_actions_total",
         "counter",

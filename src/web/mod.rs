@@ -14,6 +14,7 @@ pub mod page;
 pub mod request;
 pub mod sections;
 mod server;
+pub mod trim;
 pub mod verdict;
 
 use std::collections::BTreeMap;
@@ -62,6 +63,7 @@ pub(crate) struct Counters {
     idle_closed: AtomicU64,
     actions_run: AtomicU64,
     actions_refused: AtomicU64,
+    heap_trims: AtomicU64,
 }
 
 /// What every connection of one configuration generation shares.
@@ -105,6 +107,7 @@ pub async fn run(
     pokes: Pokes,
 ) {
     let counters = Arc::new(Counters::default());
+    let mut after_burst = trim::QuietAfterBurst::default();
     loop {
         let cfg = config.borrow_and_update().web.clone();
         if cfg.listen.is_empty() {
@@ -145,7 +148,10 @@ pub async fn run(
                     generation.bind_missing(&hub);
                 }
                 _ = rebind.tick() => generation.bind_missing(&hub),
-                _ = publish.tick() => generation.publish(&hub),
+                _ = publish.tick() => {
+                    generation.trim_after_burst(&mut after_burst);
+                    generation.publish(&hub);
+                }
             }
         }
     }
@@ -278,6 +284,7 @@ impl Generation {
             idle_closed: get(&c.idle_closed),
             actions_run: get(&c.actions_run),
             actions_refused: get(&c.actions_refused),
+            heap_trims: get(&c.heap_trims),
         };
         next.health.set(state, reason);
         self.report_refusals(hub, &next);
@@ -285,6 +292,27 @@ impl Generation {
             self.published = Some(next.clone());
             hub.update(|s| s.web = next);
         }
+    }
+
+    /// Give the freed buffers of a burst of connections back to the system
+    /// once the burst is over (see [`trim`]). On a blocking thread: it locks
+    /// the allocator's arenas while it walks them.
+    fn trim_after_burst(&self, after_burst: &mut trim::QuietAfterBurst) {
+        let limits = &self.shared.limits;
+        let (peak, accepted) = limits.take_peak();
+        if !after_burst.observe(Instant::now(), limits.open(), peak, accepted) {
+            return;
+        }
+        let counters = self.shared.counters.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let released = crate::heap::trim();
+            counters.heap_trims.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                "web: a burst of connections is over; heap trimmed in {:?} (released: {released})",
+                started.elapsed()
+            );
+        });
     }
 
     /// One event at most every [`REFUSED_EVENT_SPACING`] when clients were
