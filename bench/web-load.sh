@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "web-load.sh: needs root (network namespace)"; exit 1; }
 runs="${WEB_LOAD_RUNS:-3}"
 secs="${WEB_LOAD_SECONDS:-10}"
+quiet="${WEB_LOAD_QUIET:-7}"
 conns="${WEB_LOAD_CONNECTIONS:-64}"
 command -v wrk >/dev/null || { echo "web-load.sh: wrk missing (tests/lab/install-deps.sh)"; exit 1; }
 if [[ -z ${EDGEREACH_BIN:-} ]]; then
@@ -55,6 +56,7 @@ for _ in $(seq 100); do
 done
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$daemon_pid/status"; }
 anon() { awk '/^RssAnon/ {print $2}' "/proc/$daemon_pid/status"; }
+threads() { awk '/^Threads/ {print $2}' "/proc/$daemon_pid/status"; }
 web_counter() { # a counter from the web status section; "-" if this build lacks it
     "$bin" status --json --config "$cfg" | /usr/bin/python3 -c \
         'import json,sys; print(json.load(sys.stdin)["web"].get(sys.argv[1], "-"))' "$1"
@@ -65,6 +67,15 @@ to_ms() { # wrk latency like 1.23ms / 850.00us / 1.02s -> ms
 }
 sleep 2
 idle=$(rss) idle_anon=$(anon)
+# First use: one second of 8 connections per endpoint (enough for a heap
+# trim), so that what a first request allocates once and keeps (glibc's
+# per-thread caches, lazily built state) is in the level the load is
+# compared with, and only what the load adds is left to measure.
+for path in /healthz /api/status; do
+    ip netns exec "$ns" wrk -t2 -c8 -d1s "http://127.0.0.1:8088$path" >/dev/null
+done
+sleep 7
+warm=$(rss) warm_anon=$(anon) warm_threads=$(threads)
 bytes=$(ip netns exec "$ns" /usr/bin/python3 tests/lab/webclient.py req GET http://127.0.0.1:8088/api/status </dev/null | tail -n +2 | wc -c)
 printf 'edgereach %s, /api/status is %s bytes; wrk -t2 -c%s for %ss, %s runs per endpoint\n' "$("$bin" --version | awk '{print $2}')" "$bytes" "$conns" "$secs" "$runs"
 printf '%-12s %-14s %-12s %-12s %s\n' endpoint "requests/s" "p50 ms" "p99 ms" "non-2xx"
@@ -85,17 +96,20 @@ for path in /healthz /api/status; do
     printf '%-12s %-14s %-12s %-12s %s\n' "$path" "$(median <"$work/rps")" "$(median <"$work/p50")" \
         "$(median <"$work/p99")" "$(median <"$work/bad")"
 done
-after=$(rss) after_anon=$(anon) trims_before=$(web_counter heap_trims)
+after=$(rss) after_anon=$(anon) after_threads=$(threads) trims_before=$(web_counter heap_trims)
 # The daemon trims its heap once no new connection came for 2 s after a
-# burst (web/trim.rs); 7 s leaves room for a slow machine.
-sleep 7
+# burst (web/trim.rs); WEB_LOAD_QUIET (default 7 s) leaves room for a slow machine.
+sleep "$quiet"
 settled=$(rss) settled_anon=$(anon)
+echo "threads: $warm_threads idle after first use, $after_threads right after the load, $(threads) after the quiet period"
 printf 'RSS kB (VmRSS/RssAnon) after each run:%s; highest VmRSS %s\n' "$per_run" "$peak"
 printf '%-26s %-8s %s\n' "RSS kB" VmRSS RssAnon
-printf '%-26s %-8s %s\n' idle "$idle" "$idle_anon" "right after the load" "$after" "$after_anon" \
-    "after 7 s quiet" "$settled" "$settled_anon"
+printf '%-26s %-8s %s\n' "idle, fresh" "$idle" "$idle_anon" "idle after first use" "$warm" "$warm_anon" \
+    "right after the load" "$after" "$after_anon" "after ${quiet} s quiet" "$settled" "$settled_anon"
 printf 'connections open %s; heap trims %s right after the load, %s after the quiet period\n' \
     "$(web_counter connections_open)" "$trims_before" "$(web_counter heap_trims)"
 echo "goal: RSS back to the idle level once the connections are gone; left over after the quiet"
-printf 'period: VmRSS %+d kB, RssAnon %+d kB (the load had added %+d kB)\n' \
-    $((settled - idle)) $((settled_anon - idle_anon)) $((after_anon - idle_anon))
+printf 'period, against idle after first use: VmRSS %+d kB, RssAnon %+d kB (the load had added %+d kB);\n' \
+    $((settled - warm)) $((settled_anon - warm_anon)) $((after_anon - warm_anon))
+printf 'against the fresh idle: VmRSS %+d kB, RssAnon %+d kB (first use kept %+d kB)\n' \
+    $((settled - idle)) $((settled_anon - idle_anon)) $((warm_anon - idle_anon))
