@@ -246,3 +246,53 @@ fn taken_port_and_permanent_only_lease_via_add_any() {
     );
     eprintln!("fake IGD actions:\n  {}", fake.actions().join("\n  "));
 }
+
+/// A strict IGDv1: another host holds 41641 and AddAnyPortMapping is unknown
+/// (401). edgereach must walk other ports with AddPortMapping (lease 0 here,
+/// the fake takes no other), say that it got another port, and delete it.
+#[test]
+fn igd_v1_without_add_any_gets_another_port() {
+    if !is_root() {
+        eprintln!("SKIP igd_v1_without_add_any_gets_another_port: needs root (network namespaces)");
+        return;
+    }
+    let lab = Lab::up(&[("LAB_UPNP", "no"), ("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
+    let other = format!("41641:{}", lab.get("GWHARD2_IP"));
+    let fake = FakeIgd::start(&lab, &["--preload", &other, "--no-add-any"]);
+    let mut d = lab.daemon("gwhard", |c| c);
+    d.wait_for("mapping on another port", Duration::from_secs(15), |s| {
+        let m = &s["portmap"]["mappings"][0];
+        m["method"] == "upnp" && m["same_port"] == false && m["external"].is_string()
+    });
+    let actions = fake.actions();
+    assert!(
+        actions
+            .iter()
+            .any(|l| l.starts_with("UNKNOWN AddAnyPortMapping -> 401")),
+        "AddAnyPortMapping was not tried first:\n{}",
+        fake.log()
+    );
+    let port = d.status().unwrap()["portmap"]["mappings"][0]["external"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(port, "41641");
+    assert!(
+        actions
+            .iter()
+            .any(|l| l.starts_with(&format!("ADD {port} UDP ")) && l.ends_with("-> ok")),
+        "no AddPortMapping granted {port}:\n{}",
+        fake.log()
+    );
+    let (ok, _) = d.stop();
+    assert!(ok, "{}", d.log());
+    assert!(
+        fake.actions().contains(&format!("DELETE {port} UDP -> ok")),
+        "mapping on {port} leaked:\n{}",
+        fake.log()
+    );
+    eprintln!("fake IGD actions:\n  {}", fake.actions().join("\n  "));
+}

@@ -214,15 +214,15 @@ impl UpnpRouter {
     }
 
     /// AddPortMapping, once without the lease when the router allows only
-    /// permanent ones (725, or 402 from older IGDs).
-    async fn add_fixed(&self, m: MappingRequest<'_>) -> Result<UpnpGrant, UpnpError> {
+    /// permanent ones (725, or 402 from older IGDs); `m` keeps the lease the
+    /// router took, so later requests ask for that straight away.
+    async fn add_fixed(&self, m: &mut MappingRequest<'_>) -> Result<UpnpGrant, UpnpError> {
         const ACTION: &str = soap::ADD_PORT_MAPPING;
         const RESPONSE: &str = "AddPortMappingResponse";
         let st = &self.service.service_type;
-        let mut m = m;
         loop {
             let added = match self
-                .call(ACTION, soap::add_port_mapping_request(st, &m))
+                .call(ACTION, soap::add_port_mapping_request(st, m))
                 .await
             {
                 Ok(body) => Self::decoded(ACTION, soap::parse_empty_response(&body, RESPONSE)),
@@ -252,8 +252,8 @@ impl UpnpRouter {
         lease_s: u32,
         description: &str,
     ) -> Result<UpnpGrant, UpnpError> {
-        let m = self.mapping(protocol, internal_port, external_port, lease_s, description);
-        match self.add_fixed(m).await {
+        let mut m = self.mapping(protocol, internal_port, external_port, lease_s, description);
+        match self.add_fixed(&mut m).await {
             Err(e) if e.fault_code() == Some(UpnpFault::CONFLICT_IN_MAPPING_ENTRY) => {
                 self.add_any(m).await
             }
@@ -300,13 +300,8 @@ impl UpnpRouter {
         let mut last = refused;
         for attempt in 0..OTHER_PORT_ATTEMPTS {
             let port = 1024 + (start - 1024 + attempt * 97) % (65535 - 1024);
-            match self
-                .add_fixed(MappingRequest {
-                    external_port: port,
-                    ..m
-                })
-                .await
-            {
+            m.external_port = port;
+            match self.add_fixed(&mut m).await {
                 Err(e) if e.fault_code() == Some(UpnpFault::CONFLICT_IN_MAPPING_ENTRY) => last = e,
                 Err(e) if e.fault_code() == Some(SAME_PORT_VALUES_REQUIRED) => return Err(e),
                 other => return other,

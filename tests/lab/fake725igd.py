@@ -6,7 +6,7 @@ OnlyPermanentLeasesSupported (or another code, --lease-fault 402 for the older
 IGDs that answer Invalid Args). miniupnpd never does this, hence the fake.
 
   fake725igd.py SECONDS [--lan 192.0.2.1] [--wan 203.0.113.2]
-                [--lease-fault 725] [--conflict-first]
+                [--lease-fault 725] [--conflict-first] [--no-add-any]
                 [--preload PORT:IP ...]
 
 Control plane only: it keeps a mapping table and answers SSDP (unicast and
@@ -29,7 +29,8 @@ stdout, one flushed line per event, for tests to read:
   exit after N s, M mapping(s) left
 --preload PORT:IP puts a permanent UDP mapping for another client in the table
 (to provoke 718 / AddAnyPortMapping); --conflict-first checks 718 before the
-lease (725), as some routers do.
+lease (725), as some routers do. --no-add-any makes AddAnyPortMapping unknown
+(401 Invalid Action), as on a strict IGDv1.
 """
 import argparse
 import select
@@ -405,6 +406,8 @@ class Igd:
             "GetSpecificPortMappingEntry": self.get_specific,
             "GetGenericPortMappingEntry": self.get_generic,
         }
+        if getattr(self, "no_add_any", False):
+            handlers.pop("AddAnyPortMapping")
         h = handlers.get(action)
         if h is None:
             log("UNKNOWN %s -> 401" % action)
@@ -557,12 +560,15 @@ def main():
     ap.add_argument("--wan", default="203.0.113.2")
     ap.add_argument("--lease-fault", type=int, default=725)
     ap.add_argument("--conflict-first", action="store_true")
+    ap.add_argument("--no-add-any", action="store_true")
     ap.add_argument("--preload", action="append", default=[], metavar="PORT:IP")
     opt = ap.parse_args()
     if not 0 < opt.seconds <= 3600:
         ap.error("SECONDS must be in (0, 3600]")
 
     igd = Igd(opt.wan, opt.lease_fault, opt.conflict_first)
+    if opt.no_add_any:
+        igd.no_add_any = True
     for p in opt.preload:
         port, _, ip = p.partition(":")
         igd.table[(int(port), "UDP")] = {"client": ip, "port": int(port), "enabled": True,
