@@ -12,6 +12,7 @@ pub mod control;
 pub mod daemon;
 pub mod entropy;
 pub mod heap;
+pub mod http_client;
 pub mod logging;
 pub mod netcheck;
 pub mod netwatch;

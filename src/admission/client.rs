@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+
+use crate::http_client::{read_body, BodyError, ConnectionTask};
 use tokio::net::TcpStream;
 
 use super::codec::{self, BootstrapRequest, BootstrapResponse, CodecError};
@@ -396,44 +398,35 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(http)?;
-    let driver = tokio::spawn(conn);
-    let result = async {
-        let resp = sender.send_request(req).await.map_err(http)?;
-        let status = resp.status();
-        let declared = resp
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(AcsError::TooLarge(limit));
-        }
-        let retry_after = resp
-            .headers()
-            .get(hyper::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
-        let body = match Limited::new(resp.into_body(), limit).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return Err(AcsError::TooLarge(limit))
-            }
-            Err(e) => return Err(AcsError::Http(e.to_string())),
-        };
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-            peer,
-        })
+    let _driver = ConnectionTask::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(http)?;
+    let status = resp.status();
+    let declared = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(AcsError::TooLarge(limit));
     }
-    .await;
-    driver.abort();
-    result
+    let retry_after = resp
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+    let body = read_body(resp.into_body(), limit)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => AcsError::TooLarge(limit),
+            BodyError::Http(message) => AcsError::Http(message),
+        })?;
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+        peer,
+    })
 }
 
 /// Read the bearer token: trimmed, non-empty, small, one line.

@@ -8,9 +8,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+
+use crate::http_client::{read_body, ConnectionTask};
 
 /// Bound on one check (tailscale's captivedetection.Timeout is 3 s).
 pub const TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,7 +53,7 @@ async fn ask(ip: Ipv4Addr, sent_bytes: &mut u64) -> Result<bool, String> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(conn);
+    let _driver = ConnectionTask::spawn(conn);
     let chal = challenge(ip);
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -76,8 +78,7 @@ async fn ask(ip: Ipv4Addr, sent_bytes: &mut u64) -> Result<bool, String> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     // Drain a little so the connection closes cleanly; the content is unused.
-    let _ = Limited::new(resp.into_body(), MAX_BODY).collect().await;
-    driver.abort();
+    let _ = read_body(resp.into_body(), MAX_BODY).await;
     Ok(looks_captive(status.as_u16(), echoed.as_deref(), &chal))
 }
 

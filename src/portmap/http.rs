@@ -6,13 +6,14 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::protocol::soap::MAX_BODY_LEN;
 use super::protocol::ssdp::{location_host, SsdpError};
+use crate::http_client::{read_body, BodyError, ConnectionTask};
 
 /// Largest read buffer (status line and headers must fit in it).
 const READ_BUFFER_LIMIT: usize = 16 * 1024;
@@ -71,7 +72,7 @@ pub async fn exchange(url: &str, soap: Option<Soap<'_>>) -> Result<Reply, HttpEr
         .await
         .map_err(http)?;
     // Drives the connection; aborted when this call returns or is dropped.
-    let driver = AbortOnDrop(tokio::spawn(conn));
+    let driver = ConnectionTask::spawn(conn);
     let host = match ip {
         IpAddr::V4(v4) => format!("{v4}:{port}"),
         IpAddr::V6(v6) => format!("[{v6}]:{port}"),
@@ -91,30 +92,15 @@ pub async fn exchange(url: &str, soap: Option<Soap<'_>>) -> Result<Reply, HttpEr
     .map_err(|e| HttpError::Http(e.to_string()))?;
     let response = sender.send_request(request).await.map_err(http)?;
     let status = response.status().as_u16();
-    let body = match Limited::new(response.into_body(), MAX_BODY_LEN)
-        .collect()
+    let body = read_body(response.into_body(), MAX_BODY_LEN)
         .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(HttpError::TooLarge)
-        }
-        Err(e) => return Err(HttpError::Http(e.to_string())),
-    };
+        .map_err(|e| match e {
+            BodyError::TooLarge => HttpError::TooLarge,
+            BodyError::Http(message) => HttpError::Http(message),
+        })?;
     drop(driver);
     Ok(Reply {
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<Result<(), hyper::Error>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }

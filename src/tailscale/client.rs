@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
+
+use crate::http_client::{read_body, BodyError, ConnectionTask};
 
 use super::api::{self, DecodeError, PingResult, Prefs, TsStatus, MAX_BODY};
 
@@ -150,7 +152,7 @@ impl LocalApi {
         method: Method,
         path_and_query: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<(hyper::Response<Incoming>, Driver), LocalApiError> {
+    ) -> Result<(hyper::Response<Incoming>, ConnectionTask), LocalApiError> {
         let stream = self.connect().await?;
         let http_err = |e: hyper::Error| LocalApiError::Http {
             call,
@@ -159,7 +161,7 @@ impl LocalApi {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(http_err)?;
-        let driver = Driver(tokio::spawn(conn));
+        let driver = ConnectionTask::spawn(conn);
         let mut req = Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -347,43 +349,22 @@ fn refusal(call: &'static str, status: StatusCode, body: &[u8]) -> LocalApiError
     }
 }
 
-/// The connection task of one request; aborted when dropped, so a dropped
-/// answer or stream never leaves a connection behind.
-struct Driver(tokio::task::JoinHandle<Result<(), hyper::Error>>);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn read_limited(call: &'static str, body: Incoming) -> Result<Bytes, LocalApiError> {
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(DecodeError::TooLarge {
-                    what: call,
-                    len: MAX_BODY + 1,
-                }
-                .into())
-            } else {
-                Err(LocalApiError::Http {
-                    call,
-                    message: e.to_string(),
-                })
-            }
+    read_body(body, MAX_BODY).await.map_err(|e| match e {
+        BodyError::TooLarge => DecodeError::TooLarge {
+            what: call,
+            len: MAX_BODY + 1,
         }
-    }
+        .into(),
+        BodyError::Http(message) => LocalApiError::Http { call, message },
+    })
 }
 
 /// An open watch-ipn-bus stream of JSON messages.
 pub struct IpnBus {
     body: Incoming,
     buf: Vec<u8>,
-    _driver: Driver,
+    _driver: ConnectionTask,
 }
 
 impl IpnBus {
