@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::is_root;
-use common::lab::Lab;
+use common::lab::{Lab, LabDaemon};
 
 /// Upper bound on the fake's life, whatever happens to the test.
 const FAKE_SECONDS: &str = "90";
@@ -71,6 +71,17 @@ impl FakeIgd {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// The external port of the daemon's first mapping, as the status shows it.
+fn external_port(d: &LabDaemon) -> String {
+    d.status().unwrap()["portmap"]["mappings"][0]["external"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 impl Drop for FakeIgd {
@@ -226,13 +237,7 @@ fn taken_port_and_permanent_only_lease_via_add_any() {
         "no lease=0 AddAnyPortMapping:\n{}",
         fake.log()
     );
-    let port = d.status().unwrap()["portmap"]["mappings"][0]["external"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_string();
+    let port = external_port(&d);
     let (ok, took) = d.stop();
     assert!(
         ok && took < Duration::from_secs(2),
@@ -272,13 +277,7 @@ fn igd_v1_without_add_any_gets_another_port() {
         "AddAnyPortMapping was not tried first:\n{}",
         fake.log()
     );
-    let port = d.status().unwrap()["portmap"]["mappings"][0]["external"]
-        .as_str()
-        .unwrap()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_string();
+    let port = external_port(&d);
     assert_ne!(port, "41641");
     assert!(
         actions
