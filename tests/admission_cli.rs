@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::process::Command;
 
-use common::acs::set_key;
+use common::set_key;
 use common::*;
 
 const ANSWER: &str = r#"{"cluster_id":"A","headscale_url":"https://hs-a.example","auth_mode":"authkey","auth_key":"hskey-auth-SECRET42","derp_map":"https://derp.example/map.json","note":"stick to cluster A"}"#;

@@ -15,9 +15,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::acs::{set_key, srv_addr, Acs};
+use common::acs::{srv_addr, Acs};
 use common::lab::Lab;
 use common::mesh::mesh;
+use common::set_key;
 
 const DNS_IP: &str = "203.0.113.53";
 const ACS1: &str = "203.0.113.61";

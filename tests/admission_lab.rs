@@ -24,9 +24,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::acs::{rss_kib, set_key, srv_addr, Acs};
+use common::acs::{rss_kib, srv_addr, Acs};
 use common::lab::{Lab, LabDaemon};
 use common::mesh::{mesh, missing_tools};
+use common::set_key;
 
 const ACS_IP: &str = "203.0.113.60";
 const HS_A: &str = "http://203.0.113.30:8080";

@@ -17,8 +17,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::lab::Lab;
-use common::mesh::{headscale, join_as_edgereach_asks, mesh, missing_tools};
-use common::set_key;
+use common::mesh::{join_as_edgereach_asks, mesh, missing_tools, peer_a_and_daemon_for_c};
 
 fn events(s: &serde_json::Value, kind: &str) -> usize {
     s["events"]
@@ -42,18 +41,7 @@ fn keepalive_restun_and_tailscaled_restart() {
         return;
     }
     let lab = Lab::up(&[("LAB_LAN", "private")]);
-    let key = headscale(&lab);
-    mesh(&lab, "join", &["peer", "a", &key], "tailscaled-a");
-    let sock = lab.path().join("ts-c/tailscaled.sock");
-    let d = lab.daemon("gwhard", |c| {
-        let c = set_key(
-            &c,
-            "tailscale",
-            "socket",
-            &format!("\"{}\"", sock.display()),
-        );
-        set_key(&c, "tailscale", "keepalive_interval", "\"5s\"")
-    });
+    let (key, d) = peer_a_and_daemon_for_c(&lab);
     d.wait_for(
         "tailscaled reported missing",
         Duration::from_secs(15),

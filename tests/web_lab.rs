@@ -312,20 +312,9 @@ fn chromium_sees_mesh_peers_with_their_path() {
         eprintln!("SKIP chromium_sees_mesh_peers_with_their_path: {why}");
         return;
     }
-    use common::mesh::{headscale, join_as_edgereach_asks, mesh};
+    use common::mesh::{join_as_edgereach_asks, peer_a_and_daemon_for_c};
     let lab = Lab::up(&[("LAB_LAN", "private")]);
-    let key = headscale(&lab);
-    mesh(&lab, "join", &["peer", "a", &key], "tailscaled-a");
-    let sock = lab.path().join("ts-c/tailscaled.sock");
-    let d = lab.daemon("gwhard", |c| {
-        let c = set_key(
-            &c,
-            "tailscale",
-            "socket",
-            &format!("\"{}\"", sock.display()),
-        );
-        set_key(&c, "tailscale", "keepalive_interval", "\"5s\"")
-    });
+    let (key, d) = peer_a_and_daemon_for_c(&lab);
     d.wait_for("the mapping", Duration::from_secs(15), |s| {
         s["portmap"]["mappings"][0]["state"] == "ok"
     });

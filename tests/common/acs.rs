@@ -122,37 +122,6 @@ impl Acs {
     }
 }
 
-/// Set `key = value` in `[section]` of a TOML text (replacing the line that
-/// starts with `key =`, or adding it under the header).
-pub fn set_key(text: &str, section: &str, key: &str, value: &str) -> String {
-    let header = format!("[{section}]");
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let mut done = false;
-    for line in text.lines() {
-        if line.starts_with('[') {
-            if current == header && !done {
-                out.push(format!("{key} = {value}"));
-                done = true;
-            }
-            current = line.trim().to_string();
-        }
-        if current == header && !done && line.starts_with(&format!("{key} =")) {
-            out.push(format!("{key} = {value}"));
-            done = true;
-            continue;
-        }
-        out.push(line.to_string());
-    }
-    if !done {
-        if current != header {
-            out.push(header);
-        }
-        out.push(format!("{key} = {value}"));
-    }
-    out.join("\n") + "\n"
-}
-
 /// Resident memory of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

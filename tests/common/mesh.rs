@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::lab::Lab;
+use super::lab::{Lab, LabDaemon};
+use super::set_key;
 
 /// Where tests/lab/install-go-tools.sh puts the Go programs (never installed
 /// from a test).
@@ -97,4 +98,24 @@ pub fn join_as_edgereach_asks(lab: &Lab, host: &str, name: &str, key: &str) {
         &[("MESH_TS_ENV", "TS_DISABLE_PORTMAPPER=1")],
         &format!("tailscaled-{name}"),
     );
+}
+
+/// The tailnet the keepalive tests share: headscale, tailscaled "a" on the
+/// public peer, and edgereach on the hard gateway pointed at tailscaled
+/// "c"'s socket with a 5 s keepalive. "c" is not joined yet: the caller
+/// does that with [`join_as_edgereach_asks`] and the returned key.
+pub fn peer_a_and_daemon_for_c(lab: &Lab) -> (String, LabDaemon) {
+    let key = headscale(lab);
+    mesh(lab, "join", &["peer", "a", &key], "tailscaled-a");
+    let sock = lab.path().join("ts-c/tailscaled.sock");
+    let d = lab.daemon("gwhard", |c| {
+        let c = set_key(
+            &c,
+            "tailscale",
+            "socket",
+            &format!("\"{}\"", sock.display()),
+        );
+        set_key(&c, "tailscale", "keepalive_interval", "\"5s\"")
+    });
+    (key, d)
 }
