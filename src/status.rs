@@ -127,27 +127,6 @@ pub struct NetworkStatus {
     pub changes: u64,
 }
 
-/// A capability section: health plus capability-specific details.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CapabilityStatus {
-    /// Health of the capability.
-    #[serde(flatten)]
-    pub health: Health,
-    /// Capability-specific details (each capability documents its own fields).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub details: serde_json::Map<String, serde_json::Value>,
-}
-
-impl CapabilityStatus {
-    /// A section in `state` for `reason`, without details.
-    pub fn new(state: State, reason: impl Into<Option<String>>) -> Self {
-        Self {
-            health: Health::new(state, reason.into()),
-            details: serde_json::Map::new(),
-        }
-    }
-}
-
 /// What the portmap task holds on the router.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PortmapStatus {
