@@ -57,6 +57,22 @@ impl Assignment {
         }
     }
 
+    /// Cluster "A" on `headscale_url` with `auth_mode`, nothing else set: the
+    /// fixture of the provisioning and service tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(headscale_url: &str, auth_mode: &str) -> Self {
+        Self {
+            cluster_id: "A".into(),
+            headscale_url: headscale_url.into(),
+            auth_mode: auth_mode.into(),
+            derp_map_url: None,
+            derp_map_inline: false,
+            note: None,
+            registered_at: String::new(),
+            service: String::new(),
+        }
+    }
+
     /// Same cluster and control server as `other`?
     pub fn same_place(&self, other: &Assignment) -> bool {
         self.cluster_id == other.cluster_id && same_url(&self.headscale_url, &other.headscale_url)

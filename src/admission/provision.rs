@@ -193,16 +193,7 @@ mod tests {
     use super::*;
 
     fn assigned(mode: &str) -> Assignment {
-        Assignment {
-            cluster_id: "A".into(),
-            headscale_url: "http://203.0.113.30:8080".into(),
-            auth_mode: mode.into(),
-            derp_map_url: None,
-            derp_map_inline: false,
-            note: None,
-            registered_at: String::new(),
-            service: String::new(),
-        }
+        Assignment::for_test("http://203.0.113.30:8080", mode)
     }
 
     #[test]

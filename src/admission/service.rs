@@ -511,16 +511,7 @@ mod tests {
     }
 
     fn on(url: &str) -> Assignment {
-        Assignment {
-            cluster_id: "A".into(),
-            headscale_url: url.into(),
-            auth_mode: "authkey".into(),
-            derp_map_url: None,
-            derp_map_inline: false,
-            note: None,
-            registered_at: String::new(),
-            service: String::new(),
-        }
+        Assignment::for_test(url, "authkey")
     }
 
     #[test]
