@@ -22,14 +22,9 @@ async fn responder(
             let reply = reply.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 16384];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(got) = read_head(&mut s).await else {
+                    return;
+                };
                 let _ = tx.send(String::from_utf8_lossy(&got).into_owned());
                 let _ = s.write_all(&reply).await;
                 if then_hang {
@@ -39,6 +34,20 @@ async fn responder(
         }
     });
     (url, rx)
+}
+
+/// A request read up to the end of its headers; `None` if the peer closed
+/// or failed first.
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 16384];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(got)
 }
 
 fn client(url: &str, token_file: &str, timeout: Duration) -> AcsClient {
@@ -286,13 +295,8 @@ async fn tls_responder(cfg: Arc<rustls::ServerConfig>, reply: Vec<u8>) -> String
                 let Ok(mut s) = acceptor.accept(s).await else {
                     return;
                 };
-                let mut buf = vec![0u8; 16384];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut s).await.is_none() {
+                    return;
                 }
                 let _ = s.write_all(&reply).await;
                 let _ = s.shutdown().await;
