@@ -97,12 +97,20 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
     ));
     // The page's actions reach the actors only through these pokes.
     let pokes = crate::poke::Pokes::default();
+    // The actors' own channels: netcheck's RFC 5780 servers (for portmap's
+    // proof) and what portmap holds (for tailscale's re-STUN).
+    let (servers_tx, servers_rx) = watch::channel(Vec::new());
+    let (mapped_tx, mapped_rx) = watch::channel(crate::portmap::model::Mapped::default());
     tasks.spawn(crate::portmap::service::run(
         hub.clone(),
         config_rx.clone(),
         net_rx.clone(),
         stop_signal.clone(),
         pokes.portmap.clone(),
+        crate::portmap::service::Links {
+            servers: servers_rx,
+            mapped: mapped_tx,
+        },
     ));
     tasks.spawn(crate::netcheck::service::run(
         hub.clone(),
@@ -110,6 +118,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         net_rx.clone(),
         stop_signal.clone(),
         pokes.netcheck.clone(),
+        servers_tx,
     ));
     tasks.spawn(crate::web::run(
         hub.clone(),
@@ -123,6 +132,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         config_rx.clone(),
         net_rx.clone(),
         stop_signal.clone(),
+        mapped_rx,
     ));
     tasks.spawn(crate::admission::service::run(
         hub.clone(),

@@ -147,6 +147,13 @@ pub struct PortmapStatus {
     pub router_reboots: u64,
     /// Datagrams ignored because of their source or content.
     pub ignored_packets: u64,
+    /// The end-to-end proof that the router really forwards to us.
+    #[serde(default)]
+    pub proof: crate::portmap::model::ProofStatus,
+    /// Set when the site router sits behind another NAT, in plain words: its
+    /// mappings can't make this gateway reachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub double_nat: Option<String>,
 }
 
 impl Default for PortmapStatus {
@@ -159,6 +166,8 @@ impl Default for PortmapStatus {
             mappings: Vec::new(),
             router_reboots: 0,
             ignored_packets: 0,
+            proof: Default::default(),
+            double_nat: None,
         }
     }
 }
@@ -253,6 +262,13 @@ pub struct MappingStatus {
     /// Last successful check on the router (RFC 3339 UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verified: Option<String>,
+    /// The last time a packet from outside was seen to get through the router
+    /// for it (RFC 3339 UTC); see `portmap.proof`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proven_at: Option<String>,
+    /// How it was proven (`stun-rfc5780`), with `proven_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
     /// Failed attempts since the last success.
     pub failures: u32,
     /// `ok`, `degraded` or `unavailable`.

@@ -138,6 +138,10 @@ pub struct PortmapConfig {
     pub verify_interval: HumanDuration,
     /// Full delete + re-add period, for routers whose mappings die silently.
     pub refresh_interval: HumanDuration,
+    /// Prove every `verify_interval` that a packet from outside really gets
+    /// through the router (a canary mapping and an RFC 5780 STUN server), and
+    /// repair the mappings when it does not.
+    pub prove: bool,
     /// The mappings to hold.
     pub mapping: Vec<MappingConfig>,
 }
@@ -149,6 +153,7 @@ impl Default for PortmapConfig {
             lease: HumanDuration::from_secs(3600),
             verify_interval: HumanDuration::from_secs(30),
             refresh_interval: HumanDuration::from_secs(6 * 3600),
+            prove: true,
             mapping: vec![MappingConfig::tailscale()],
         }
     }

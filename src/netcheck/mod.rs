@@ -14,6 +14,7 @@ pub mod probe;
 pub mod reach;
 pub mod report;
 pub mod run;
+pub mod servers;
 pub mod service;
 pub mod stun;
 pub mod text;

@@ -43,6 +43,9 @@ pub struct History {
     preferred: Option<RegionRef>,
     /// The previous report, for incremental runs and change events.
     pub last: Option<Report>,
+    /// IPv4 servers that offered an RFC 5780 alternate address at the last
+    /// full run, in the order they answered (fastest first).
+    pub rfc5780: super::servers::Rfc5780Servers,
 }
 
 /// Why no report could be made.
@@ -254,6 +257,21 @@ pub async fn run(
     }
     report.preferred_region = preferred(&chosen, &best_here, history);
     if kind == Kind::Full {
+        history.rfc5780 = outcome
+            .answers
+            .iter()
+            .filter_map(|a| {
+                let addr = chosen.get(a.target)?.addr;
+                let other = a.other.filter(|o| o.is_ipv4() && *o != addr)?;
+                addr.is_ipv4()
+                    .then_some(super::servers::Rfc5780Server { addr, other })
+            })
+            .fold(Vec::new(), |mut v, s| {
+                if !v.contains(&s) {
+                    v.push(s);
+                }
+                v
+            });
         let rfc5780 = outcome
             .answers
             .iter()

@@ -1,6 +1,7 @@
 //! The netcheck actor: a full report at start and every `interval`, a small
 //! one after each network change, the idle-mapping lifetime estimate rarely,
-//! and an event for every field that changed meaningfully.
+//! and an event for every field that changed meaningfully. It hands the RFC
+//! 5780 servers it found to portmap's proof through its own `watch`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,7 @@ pub async fn run(
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
     poke: Poke,
+    rfc5780: watch::Sender<super::servers::Rfc5780Servers>,
 ) {
     let resolver = NameResolver::from_system();
     let fetch_resolver = Arc::new(NameResolver::from_system());
@@ -109,7 +111,16 @@ pub async fn run(
                     // Never the mesh port test here: it binds the mesh port,
                     // which tailscaled may be about to take (see reach.rs).
                     match run::run(&plan, kind, &mut history, port_mapping, None).await {
-                        Ok(report) => publish(&hub, &report, history.last.as_ref()),
+                        Ok(report) => {
+                            publish(&hub, &report, history.last.as_ref());
+                            rfc5780.send_if_modified(|v| {
+                                let changed = *v != history.rfc5780;
+                                if changed {
+                                    v.clone_from(&history.rfc5780);
+                                }
+                                changed
+                            });
+                        }
                         Err(e) => hub.update(|s| {
                             s.netcheck.health.set(State::Degraded, Some(e.to_string()))
                         }),

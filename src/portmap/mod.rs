@@ -10,7 +10,9 @@
 pub mod announce;
 pub mod http;
 pub mod inspect;
+pub mod model;
 pub mod pmp;
+pub mod proof;
 pub mod protocol;
 pub mod router;
 pub mod service;

@@ -22,8 +22,9 @@ use super::model::{PeerStatus, PingStatus, TailscaleStatus};
 use super::{sanity, select};
 use crate::config::Config;
 use crate::netwatch::NetState;
+use crate::portmap::model::Mapped;
 use crate::shutdown::Shutdown;
-use crate::status::{now_rfc3339, Level, State, Status, StatusHub};
+use crate::status::{now_rfc3339, Level, State, StatusHub};
 
 /// How often the peer list is refreshed while tailscaled answers.
 const POLL: Duration = Duration::from_secs(10);
@@ -42,9 +43,11 @@ pub async fn run(
     mut config: watch::Receiver<Arc<Config>>,
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
+    mut mapped: watch::Receiver<Mapped>,
 ) {
-    let mut status_rx = hub.watch();
     let mut actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+    // What portmap holds now is known, not news: only later generations are.
+    actor.mapped = mapped.borrow_and_update().clone();
     loop {
         if !actor.cfg.tailscale.enabled {
             actor.publish_disabled();
@@ -53,6 +56,7 @@ pub async fn run(
                 r = config.changed() => if r.is_err() { return },
             }
             actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+            actor.mapped = mapped.borrow().clone();
             continue;
         }
         let next_ping = actor.schedule.next_due();
@@ -62,16 +66,18 @@ pub async fn run(
             r = config.changed() => {
                 if r.is_err() { return }
                 actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+                actor.mapped = mapped.borrow().clone();
             }
             r = net.changed() => {
                 if r.is_err() { return }
                 // New addresses change what the checks see; look again soon.
                 actor.poll_at = Instant::now();
             }
-            r = status_rx.changed() => {
+            r = mapped.changed() => {
+                // Gone only when the daemon stops (portmap ended first).
                 if r.is_err() { return }
-                let snapshot = status_rx.borrow_and_update().clone();
-                actor.on_snapshot(&snapshot).await;
+                let now = mapped.borrow_and_update().clone();
+                actor.on_mapped(&now).await;
             }
             _ = tokio::time::sleep_until(actor.poll_at) => actor.poll().await,
             msg = next_bus(&mut actor.bus) => actor.on_bus(msg).await,
@@ -115,8 +121,8 @@ struct Actor {
     pings: JoinSet<PingOutcome>,
     /// Tailnet IP per peer key, for the pings.
     targets: HashMap<String, std::net::IpAddr>,
-    /// Last seen mapping signature: (name, external) of each mapping held.
-    mapping_sig: Option<Vec<(String, String)>>,
+    /// What portmap held when last told: its generation and mappings.
+    mapped: Mapped,
     restun_pending: bool,
     proc_pid: Option<i32>,
     proc_facts: Option<sanity::ProcFacts>,
@@ -149,7 +155,7 @@ impl Actor {
             schedule,
             pings: JoinSet::new(),
             targets: HashMap::new(),
-            mapping_sig: None,
+            mapped: Mapped::default(),
             restun_pending: false,
             proc_pid: None,
             proc_facts: None,
@@ -206,7 +212,7 @@ impl Actor {
                 ),
             );
             // Whatever it knew of our endpoints may be stale after a restart.
-            self.restun_pending = self.mapping_sig.is_some();
+            self.restun_pending = !self.mapped.mappings.is_empty();
         }
         self.note_backend_state(&st.backend_state);
         self.apply_status(&st, prefs.map(|p| p.control_url));
@@ -380,31 +386,16 @@ impl Actor {
         });
     }
 
-    /// The snapshot changed: did a router mapping appear, come back or move?
-    async fn on_snapshot(&mut self, s: &Status) {
-        let sig: Vec<(String, String)> = s
-            .portmap
-            .mappings
-            .iter()
-            .filter(|m| m.state == State::Ok)
-            .filter_map(|m| Some((m.name.clone(), m.external.clone()?)))
-            .collect();
-        let sig = (!sig.is_empty()).then_some(sig);
-        if sig == self.mapping_sig {
-            return;
-        }
-        let gained = sig.as_ref().is_some_and(|new| {
-            self.mapping_sig
-                .as_ref()
-                .is_none_or(|old| new.iter().any(|m| !old.contains(m)))
-        });
-        self.mapping_sig = sig;
+    /// Portmap says a mapping was made, came back, moved or was repaired
+    /// (a new generation): tailscaled must learn its endpoints anew.
+    async fn on_mapped(&mut self, now: &Mapped) {
+        let gained = now.generation != self.mapped.generation && !now.mappings.is_empty();
+        self.mapped = now.clone();
         if gained && self.cfg.tailscale.restun_on_mapping_change {
-            let what = self
-                .mapping_sig
+            let what = now
+                .mappings
                 .iter()
-                .flatten()
-                .map(|(n, e)| format!("{n} {e}"))
+                .map(|m| format!("{} {}", m.name, m.external))
                 .collect::<Vec<_>>()
                 .join(", ");
             if self.connected && self.backend_state.as_deref() == Some("Running") {

@@ -108,7 +108,13 @@ pub fn status_fingerprint(s: &Status) -> String {
         .collect();
     fp.insert(
         "portmap".into(),
-        json!([s.portmap.external_ip, s.portmap.router, mappings]),
+        json!([
+            s.portmap.external_ip,
+            s.portmap.router,
+            mappings,
+            s.portmap.proof.state,
+            s.portmap.double_nat
+        ]),
     );
     if let Some(r) = &s.netcheck.report {
         let ip = r

@@ -101,7 +101,7 @@ pub fn render(s: &Status, now: SystemTime) -> String {
             b(h.state == State::Ok),
         );
     }
-    let v = verdict::decide(s);
+    let v = verdict::decide_at(s, now);
     o.family(
         "edgereach_reachability",
         "gauge",
@@ -168,6 +168,41 @@ fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
         "counter",
         "Router reboots noticed since start.",
         pm.router_reboots as f64,
+    );
+    let proof = &pm.proof;
+    o.family(
+        "edgereach_portmap_proof_state",
+        "gauge",
+        "1 for the end-to-end proof's current state (proven, failed, undecided, double_nat, ...).",
+    );
+    o.sample(
+        "edgereach_portmap_proof_state",
+        &[("state", proof.state.name())],
+        1.0,
+    );
+    o.one(
+        "edgereach_portmap_proven",
+        "gauge",
+        "1 while the last proof that a packet from outside gets through the router is recent.",
+        b(proof.recent_at(now)),
+    );
+    o.one(
+        "edgereach_portmap_double_nat",
+        "gauge",
+        "1 when the site router sits behind another NAT (its mappings can't help).",
+        b(pm.double_nat.is_some()),
+    );
+    o.one(
+        "edgereach_portmap_proof_attempts_total",
+        "counter",
+        "End-to-end proofs attempted since start.",
+        proof.attempts as f64,
+    );
+    o.one(
+        "edgereach_portmap_dead_repairs_total",
+        "counter",
+        "Mappings found dead from outside and deleted and re-added since start.",
+        proof.dead_repairs as f64,
     );
     o.one(
         "edgereach_portmap_ignored_packets_total",

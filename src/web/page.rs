@@ -68,7 +68,7 @@ input,button{font-size:1em;padding:.3em}";
 
 /// Render the whole page.
 pub fn render(s: &Status, now: SystemTime, notice: Option<Notice>, actions: bool) -> String {
-    let v = verdict::decide(s);
+    let v = verdict::decide_at(s, now);
     let g = &s.gateway;
     let site = if g.site.is_empty() { NONE } else { &g.site };
     let mut o = String::with_capacity(8192);
@@ -156,7 +156,7 @@ fn mappings(o: &mut String, s: &Status, now: SystemTime) {
     }
     o.push_str(
         "<div class=\"scroll\"><table id=\"mappings\"><tr><th>Protocol</th><th>External address</th>\
-         <th>Lease left</th><th>State</th></tr>",
+         <th>Lease left</th><th>Proven from outside</th><th>State</th></tr>",
     );
     for m in &pm.mappings {
         let lease = match (m.lease_s, m.expires.as_deref()) {
@@ -166,11 +166,12 @@ fn mappings(o: &mut String, s: &Status, now: SystemTime) {
         };
         let _ = write!(
             o,
-            "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&m.protocol),
             escape(&m.name),
             or_none(m.external.as_deref()),
             lease,
+            or_none(m.proven_at.as_deref()),
             health_words(&Health {
                 state: m.state,
                 reason: m.reason.clone(),
@@ -179,6 +180,35 @@ fn mappings(o: &mut String, s: &Status, now: SystemTime) {
         );
     }
     o.push_str("</table></div>");
+    proof(o, s);
+}
+
+/// The end-to-end proof, in plain words under the table.
+fn proof(o: &mut String, s: &Status) {
+    use crate::portmap::model::ProofState;
+    let p = &s.portmap.proof;
+    let words = match p.state {
+        ProofState::Proven => format!(
+            "a packet from outside got through the router at {} (STUN server {}, seen as {})",
+            or_none(p.proven_at.as_deref()),
+            or_none(p.server.as_deref()),
+            or_none(p.public.as_deref())
+        ),
+        ProofState::Off | ProofState::Pending => {
+            or_none(p.reason.as_deref().or(Some(p.state.name())))
+        }
+        _ => or_none(p.reason.as_deref()),
+    };
+    let _ = write!(
+        o,
+        "<p id=\"proof\">Proof ({}): {words}; {} attempts, {} dead mappings repaired.</p>",
+        p.state.name(),
+        p.attempts,
+        p.dead_repairs
+    );
+    if let Some(d) = &s.portmap.double_nat {
+        let _ = write!(o, "<p id=\"double-nat\" class=\"warn\">{}</p>", escape(d));
+    }
 }
 
 fn netcheck(o: &mut String, s: &Status) {

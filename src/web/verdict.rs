@@ -61,6 +61,11 @@ fn verdict(reach: Reach, reason: impl Into<String>) -> Verdict {
 /// keepalive pings showed (proof), then what the port mapping and the NAT
 /// report imply.
 pub fn decide(s: &Status) -> Verdict {
+    decide_at(s, std::time::SystemTime::now())
+}
+
+/// [`decide`] at a given time (a proof counts only while it is recent).
+pub fn decide_at(s: &Status, now: std::time::SystemTime) -> Verdict {
     if s.network.default_route.is_none() {
         return verdict(
             Reach::NotReachable,
@@ -70,7 +75,7 @@ pub fn decide(s: &Status) -> Verdict {
     if let Some(v) = from_tailscale(s) {
         return v;
     }
-    from_nat(s)
+    from_nat(s, now)
 }
 
 fn from_tailscale(s: &Status) -> Option<Verdict> {
@@ -150,7 +155,7 @@ fn from_tailscale(s: &Status) -> Option<Verdict> {
     ))
 }
 
-fn from_nat(s: &Status) -> Verdict {
+fn from_nat(s: &Status, now: std::time::SystemTime) -> Verdict {
     let Some(report) = &s.netcheck.report else {
         let why = s.netcheck.health.reason.as_deref().unwrap_or("starting");
         return verdict(
@@ -166,22 +171,19 @@ fn from_nat(s: &Status) -> Verdict {
              Ask the site's IT to allow outgoing UDP.",
         );
     }
+    if let Some(words) = &s.portmap.double_nat {
+        let mut text = format!(
+            "{words}. Peers reach it only through a relay unless the upstream NAT is opened \
+             for it."
+        );
+        if let Some(first) = text.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        return verdict(Reach::RelayOnly, text);
+    }
     if let Some(m) = held_mapping(s) {
-        if report.mesh_port_reachable != Some(false) {
-            return verdict(
-                Reach::Direct,
-                format!(
-                    "The router forwards {} {} to this gateway (port mapping by {}{}).",
-                    m.protocol,
-                    m.external.as_deref().unwrap_or("?"),
-                    m.method.as_deref().unwrap_or("?"),
-                    if report.mesh_port_reachable == Some(true) {
-                        "; a test packet from outside got through"
-                    } else {
-                        ""
-                    }
-                ),
-            );
+        if let Some(v) = from_mapping(s, m, report, now) {
+            return v;
         }
     }
     match report.mapping_varies_by_dest_ip {
@@ -201,6 +203,51 @@ fn from_nat(s: &Status) -> Verdict {
                 portmap_words(s)
             ),
         ),
+    }
+}
+
+/// A held mapping is direct only when proven recently from outside, or,
+/// where that can't be told, on the router's word (saying so).
+fn from_mapping(
+    s: &Status,
+    m: &crate::status::MappingStatus,
+    report: &Report,
+    now: std::time::SystemTime,
+) -> Option<Verdict> {
+    use crate::portmap::model::ProofState;
+    if report.mesh_port_reachable == Some(false) {
+        return None;
+    }
+    let proof = &s.portmap.proof;
+    let route = format!(
+        "The router forwards {} {} to this gateway (port mapping by {}",
+        m.protocol,
+        m.external.as_deref().unwrap_or("?"),
+        m.method.as_deref().unwrap_or("?"),
+    );
+    match proof.state {
+        ProofState::Proven if proof.recent_at(now) => Some(verdict(
+            Reach::Direct,
+            format!(
+                "{route}; a packet from outside got through it at {}).",
+                proof.proven_at.as_deref().unwrap_or("?")
+            ),
+        )),
+        ProofState::Undecided | ProofState::Off => Some(verdict(
+            Reach::Direct,
+            format!(
+                "{route}; router-side check only: {}).",
+                proof.reason.as_deref().unwrap_or("not proven from outside")
+            ),
+        )),
+        ProofState::Pending => Some(verdict(
+            Reach::Unknown,
+            format!(
+                "{route}); proving from outside that it forwards, this page refreshes by itself."
+            ),
+        )),
+        // Failed, or a proof gone stale: not direct, say why below.
+        _ => None,
     }
 }
 
@@ -234,12 +281,20 @@ fn portmap_words(s: &Status) -> String {
             .report
             .as_ref()
             .is_some_and(|r| r.mesh_port_reachable == Some(false));
+        let proof = &s.portmap.proof;
+        let failed = proof.state == crate::portmap::model::ProofState::Failed;
+        let stale = proof.state == crate::portmap::model::ProofState::Proven;
         return format!(
             "the router holds {} -> {}{}.",
             m.external.as_deref().unwrap_or("?"),
             m.internal,
             if dead {
                 ", but a test packet from outside did not get through it"
+            } else if failed {
+                ", but a packet from outside did not get through it at the last proof \
+                 (repairing: every mapping is deleted and re-added)"
+            } else if stale {
+                ", but the last proof that it forwards is too old"
             } else {
                 ""
             }

@@ -12,13 +12,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+mod prove;
 mod publish;
 mod repair;
 
 use super::announce;
+use super::model::Mapped;
 use super::pmp::Ignored;
 use super::router::{Grant, ProbeResult, Router};
 use crate::config::{Config, MappingConfig};
+use crate::netcheck::servers::Rfc5780Servers;
 use crate::netwatch::NetState;
 use crate::poke::Poke;
 use crate::shutdown::Shutdown;
@@ -41,6 +44,16 @@ enum End {
     Changed,
 }
 
+/// The channels portmap is handed beside the common ones: what it hears
+/// (netcheck's RFC 5780 servers, for the proof) and what it owns (what it
+/// holds, for tailscale).
+pub struct Links {
+    /// RFC 5780 STUN servers, from netcheck.
+    pub servers: watch::Receiver<Rfc5780Servers>,
+    /// What the router holds for us; portmap is the only sender.
+    pub mapped: watch::Sender<Mapped>,
+}
+
 /// Run the portmap actor until shutdown; `poke` asks to re-map now.
 pub async fn run(
     hub: StatusHub,
@@ -48,8 +61,10 @@ pub async fn run(
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
     poke: Poke,
+    links: Links,
 ) {
     let ignored = Arc::new(Ignored::default());
+    let mut counters = prove::Counters::default();
     loop {
         let cfg = config.borrow_and_update().clone();
         let target = net
@@ -71,6 +86,13 @@ pub async fn run(
             hub.update(|s| {
                 s.portmap.health.set(state, Some(reason));
                 s.portmap.mappings.clear();
+                s.portmap.double_nat = None;
+                s.portmap.proof = counters.status(crate::portmap::model::ProofState::Pending);
+            });
+            links.mapped.send_if_modified(|m| {
+                let had = !m.mappings.is_empty();
+                m.mappings.clear();
+                had
             });
             tokio::select! {
                 _ = shutdown.wait() => return,
@@ -83,10 +105,16 @@ pub async fn run(
         }
         let Some((gw, local)) = target else { continue };
         let mut session = Session::new(hub.clone(), cfg, gw, local, ignored.clone());
-        match session
+        session.proof.counters = counters;
+        session.links = Some(Links {
+            servers: links.servers.clone(),
+            mapped: links.mapped.clone(),
+        });
+        let end = session
             .run(&mut config, &mut net, &mut shutdown, &poke)
-            .await
-        {
+            .await;
+        counters = session.proof.counters;
+        match end {
             End::Shutdown => return,
             End::Changed => continue,
         }
@@ -95,6 +123,8 @@ pub async fn run(
 
 struct Held {
     cfg: MappingConfig,
+    /// The proof's canary, not a configured mapping (never shown as one).
+    canary: bool,
     nonce: [u8; 12],
     grant: Option<Grant>,
     failures: u32,
@@ -118,6 +148,11 @@ struct Session {
     held: Vec<Held>,
     next_verify: Instant,
     next_refresh: Instant,
+    proof: prove::Proof,
+    /// A mapping was made, came back or moved since the last publish.
+    moved: bool,
+    /// The actor's channels (None only in tests that run no proof).
+    links: Option<Links>,
 }
 
 impl Session {
@@ -129,15 +164,20 @@ impl Session {
         ignored: Arc<Ignored>,
     ) -> Self {
         let now = Instant::now();
+        let proof = prove::Proof::new(&cfg, local);
+        let canary = proof.canary_config();
         let held = cfg
             .portmap
             .mapping
             .iter()
-            .map(|m| {
+            .map(|m| (m, false))
+            .chain(canary.iter().map(|m| (m, true)))
+            .map(|(m, canary)| {
                 let mut nonce = [0u8; 12];
                 crate::entropy::fill(&mut nonce);
                 Held {
                     cfg: m.clone(),
+                    canary,
                     nonce,
                     grant: None,
                     failures: 0,
@@ -160,6 +200,9 @@ impl Session {
             probes: JoinSet::new(),
             boot_id: None,
             held,
+            proof,
+            moved: false,
+            links: None,
         }
     }
 
@@ -178,6 +221,7 @@ impl Session {
             self.ignored.clone(),
         ));
         let mut last_hint = Instant::now() - HINT_SPACING;
+        let mut servers = self.links.as_ref().map(|l| l.servers.clone());
         self.publish();
         let end = loop {
             // A step can take seconds (SOAP timeouts); shutdown must not wait
@@ -219,6 +263,7 @@ impl Session {
                     }
                 }
                 _ = poke.wait() => self.remap_now(Instant::now()),
+                Some(()) = servers_changed(&mut servers) => self.proof.servers_changed(),
                 _ = tokio::time::sleep_until(wake) => {}
             }
         };
@@ -240,7 +285,10 @@ impl Session {
     }
 
     fn next_wake(&self) -> Instant {
-        let mut t = self.next_verify.min(self.next_refresh);
+        let mut t = self
+            .next_verify
+            .min(self.next_refresh)
+            .min(self.proof.next_at);
         for h in &self.held {
             match &h.grant {
                 None => t = t.min(h.next_retry),
@@ -278,6 +326,9 @@ impl Session {
             if create_due || renew_due || verify_due {
                 self.ensure(i, renew_due).await;
             }
+        }
+        if Instant::now() >= self.proof.next_at {
+            self.prove().await;
         }
     }
 
@@ -371,6 +422,21 @@ fn overall(m: &[MappingStatus]) -> (State, Option<String>) {
     }
 }
 
+/// The next change of netcheck's servers; None once its sender is gone
+/// (then this branch stays quiet) or when there is no receiver.
+async fn servers_changed(rx: &mut Option<watch::Receiver<Rfc5780Servers>>) -> Option<()> {
+    match rx {
+        Some(r) => match r.changed().await {
+            Ok(()) => Some(()),
+            Err(_) => {
+                *rx = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// Renew at half the granted lease, but never more often than every
 /// `MIN_RENEW` (a router granting a 1 s lease must not make us spin).
 fn renew_at(g: &Grant) -> Instant {
@@ -424,6 +490,7 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(600);
         s.next_refresh = later;
         s.held[0].next_retry = later;
+        s.proof.next_at = later;
         let now = Instant::now();
         s.remap_now(now);
         assert_eq!(s.next_refresh, now);

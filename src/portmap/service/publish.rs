@@ -1,44 +1,48 @@
-//! Rendering the session into the `portmap` section of the status.
+//! Rendering the session into the `portmap` section of the status, and what
+//! it holds into the `Mapped` watch for the other actors.
 
 use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use super::{overall, Session};
+use super::{overall, Held, Session};
 use crate::config::MappingConfig;
+use crate::portmap::model::{HeldMapping, ProofState};
 use crate::status::{MappingStatus, State};
 
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 impl Session {
-    pub(super) fn publish(&self) {
+    pub(super) fn publish(&mut self) {
         let lan = |m: &MappingConfig| SocketAddrV4::new(self.local, m.internal_port).to_string();
+        let canary = self.held.iter().find(|h| h.canary);
+        let canary_method = canary.and_then(|h| h.grant).map(|g| g.method);
+        let proof_bad = match self.proof.state {
+            ProofState::Failed | ProofState::DoubleNat => self.proof.reason.clone(),
+            _ => None,
+        };
+        let proven = (self.proof.state == ProofState::Proven)
+            .then_some(self.proof.proven_at)
+            .flatten();
         let mappings: Vec<MappingStatus> = self
             .held
             .iter()
-            .map(|h| MappingStatus {
-                name: h.cfg.name.clone(),
-                protocol: h.cfg.protocol.to_string(),
-                method: h.grant.map(|g| g.method.name().to_string()),
-                internal: lan(&h.cfg),
-                external: h.grant.map(|g| g.external.to_string()),
-                same_port: h
-                    .grant
-                    .is_some_and(|g| g.external.port() == h.cfg.external_port),
-                lease_s: h.grant.map(|g| u64::from(g.lease_s)),
-                expires: h.grant.filter(|g| g.lease_s > 0).map(|g| {
-                    let left =
-                        Duration::from_secs(u64::from(g.lease_s)).saturating_sub(g.at.elapsed());
-                    humantime::format_rfc3339_seconds(SystemTime::now() + left).to_string()
-                }),
-                last_verified: h
-                    .last_verified
-                    .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-                failures: h.failures,
-                state: match (&h.grant, &h.reason) {
-                    (Some(_), None) => State::Ok,
-                    (Some(_), Some(_)) => State::Degraded,
-                    (None, _) => State::Unavailable,
-                },
-                reason: h.reason.clone(),
+            .filter(|h| !h.canary)
+            .map(|h| {
+                // The canary vouches for mappings made the same way.
+                let same_way = h.grant.is_some_and(|g| Some(g.method) == canary_method);
+                let mut m = mapping_status(h, lan(&h.cfg));
+                if same_way {
+                    m.proven_at = proven.map(rfc3339);
+                    m.proof = m.proven_at.as_ref().map(|_| "stun-rfc5780".to_string());
+                    if let (Some(why), State::Ok) = (&proof_bad, m.state) {
+                        m.state = State::Degraded;
+                        m.reason = Some(why.clone());
+                    }
+                }
+                m
             })
             .collect();
         let external_ip = self
@@ -48,15 +52,80 @@ impl Session {
             .map(|g| g.external.ip().to_string());
         let (state, reason) = overall(&mappings);
         let ignored = self.ignored.0.load(Ordering::Relaxed);
+        let canary_words = canary.map(|h| {
+            let via = h.grant.map_or("not held".to_string(), |g| {
+                format!("{} via {}", g.external, g.method.name())
+            });
+            format!("{} -> {via}", lan(&h.cfg))
+        });
+        let proof = self.proof.status(canary_words);
+        let double_nat = self.proof.double_nat.clone();
         self.hub.update(|s| {
             let p = &mut s.portmap;
             p.health.set(state, reason);
             p.router = Some(self.gw.to_string());
             p.mappings = mappings;
             p.ignored_packets = ignored;
+            p.proof = proof;
+            p.double_nat = double_nat;
             if external_ip.is_some() {
                 p.external_ip = external_ip;
             }
         });
+        self.publish_mapped();
+    }
+
+    /// What the router holds, for tailscale; wakes it only on a change.
+    fn publish_mapped(&mut self) {
+        let Some(links) = &self.links else { return };
+        let held: Vec<HeldMapping> = self
+            .held
+            .iter()
+            .filter(|h| !h.canary && h.reason.is_none())
+            .filter_map(|h| {
+                Some(HeldMapping {
+                    name: h.cfg.name.clone(),
+                    external: h.grant?.external,
+                    internal_port: h.cfg.internal_port,
+                })
+            })
+            .collect();
+        let moved = std::mem::take(&mut self.moved);
+        links.mapped.send_if_modified(|m| {
+            let changed = m.mappings != held;
+            if moved && !held.is_empty() {
+                m.generation += 1;
+            }
+            m.mappings = held;
+            changed || moved
+        });
+    }
+}
+
+fn mapping_status(h: &Held, internal: String) -> MappingStatus {
+    MappingStatus {
+        name: h.cfg.name.clone(),
+        protocol: h.cfg.protocol.to_string(),
+        method: h.grant.map(|g| g.method.name().to_string()),
+        internal,
+        external: h.grant.map(|g| g.external.to_string()),
+        same_port: h
+            .grant
+            .is_some_and(|g| g.external.port() == h.cfg.external_port),
+        lease_s: h.grant.map(|g| u64::from(g.lease_s)),
+        expires: h.grant.filter(|g| g.lease_s > 0).map(|g| {
+            let left = Duration::from_secs(u64::from(g.lease_s)).saturating_sub(g.at.elapsed());
+            rfc3339(SystemTime::now() + left)
+        }),
+        last_verified: h.last_verified.map(rfc3339),
+        proven_at: None,
+        proof: None,
+        failures: h.failures,
+        state: match (&h.grant, &h.reason) {
+            (Some(_), None) => State::Ok,
+            (Some(_), Some(_)) => State::Degraded,
+            (None, _) => State::Unavailable,
+        },
+        reason: h.reason.clone(),
     }
 }

@@ -108,7 +108,13 @@ impl Session {
                 );
             }
         }
-        if had.is_none() {
+        let moved = had.is_none_or(|old| old.external != grant.external);
+        if moved && !self.held[i].canary {
+            // Tell tailscaled at the next publish, and prove the new mapping.
+            self.moved = true;
+            self.proof.next_at = Instant::now();
+        }
+        if had.is_none() && !self.held[i].canary {
             let how = format!(
                 "{name}: {} {}:{} -> {} by {}, lease {}s",
                 self.held[i].cfg.protocol,
@@ -145,7 +151,7 @@ impl Session {
         let h = &mut self.held[i];
         h.failures = 0;
         h.last_verified = Some(SystemTime::now());
-        h.reason = (grant.external.port() != h.cfg.external_port).then(|| {
+        h.reason = (!h.canary && grant.external.port() != h.cfg.external_port).then(|| {
             format!(
                 "external port {} instead of {}: tailscaled will not advertise it on its own",
                 grant.external.port(),

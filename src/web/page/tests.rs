@@ -29,10 +29,18 @@ fn status() -> Status {
         lease_s: Some(3600),
         expires: Some("2026-01-01T01:00:00Z".into()),
         last_verified: None,
+        proven_at: None,
+        proof: None,
         failures: 0,
         state: State::Ok,
         reason: None,
     }];
+    s.portmap.proof = crate::portmap::model::ProofStatus {
+        state: crate::portmap::model::ProofState::Proven,
+        proven_at: Some("2026-01-01T00:09:50Z".into()),
+        interval_s: 30,
+        ..Default::default()
+    };
     s
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::netcheck::report::Report;
+use crate::portmap::model::{ProofState, ProofStatus};
 use crate::status::{DefaultRoute, Health, MappingStatus, State};
 use crate::tailscale::api::PingPath;
 use crate::web::sections::test_peer;
@@ -37,10 +38,24 @@ fn mapped(s: &mut Status) {
         lease_s: Some(3600),
         expires: None,
         last_verified: None,
+        proven_at: None,
+        proof: None,
         failures: 0,
         state: State::Ok,
         reason: None,
     }];
+    proven(s, 0);
+}
+
+/// The proof succeeded `age_s` seconds ago (the period is 30 s).
+fn proven(s: &mut Status, age_s: u64) {
+    let at = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
+    s.portmap.proof = ProofStatus {
+        state: ProofState::Proven,
+        proven_at: Some(humantime::format_rfc3339_seconds(at).to_string()),
+        interval_s: 30,
+        ..ProofStatus::default()
+    };
 }
 
 #[test]
@@ -238,4 +253,67 @@ fn tailscaled_missing_or_down_is_not_reachable_and_unwatched_says_nothing() {
     assert_eq!(decide(&s).reach, Reach::Direct);
     s.tailscale.health = Health::new(State::Unavailable, Some("starting".into()));
     assert_eq!(decide(&s).reach, Reach::Direct, "starting says nothing yet");
+}
+
+#[test]
+fn a_mapping_is_direct_only_while_its_proof_is_recent() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    mapped(&mut s);
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::Direct);
+    assert!(
+        v.reason.contains("a packet from outside got through"),
+        "{}",
+        v.reason
+    );
+    proven(&mut s, 600);
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::RelayOnly, "{}", v.reason);
+    assert!(v.reason.contains("too old"), "{}", v.reason);
+}
+
+#[test]
+fn a_failed_proof_is_not_direct_and_says_it_is_being_repaired() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    mapped(&mut s);
+    s.portmap.proof.state = ProofState::Failed;
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::RelayOnly);
+    assert!(v.reason.contains("did not get through"), "{}", v.reason);
+    assert!(v.reason.contains("repairing"), "{}", v.reason);
+}
+
+#[test]
+fn without_a_proof_server_the_router_side_check_stands_and_says_so() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    mapped(&mut s);
+    s.portmap.proof.state = ProofState::Undecided;
+    s.portmap.proof.reason = Some("no RFC 5780 STUN server known".into());
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::Direct);
+    assert!(v.reason.contains("router-side check only"), "{}", v.reason);
+    assert!(v.reason.contains("no RFC 5780"), "{}", v.reason);
+}
+
+#[test]
+fn double_nat_is_never_direct_and_names_both_addresses() {
+    let mut s = online();
+    s.netcheck.report = Some(report(Some(true)));
+    mapped(&mut s);
+    s.portmap.double_nat = Some(
+        "double NAT: router 10.0.0.1 maps 41641 on 100.64.0.2, a carrier-grade NAT address, \
+         but the internet sees 203.0.113.9; the upstream NAT is not ours"
+            .into(),
+    );
+    let v = decide(&s);
+    assert_eq!(v.reach, Reach::RelayOnly);
+    assert!(
+        v.reason.starts_with("Double NAT: router 10.0.0.1"),
+        "{}",
+        v.reason
+    );
+    assert!(v.reason.contains("203.0.113.9"), "{}", v.reason);
 }
