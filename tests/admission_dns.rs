@@ -73,12 +73,13 @@ fn signal_proc(lab: &Lab, name: &str, sig: nix::sys::signal::Signal) {
 fn agent_follows_the_service_address_in_dns() {
     need_root!("agent_follows_the_service_address_in_dns");
     if !std::path::Path::new("/usr/sbin/dnsmasq").is_file() {
-        eprintln!("SKIP agent_follows_the_service_address_in_dns: /usr/sbin/dnsmasq missing (tests/lab/install-deps.sh installs dnsmasq-base)");
-        return;
+        skip!(
+            "agent_follows_the_service_address_in_dns",
+            "/usr/sbin/dnsmasq missing (tests/lab/install-deps.sh installs dnsmasq-base)"
+        );
     }
     if let Err(why) = common::acs::acs_binary() {
-        eprintln!("SKIP agent_follows_the_service_address_in_dns: {why}");
-        return;
+        skip!("agent_follows_the_service_address_in_dns", "{why}");
     }
     let lab = Lab::up(&[]);
     for ip in [DNS_IP, ACS1, ACS2] {

@@ -172,12 +172,16 @@ fn service_requests(lab: &Lab, acs: &Acs) -> u64 {
 fn new_gateway_joins_migrates_and_survives_a_broken_service() {
     need_root!("new_gateway_joins_migrates_and_survives_a_broken_service");
     if let Some(why) = missing_tools() {
-        eprintln!("SKIP new_gateway_joins_migrates_and_survives_a_broken_service: {why}");
-        return;
+        skip!(
+            "new_gateway_joins_migrates_and_survives_a_broken_service",
+            "{why}"
+        );
     }
     if let Err(why) = common::acs::acs_binary() {
-        eprintln!("SKIP new_gateway_joins_migrates_and_survives_a_broken_service: {why}");
-        return;
+        skip!(
+            "new_gateway_joins_migrates_and_survives_a_broken_service",
+            "{why}"
+        );
     }
     let t_all = Instant::now();
     let lab = Lab::up(&[]);

@@ -1,5 +1,6 @@
 //! The daemon as a user meets it: start, status, reload, stop, refusals.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -200,10 +201,10 @@ fn a_second_daemon_does_not_steal_the_socket() {
 #[test]
 fn other_user_is_refused_by_name_and_uid() {
     if !is_root() {
-        eprintln!(
-            "SKIP other_user_is_refused_by_name_and_uid: needs root to run the CLI as another uid"
+        skip!(
+            "other_user_is_refused_by_name_and_uid",
+            "needs root to run the CLI as another uid"
         );
-        return;
     }
     let d = Daemon::start();
     // The CLI must read the config as that user too.

@@ -14,8 +14,7 @@ use std::process::Command;
 fn field_scenario_with_and_without_edgereach() {
     need_root!("field_scenario_with_and_without_edgereach");
     if let Some(why) = common::mesh::missing_tools() {
-        eprintln!("SKIP field_scenario_with_and_without_edgereach: {why}");
-        return;
+        skip!("field_scenario_with_and_without_edgereach", "{why}");
     }
     let out_dir = tempfile::tempdir().unwrap();
     let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/field-scenario.sh"))

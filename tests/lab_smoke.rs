@@ -1,19 +1,16 @@
 //! The lab itself: hard vs easy NAT, UPnP on the hard router, MQTT across the
 //! fake internet, router reboot, and nothing left behind.
 
+#[macro_use]
 mod common;
 
 use std::process::Command;
 
-use common::is_root;
 use common::lab::Lab;
 
 #[test]
 fn lab_smoke_and_clean_teardown() {
-    if !is_root() {
-        eprintln!("SKIP lab_smoke_and_clean_teardown: the lab needs root (network namespaces)");
-        return;
-    }
+    need_root!("lab_smoke_and_clean_teardown");
     let lab = Lab::up(&[]);
     assert_eq!(lab.get("HARD_WAN_IP"), "203.0.113.2");
     let smoke =
@@ -53,10 +50,7 @@ fn lab_smoke_and_clean_teardown() {
 
 #[test]
 fn failed_build_tears_down_what_it_built() {
-    if !is_root() {
-        eprintln!("SKIP failed_build_tears_down_what_it_built: the lab needs root");
-        return;
-    }
+    need_root!("failed_build_tears_down_what_it_built");
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(common::lab::lab_script())
         .arg("up")

@@ -65,8 +65,7 @@ fn http_ready(lab: &Lab, host: &str, url: &str) -> bool {
 fn captive_portal_seen_through_derper() {
     need_root!("captive_portal_seen_through_derper");
     if let Some(why) = missing_tools() {
-        eprintln!("SKIP captive_portal_seen_through_derper: {why}");
-        return;
+        skip!("captive_portal_seen_through_derper", "{why}");
     }
     let lab = Lab::up(&[]);
     // Without a relay: STUN-only map, nothing to ask.
@@ -165,8 +164,7 @@ fn scopeguard(c: std::process::Child) -> Guard {
 fn derp_map_by_url_with_last_good_copy() {
     need_root!("derp_map_by_url_with_last_good_copy");
     if let Some(why) = missing_tools() {
-        eprintln!("SKIP derp_map_by_url_with_last_good_copy: {why}");
-        return;
+        skip!("derp_map_by_url_with_last_good_copy", "{why}");
     }
     let lab = Lab::up(&[]);
     let _ = headscale(&lab); // writes LABDIR/derp.json (two STUN regions)

@@ -18,13 +18,13 @@
 //! Needs root and the binaries in /var/cache/edgereach-tools/bin (installed by
 //! tests/lab/install-go-tools.sh; never installed from here).
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use common::is_root;
 use common::lab::Lab;
 use common::mesh::{headscale, mesh, mesh_script, missing_tools, text, TOOLS};
 
@@ -134,13 +134,9 @@ fn fmt_set(s: &BTreeSet<String>) -> String {
 
 #[test]
 fn netcheck_matches_tailscale() {
-    if !is_root() {
-        eprintln!("SKIP netcheck_matches_tailscale: the lab needs root (network namespaces)");
-        return;
-    }
+    need_root!("netcheck_matches_tailscale");
     if let Some(why) = missing_tools() {
-        eprintln!("SKIP netcheck_matches_tailscale: {why}");
-        return;
+        skip!("netcheck_matches_tailscale", "{why}");
     }
     let t0 = std::time::Instant::now();
     let lab = Lab::up(&[]);

@@ -1,6 +1,7 @@
 //! Network readiness in a namespace of our own: the daemon starts with no
 //! network, waits without spinning, and follows the default route via netlink.
 
+#[macro_use]
 mod common;
 
 use std::process::{Command, Stdio};
@@ -40,10 +41,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 #[test]
 fn starts_without_network_and_follows_the_default_route() {
-    if !is_root() {
-        eprintln!("SKIP starts_without_network_and_follows_the_default_route: needs root for network namespaces");
-        return;
-    }
+    need_root!("starts_without_network_and_follows_the_default_route");
     let ns = Netns::new();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");

@@ -4,13 +4,13 @@
 //! miniupnpd never answers 725, so the router is tests/lab/fake725igd.py,
 //! started in the hard router's namespace of a lab with miniupnpd off.
 
+#[macro_use]
 mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::is_root;
 use common::lab::{Lab, LabDaemon};
 
 /// Upper bound on the fake's life, whatever happens to the test.
@@ -93,13 +93,7 @@ impl Drop for FakeIgd {
 
 #[test]
 fn permanent_lease_only_router_gets_lease_0_and_no_leak() {
-    if !is_root() {
-        eprintln!(
-            "SKIP permanent_lease_only_router_gets_lease_0_and_no_leak: \
-             needs root (network namespaces)"
-        );
-        return;
-    }
+    need_root!("permanent_lease_only_router_gets_lease_0_and_no_leak");
     let t0 = Instant::now();
     // Declared in this order so they drop in reverse: daemon, fake, lab.
     let lab = Lab::up(&[("LAB_UPNP", "no"), ("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
@@ -208,12 +202,7 @@ fn permanent_lease_only_router_gets_lease_0_and_no_leak() {
 /// lease; edgereach must retry AddAny with lease 0, and delete it on exit.
 #[test]
 fn taken_port_and_permanent_only_lease_via_add_any() {
-    if !is_root() {
-        eprintln!(
-            "SKIP taken_port_and_permanent_only_lease_via_add_any: needs root (network namespaces)"
-        );
-        return;
-    }
+    need_root!("taken_port_and_permanent_only_lease_via_add_any");
     let lab = Lab::up(&[("LAB_UPNP", "no"), ("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
     let other = format!("41641:{}", lab.get("GWHARD2_IP"));
     let fake = FakeIgd::start(&lab, &["--preload", &other, "--conflict-first"]);
@@ -257,10 +246,7 @@ fn taken_port_and_permanent_only_lease_via_add_any() {
 /// the fake takes no other), say that it got another port, and delete it.
 #[test]
 fn igd_v1_without_add_any_gets_another_port() {
-    if !is_root() {
-        eprintln!("SKIP igd_v1_without_add_any_gets_another_port: needs root (network namespaces)");
-        return;
-    }
+    need_root!("igd_v1_without_add_any_gets_another_port");
     let lab = Lab::up(&[("LAB_UPNP", "no"), ("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
     let other = format!("41641:{}", lab.get("GWHARD2_IP"));
     let fake = FakeIgd::start(&lab, &["--preload", &other, "--no-add-any"]);

@@ -1,16 +1,30 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints and every test, the namespace lab
 # included. As root it first installs what the lab needs (Debian packages);
-# as another user the lab tests skip and say why.
+# as another user the lab tests skip and say why. Under CI (CI=true or 1;
+# .ci/run sets it) nothing may skip: a test that would skip fails, and so
+# does this script when it is not root or the Go tools cannot be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+ci=false
+case "${CI:-}" in [Tt][Rr][Uu][Ee] | 1) ci=true ;; esac
 
 if [ "$(id -u)" = 0 ]; then
     tests/lab/install-deps.sh
     # The real tailscaled/tailscale and headscale (go install, cached outside
-    # the clone); the tests that need them skip with a reason without them.
-    tests/lab/install-go-tools.sh >/dev/null ||
+    # the clone); without them the tests that need them skip with a reason
+    # (outside CI).
+    if ! tests/lab/install-go-tools.sh >/dev/null; then
+        if $ci; then
+            echo "run.sh: the Go tools could not be installed (tests/lab/install-go-tools.sh failed above); under CI the tests that need them may not skip: failing" >&2
+            exit 1
+        fi
         echo "run.sh: the Go tools could not be installed; the tests that need them will skip"
+    fi
+elif $ci; then
+    echo "run.sh: not root: under CI the lab tests may not skip: run CI as root" >&2
+    exit 1
 else
     echo "run.sh: not root: lab tests will skip (run as root for the full suite)"
 fi

@@ -5,13 +5,15 @@ mod common;
 
 use std::process::Command;
 
-fn unit_for_test(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+/// The unit with ExecStart pointed at the binary under test, or None when
+/// `test` cannot run here (a skip; a failure under CI).
+fn unit_for_test(test: &str, dir: &std::path::Path) -> Option<std::path::PathBuf> {
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()
         .is_err()
     {
-        eprintln!("SKIP systemd unit checks: systemd-analyze is not installed");
+        common::skip(test, "systemd-analyze is not installed");
         return None;
     }
     let unit = std::fs::read_to_string(
@@ -28,7 +30,7 @@ fn unit_for_test(dir: &std::path::Path) -> Option<std::path::PathBuf> {
 #[test]
 fn unit_verifies_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(unit) = unit_for_test(dir.path()) else {
+    let Some(unit) = unit_for_test("unit_verifies_clean", dir.path()) else {
         return;
     };
     let out = Command::new("systemd-analyze")
@@ -49,7 +51,7 @@ fn unit_verifies_clean() {
 #[test]
 fn unit_exposure_is_at_most_2() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(unit) = unit_for_test(dir.path()) else {
+    let Some(unit) = unit_for_test("unit_exposure_is_at_most_2", dir.path()) else {
         return;
     };
     let out = Command::new("systemd-analyze")

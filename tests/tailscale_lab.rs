@@ -37,8 +37,7 @@ fn peer_a(s: &serde_json::Value) -> serde_json::Value {
 fn keepalive_restun_and_tailscaled_restart() {
     need_root!("keepalive_restun_and_tailscaled_restart");
     if let Some(why) = missing_tools() {
-        eprintln!("SKIP keepalive_restun_and_tailscaled_restart: {why}");
-        return;
+        skip!("keepalive_restun_and_tailscaled_restart", "{why}");
     }
     let lab = Lab::up(&[("LAB_LAN", "private")]);
     let (key, d) = peer_a_and_daemon_for_c(&lab);

@@ -309,8 +309,7 @@ fn chromium_sees_the_verdict_and_actions_reach_the_actors() {
 fn chromium_sees_mesh_peers_with_their_path() {
     need_root!("chromium_sees_mesh_peers_with_their_path");
     if let Some(why) = common::mesh::missing_tools() {
-        eprintln!("SKIP chromium_sees_mesh_peers_with_their_path: {why}");
-        return;
+        skip!("chromium_sees_mesh_peers_with_their_path", "{why}");
     }
     use common::mesh::{join_as_edgereach_asks, peer_a_and_daemon_for_c};
     let lab = Lab::up(&[("LAB_LAN", "private")]);

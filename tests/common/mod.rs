@@ -226,17 +226,50 @@ pub mod http;
 pub mod lab;
 pub mod mesh;
 
-/// Return early, saying why, from a test that needs root for the lab.
+/// Whether this is a CI run: `CI` is `true` (any case) or `1`. There a test
+/// that cannot run here fails instead of skipping (`.ci/run` sets `CI=true`).
+pub fn ci() -> bool {
+    ci_from(std::env::var("CI").ok().as_deref())
+}
+
+/// [`ci`] for a given value of `CI`.
+pub fn ci_from(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+}
+
+/// The one way a test says it cannot run here: under CI (see [`ci`]) it
+/// panics with the reason, so the test fails; elsewhere it prints
+/// `SKIP name: why` on stderr and the caller returns. Use [`skip!`], which
+/// also returns.
+pub fn skip(name: &str, why: &str) {
+    skip_as(ci(), name, why)
+}
+
+/// [`skip`] with the CI flag given (the self-test calls this: `CI` is
+/// process-global and tests run in parallel threads).
+pub fn skip_as(ci: bool, name: &str, why: &str) {
+    if ci {
+        panic!("{name} cannot run: {why} (under CI a test that would skip fails)");
+    }
+    eprintln!("SKIP {name}: {why}");
+}
+
+/// `skip!("test_name", "why {x}")`: [`skip`] (fails under CI, else prints
+/// `SKIP test_name: why`), then return from the test.
+#[allow(unused_macros)]
+macro_rules! skip {
+    ($name:expr, $($why:tt)+) => {{
+        $crate::common::skip($name, &format!($($why)+));
+        return;
+    }};
+}
+
+/// Leave, saying why, a test that needs root for the lab (fails under CI).
 #[allow(unused_macros)]
 macro_rules! need_root {
     ($name:literal) => {
         if !$crate::common::is_root() {
-            eprintln!(concat!(
-                "SKIP ",
-                $name,
-                ": the lab needs root (network namespaces)"
-            ));
-            return;
+            skip!($name, "the lab needs root (network namespaces)");
         }
     };
 }

@@ -210,7 +210,7 @@ pub fn decode_response(buf: &[u8], opcode: Opcode) -> Result<Response, NatPmpErr
     }
     let expected = opcode.response_len();
     let success = result == ResultCode::Success;
-    if len > expected || (!success && len % 4 != 0) {
+    if len > expected || (!success && !len.is_multiple_of(4)) {
         return Err(NatPmpError::BadLength { len, expected });
     }
     let body = match (success, opcode) {

@@ -215,7 +215,7 @@ pub fn decode_response(buf: &[u8], opcode: Opcode) -> Result<Response, PcpError>
     if len < HEADER_LEN {
         return Err(short);
     }
-    if len % 4 != 0 {
+    if !len.is_multiple_of(4) {
         return Err(PcpError::NotMultipleOf4 { len });
     }
     let (Some(&op), Some(&code), Some(lifetime_secs), Some(epoch_secs)) =
