@@ -98,9 +98,11 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
     // The page's actions reach the actors only through these pokes.
     let pokes = crate::poke::Pokes::default();
     // The actors' own channels: netcheck's RFC 5780 servers (for portmap's
-    // proof) and what portmap holds (for tailscale's re-STUN).
+    // proof), what portmap holds (for tailscale's re-STUN) and tailscaled's
+    // real UDP port (for the mappings that follow it).
     let (servers_tx, servers_rx) = watch::channel(Vec::new());
     let (mapped_tx, mapped_rx) = watch::channel(crate::portmap::model::Mapped::default());
+    let (ts_port_tx, ts_port_rx) = watch::channel(None);
     tasks.spawn(crate::portmap::service::run(
         hub.clone(),
         config_rx.clone(),
@@ -110,6 +112,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         crate::portmap::service::Links {
             servers: servers_rx,
             mapped: mapped_tx,
+            tailscaled_port: ts_port_rx,
         },
     ));
     tasks.spawn(crate::netcheck::service::run(
@@ -132,7 +135,10 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         config_rx.clone(),
         net_rx.clone(),
         stop_signal.clone(),
-        mapped_rx,
+        crate::tailscale::service::Links {
+            mapped: mapped_rx,
+            port: ts_port_tx,
+        },
     ));
     tasks.spawn(crate::admission::service::run(
         hub.clone(),

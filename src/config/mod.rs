@@ -181,6 +181,11 @@ pub struct MappingConfig {
     pub internal_port: u16,
     /// Port wanted on the router's public side.
     pub external_port: u16,
+    /// Map tailscaled's real UDP port instead (both sides, the same port
+    /// outside when free), as the LocalAPI shows it, and follow it when
+    /// tailscaled restarts on another one.
+    #[serde(default)]
+    pub follow_tailscaled: bool,
 }
 
 impl MappingConfig {
@@ -191,6 +196,7 @@ impl MappingConfig {
             protocol: Protocol::Udp,
             internal_port: 41641,
             external_port: 41641,
+            follow_tailscaled: true,
         }
     }
 }

@@ -30,7 +30,11 @@ pub(super) fn facts(
     sanity::Facts {
         proc,
         listen_port,
-        mapping_internal_port: mapping.map(|m| m.internal_port),
+        // A mapping that follows tailscaled is held on its real port.
+        mapping_internal_port: held
+            .and_then(|h| h.internal.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+            .or(mapping.map(|m| m.internal_port)),
         mapping_external: held.and_then(|h| h.external.clone()),
         router_maps: !s.portmap.protocols_seen.is_empty(),
         nat_is_hard: s

@@ -37,17 +37,31 @@ const BUS_MASK: u32 = (1 << 1) | (1 << 8);
 const TESTED_SINCE: (u32, u32) = (1, 60);
 const SOURCE: &str = "tailscale";
 
+/// The channels tailscale is handed beside the common ones.
+pub struct Links {
+    /// What portmap holds (a new generation: re-STUN).
+    pub mapped: watch::Receiver<Mapped>,
+    /// tailscaled's real UDP port, as its LocalAPI shows it; tailscale is
+    /// the only sender.
+    pub port: watch::Sender<Option<u16>>,
+}
+
 /// Run until shutdown.
 pub async fn run(
     hub: StatusHub,
     mut config: watch::Receiver<Arc<Config>>,
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
-    mut mapped: watch::Receiver<Mapped>,
+    links: Links,
 ) {
+    let Links {
+        mut mapped,
+        port: port_tx,
+    } = links;
     let mut actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
     // What portmap holds now is known, not news: only later generations are.
     actor.mapped = mapped.borrow_and_update().clone();
+    actor.port_tx = Some(port_tx.clone());
     loop {
         if !actor.cfg.tailscale.enabled {
             actor.publish_disabled();
@@ -57,6 +71,7 @@ pub async fn run(
             }
             actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
             actor.mapped = mapped.borrow().clone();
+            actor.port_tx = Some(port_tx.clone());
             continue;
         }
         let next_ping = actor.schedule.next_due();
@@ -67,6 +82,7 @@ pub async fn run(
                 if r.is_err() { return }
                 actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
                 actor.mapped = mapped.borrow().clone();
+                actor.port_tx = Some(port_tx.clone());
             }
             r = net.changed() => {
                 if r.is_err() { return }
@@ -123,6 +139,8 @@ struct Actor {
     targets: HashMap<String, std::net::IpAddr>,
     /// What portmap held when last told: its generation and mappings.
     mapped: Mapped,
+    /// Where tailscaled's real UDP port goes (portmap follows it).
+    port_tx: Option<watch::Sender<Option<u16>>>,
     restun_pending: bool,
     proc_pid: Option<i32>,
     proc_facts: Option<sanity::ProcFacts>,
@@ -156,6 +174,7 @@ impl Actor {
             pings: JoinSet::new(),
             targets: HashMap::new(),
             mapped: Mapped::default(),
+            port_tx: None,
             restun_pending: false,
             proc_pid: None,
             proc_facts: None,
@@ -302,6 +321,12 @@ impl Actor {
             .filter_map(|a| a.address.parse().ok())
             .collect();
         let listen_port = sanity::port_from_endpoints(&endpoints, &local_ips);
+        let real_port = listen_port
+            .or(self.proc_facts.as_ref().and_then(|p| p.port))
+            .filter(|&p| p != 0);
+        if let (Some(tx), Some(p)) = (&self.port_tx, real_port) {
+            tx.send_if_modified(|old| old.replace(p) != Some(p));
+        }
         let checks = sanity::check(&facts(
             &self.cfg,
             &snapshot,

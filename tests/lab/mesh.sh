@@ -49,7 +49,8 @@ HEADSCALE=$TOOLS/headscale TAILSCALED=$TOOLS/tailscaled TAILSCALE=$TOOLS/tailsca
 HS_IP=203.0.113.30 HS_PORT=8080 HS_GRPC_PORT=50443 HS_INST= HS_TLS=
 DERP_IP=203.0.113.40 DERPER=$TOOLS/derper
 HS_URL=http://$HS_IP:$HS_PORT
-TS_PORT=41641
+# MESH_TS_PORT: tailscaled's --port (a gateway set up otherwise than we ask).
+TS_PORT=${MESH_TS_PORT:-41641}
 HS_USER=lab
 
 # ---- helpers ---------------------------------------------------------------

@@ -47,11 +47,40 @@ enum End {
 /// The channels portmap is handed beside the common ones: what it hears
 /// (netcheck's RFC 5780 servers, for the proof) and what it owns (what it
 /// holds, for tailscale).
+#[derive(Clone)]
 pub struct Links {
     /// RFC 5780 STUN servers, from netcheck.
     pub servers: watch::Receiver<Rfc5780Servers>,
     /// What the router holds for us; portmap is the only sender.
     pub mapped: watch::Sender<Mapped>,
+    /// tailscaled's real UDP port, from tailscale (None until known).
+    pub tailscaled_port: watch::Receiver<Option<u16>>,
+}
+
+/// The configuration with every `follow_tailscaled` mapping on tailscaled's
+/// real UDP port, on both sides (the same port outside, when free).
+fn follow(cfg: Arc<Config>, port: Option<u16>) -> Arc<Config> {
+    let Some(port) = port.filter(|&p| p != 0) else {
+        return cfg;
+    };
+    let off = |m: &MappingConfig| m.follow_tailscaled && m.internal_port != port;
+    if !cfg.portmap.mapping.iter().any(off) {
+        return cfg;
+    }
+    let mut c = (*cfg).clone();
+    for m in c.portmap.mapping.iter_mut().filter(|m| m.follow_tailscaled) {
+        m.internal_port = port;
+        m.external_port = port;
+    }
+    Arc::new(c)
+}
+
+/// Whether tailscaled's port `now` moves a mapping of `held` that follows it.
+fn port_moves(held: &[Held], now: Option<u16>) -> Option<u16> {
+    let port = now.filter(|&p| p != 0)?;
+    held.iter()
+        .any(|h| h.cfg.follow_tailscaled && h.cfg.internal_port != port)
+        .then_some(port)
 }
 
 /// Run the portmap actor until shutdown; `poke` asks to re-map now.
@@ -61,12 +90,15 @@ pub async fn run(
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
     poke: Poke,
-    links: Links,
+    mut links: Links,
 ) {
     let ignored = Arc::new(Ignored::default());
     let mut counters = prove::Counters::default();
     loop {
-        let cfg = config.borrow_and_update().clone();
+        let cfg = follow(
+            config.borrow_and_update().clone(),
+            *links.tailscaled_port.borrow_and_update(),
+        );
         let target = net
             .borrow_and_update()
             .default_route
@@ -106,10 +138,7 @@ pub async fn run(
         let Some((gw, local)) = target else { continue };
         let mut session = Session::new(hub.clone(), cfg, gw, local, ignored.clone());
         session.proof.counters = counters;
-        session.links = Some(Links {
-            servers: links.servers.clone(),
-            mapped: links.mapped.clone(),
-        });
+        session.links = Some(links.clone());
         let end = session
             .run(&mut config, &mut net, &mut shutdown, &poke)
             .await;
@@ -222,6 +251,7 @@ impl Session {
         ));
         let mut last_hint = Instant::now() - HINT_SPACING;
         let mut servers = self.links.as_ref().map(|l| l.servers.clone());
+        let mut ts_port = self.links.as_ref().map(|l| l.tailscaled_port.clone());
         self.publish();
         let end = loop {
             // A step can take seconds (SOAP timeouts); shutdown must not wait
@@ -264,6 +294,13 @@ impl Session {
                 }
                 _ = poke.wait() => self.remap_now(Instant::now()),
                 Some(()) = servers_changed(&mut servers) => self.proof.servers_changed(),
+                Some(now) = port_changed(&mut ts_port) => {
+                    if let Some(port) = port_moves(&self.held, now) {
+                        self.hub.emit("portmap", "mapping.follows_tailscaled", Level::Info,
+                            format!("tailscaled listens on UDP {port}: mapping it instead (same port outside when free)"));
+                        break End::Changed;
+                    }
+                }
                 _ = tokio::time::sleep_until(wake) => {}
             }
         };
@@ -437,6 +474,20 @@ async fn servers_changed(rx: &mut Option<watch::Receiver<Rfc5780Servers>>) -> Op
     }
 }
 
+/// The next value of tailscaled's port; quiet once its sender is gone.
+async fn port_changed(rx: &mut Option<watch::Receiver<Option<u16>>>) -> Option<Option<u16>> {
+    match rx {
+        Some(r) => match r.changed().await {
+            Ok(()) => Some(*r.borrow_and_update()),
+            Err(_) => {
+                *rx = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// Renew at half the granted lease, but never more often than every
 /// `MIN_RENEW` (a router granting a 1 s lease must not make us spin).
 fn renew_at(g: &Grant) -> Instant {
@@ -465,6 +516,39 @@ async fn run_in_turn<F: std::future::Future>(futs: impl Iterator<Item = F>) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mappings_that_follow_tailscaled_take_its_real_port() {
+        let mut cfg = Config::default();
+        cfg.portmap.mapping.push(MappingConfig {
+            name: "ssh".into(),
+            protocol: crate::config::Protocol::Tcp,
+            internal_port: 22,
+            external_port: 2222,
+            follow_tailscaled: false,
+        });
+        let cfg = Arc::new(cfg);
+        assert!(
+            Arc::ptr_eq(&follow(cfg.clone(), None), &cfg),
+            "unknown port: as configured"
+        );
+        assert!(
+            Arc::ptr_eq(&follow(cfg.clone(), Some(41641)), &cfg),
+            "same port: as configured"
+        );
+        assert!(
+            Arc::ptr_eq(&follow(cfg.clone(), Some(0)), &cfg),
+            "0 is no port"
+        );
+        let moved = follow(cfg.clone(), Some(41700));
+        let m = &moved.portmap.mapping;
+        assert_eq!((m[0].internal_port, m[0].external_port), (41700, 41700));
+        assert_eq!(
+            (m[1].internal_port, m[1].external_port),
+            (22, 2222),
+            "not following"
+        );
+    }
 
     #[tokio::test]
     async fn remap_now_makes_refresh_and_retries_due() {

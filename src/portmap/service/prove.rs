@@ -27,6 +27,9 @@ const EXCHANGE_BUDGET: Duration = Duration::from_millis(900);
 const SERVERS_TRIED: usize = 3;
 /// Method name shown in the status.
 const METHOD: &str = "stun-rfc5780";
+/// Longest wait between repairs that did not help (a router whose forwarding
+/// never works must not have its table rewritten every period forever).
+const MAX_REPAIR_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// Counters kept across sessions (since start).
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,6 +66,10 @@ pub(super) struct Proof {
     pub(super) next_at: Instant,
     pub(super) counters: Counters,
     interval_s: u64,
+    /// Repairs in a row after which forwarding still did not work.
+    repairs_failed: u32,
+    /// No repair before this (backoff after repairs that did not help).
+    next_repair: Instant,
 }
 
 impl Proof {
@@ -80,6 +87,8 @@ impl Proof {
             next_at: Instant::now(),
             counters: Counters::default(),
             interval_s: cfg.portmap.verify_interval.get().as_secs(),
+            repairs_failed: 0,
+            next_repair: Instant::now(),
         };
         if !cfg.portmap.prove {
             p.state = ProofState::Off;
@@ -101,6 +110,7 @@ impl Proof {
             protocol: Protocol::Udp,
             internal_port: port,
             external_port: port,
+            follow_tailscaled: false,
         })
     }
 
@@ -131,6 +141,14 @@ impl Proof {
             ..self.counters.status(self.state)
         }
     }
+}
+
+/// Wait before the next repair after `failed` repairs in a row that did not
+/// help: one period, doubling, at most an hour.
+fn repair_backoff(period: Duration, failed: u32) -> Duration {
+    period
+        .saturating_mul(1u32 << failed.min(16))
+        .min(MAX_REPAIR_BACKOFF.max(period))
 }
 
 fn bind_canary(local: Ipv4Addr) -> std::io::Result<UdpSocket> {
@@ -218,6 +236,7 @@ impl Session {
                 // One lost datagram must not cost a repair: ask once more.
                 match self.attempt(canary.external.port()).await {
                     Some(Outcome::Forwarded { reflexive }) => self.proven(reflexive),
+                    _ if Instant::now() < self.proof.next_repair => self.still_dead(),
                     _ => self.dead(ci).await,
                 }
             }
@@ -273,13 +292,21 @@ impl Session {
         };
         let now_ok = matches!(again, Some(Outcome::Forwarded { .. }));
         let after = if let Some(Outcome::Forwarded { reflexive }) = again {
+            self.proof.repairs_failed = 0;
             self.proven(reflexive);
             "re-added and proven again".to_string()
         } else {
+            self.proof.repairs_failed = self.proof.repairs_failed.saturating_add(1);
+            let wait = repair_backoff(
+                self.cfg.portmap.verify_interval.get(),
+                self.proof.repairs_failed,
+            );
+            self.proof.next_repair = Instant::now() + wait;
             self.proof.state = ProofState::Failed;
             self.proof.reason = Some(format!(
-                "{why}; deleted and re-added, still nothing gets through (next try in {:?})",
-                self.cfg.portmap.verify_interval.get()
+                "{why}; deleted and re-added, still nothing gets through: the router's \
+                 forwarding is broken (proven again every period, next repair in {}s)",
+                wait.as_secs()
             ));
             "re-added, but still nothing gets through".to_string()
         };
@@ -339,7 +366,24 @@ impl Session {
         None
     }
 
+    /// Dead again before the next repair is due: say so, touch nothing.
+    fn still_dead(&mut self) {
+        let left = self
+            .proof
+            .next_repair
+            .saturating_duration_since(Instant::now());
+        self.proof.state = ProofState::Failed;
+        self.proof.reason = Some(format!(
+            "router {} claims the mappings, but a packet from outside does not get through; \
+             {} repairs did not help, the next one in {}s",
+            self.gw,
+            self.proof.repairs_failed,
+            left.as_secs()
+        ));
+    }
+
     fn proven(&mut self, reflexive: SocketAddr) {
+        self.proof.repairs_failed = 0;
         let was = self.proof.state;
         self.proof.state = ProofState::Proven;
         self.proof.reason = None;
@@ -368,5 +412,55 @@ impl Session {
         self.proof.state = ProofState::DoubleNat;
         self.proof.reason = Some(words.clone());
         self.proof.double_nat = Some(words);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repairs_that_do_not_help_back_off_to_an_hour() {
+        let p = Duration::from_secs(30);
+        assert_eq!(repair_backoff(p, 1), Duration::from_secs(60));
+        assert_eq!(repair_backoff(p, 3), Duration::from_secs(240));
+        assert_eq!(repair_backoff(p, 40), MAX_REPAIR_BACKOFF);
+        let long = Duration::from_secs(7200);
+        assert_eq!(repair_backoff(long, 2), long, "never shorter than a period");
+    }
+
+    #[test]
+    fn double_nat_in_plain_words() {
+        let gw = Ipv4Addr::new(10, 0, 0, 1);
+        let cg = double_nat(
+            gw,
+            Ipv4Addr::new(100, 64, 0, 2),
+            41641,
+            Some(Ipv4Addr::new(203, 0, 113, 9)),
+        )
+        .unwrap();
+        assert!(
+            cg.starts_with("double NAT: router 10.0.0.1 maps 41641 on 100.64.0.2"),
+            "{cg}"
+        );
+        assert!(cg.contains("the internet sees 203.0.113.9"), "{cg}");
+        let other = double_nat(
+            gw,
+            Ipv4Addr::new(198, 51, 100, 7),
+            41641,
+            Some(Ipv4Addr::new(203, 0, 113, 9)),
+        )
+        .unwrap();
+        assert!(
+            other.contains("on 198.51.100.7, but the internet sees 203.0.113.9"),
+            "{other}"
+        );
+        let same = Ipv4Addr::new(203, 0, 113, 9);
+        assert_eq!(double_nat(gw, same, 41641, Some(same)), None);
+        assert_eq!(
+            double_nat(gw, Ipv4Addr::UNSPECIFIED, 41641, Some(same)),
+            None
+        );
+        assert!(double_nat(gw, Ipv4Addr::new(192, 168, 0, 2), 41641, None).is_some());
     }
 }
