@@ -220,7 +220,9 @@ fn run_netcheck(
             }
         }
         let plan = run::plan(&run::effective(&config), &resolver).await?;
-        let port_mapping = edgereach::portmap::inspect::protocols_now().await;
+        // Asked beside the probes (run::run), so a router with no mapping
+        // service costs no time of its own.
+        let port_mapping = edgereach::portmap::inspect::protocols_within(run::PORT_MAPPING_BUDGET);
         let mut history = History::default();
         history.last = daemon_report;
         run::run(&plan, Kind::Full, &mut history, port_mapping, mesh).await

@@ -18,6 +18,11 @@ use crate::resolve::{split_host_port, NameResolver};
 pub const REPORT_BUDGET: Duration = Duration::from_secs(5);
 /// Time the STUN phase may take.
 pub const STUN_BUDGET: Duration = Duration::from_secs(3);
+/// Time the router gets to say which port-mapping protocols it speaks, in
+/// `edgereach netcheck` (the daemon knows them from its portmap task).
+/// tailscale allows 250 ms; this also covers one NAT-PMP/PCP retransmission
+/// (the first goes out at 250 ms) and a UPnP description fetch on the LAN.
+pub const PORT_MAPPING_BUDGET: Duration = Duration::from_millis(500);
 /// Region ids given to configured servers (DERP regions use their own ids).
 const CONFIGURED_REGION_BASE: u16 = 900;
 /// How long a region's best latency counts for stickiness (tailscale: 5 min).
@@ -182,17 +187,54 @@ fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
     derpmap::decode(&bytes).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))
 }
 
-/// Run one report over `plan`. `port_mapping` and `mesh` (the mesh port's
-/// router mapping, when held) come from the portmap task.
+/// Run one report over `plan`. `port_mapping` finds the router's mapping
+/// protocols; it runs beside the probes, bounded by [`REPORT_BUDGET`], and
+/// its time is part of the report's. `mesh` (the mesh port's router mapping,
+/// when held) comes from the portmap task.
 pub async fn run(
     plan: &Plan,
     kind: Kind,
     history: &mut History,
-    port_mapping: Vec<String>,
+    port_mapping: impl std::future::Future<Output = Vec<String>>,
     mesh: Option<super::reach::MeshMapping>,
 ) -> Result<Report, RunError> {
     let started = Instant::now();
-    let targets = &plan.stun[..];
+    // Beside the STUN phase, as tailscale does it: a router without any
+    // mapping service then costs no time of its own.
+    let port_mapping = async {
+        tokio::time::timeout(REPORT_BUDGET, port_mapping)
+            .await
+            .unwrap_or_default()
+    };
+    let (report, port_mapping) =
+        tokio::join!(measure(plan, kind, history, mesh, started), port_mapping);
+    let mut report = report?;
+    report.port_mapping = port_mapping;
+    if let Some(last) = &history.last {
+        report.mapping_lifetime_s = last.mapping_lifetime_s;
+        if kind == Kind::Incremental && report.filtering.is_none() {
+            report.filtering = last.filtering;
+        }
+        if kind == Kind::Incremental {
+            report.captive_portal = last.captive_portal;
+        }
+    }
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    history.last = Some(report.clone());
+    Ok(report)
+}
+
+/// The probes of one report: STUN (with the captive-portal check beside
+/// it), then on full runs the RFC 5780 tests within what is left of the
+/// report budget.
+async fn measure(
+    plan: &Plan,
+    kind: Kind,
+    history: &mut History,
+    mesh: Option<super::reach::MeshMapping>,
+    started: Instant,
+) -> Result<Report, RunError> {
     // The captive-portal check runs beside the STUN phase, on full runs only.
     let captive = async {
         let mut sent = 0;
@@ -203,31 +245,13 @@ pub async fn run(
         };
         (found, sent)
     };
-    let chosen: Vec<Target> = match (kind, &history.last) {
-        (Kind::Incremental, Some(last)) if targets.len() > INCREMENTAL_REGIONS => {
-            let mut by_latency: Vec<&Target> = targets.iter().collect();
-            let lat = |t: &Target| {
-                last.region_latency_ms
-                    .get(&t.region.code)
-                    .copied()
-                    .unwrap_or(f64::MAX)
-            };
-            by_latency.sort_by(|a, b| lat(a).total_cmp(&lat(b)));
-            by_latency
-                .into_iter()
-                .take(INCREMENTAL_REGIONS)
-                .cloned()
-                .collect()
-        }
-        _ => targets.to_vec(),
-    };
+    let chosen = choose(&plan.stun, kind, history.last.as_ref());
     let tries = if kind == Kind::Full { 3 } else { 1 };
     let (outcome, (captive_portal, captive_sent)) =
         tokio::join!(probe::probe(&chosen, tries, STUN_BUDGET), captive);
     let outcome = outcome?;
     let mut report = Report {
         udp: !outcome.answers.is_empty(),
-        port_mapping,
         captive_portal,
         os_has_ipv6: outcome.ipv6_socket,
         bytes_sent: outcome.bytes_sent + captive_sent,
@@ -254,40 +278,63 @@ pub async fn run(
     }
     report.preferred_region = preferred(&chosen, &best_here, history);
     if kind == Kind::Full {
-        let rfc5780 = outcome
-            .answers
-            .iter()
-            .find_map(|a| Some((chosen.get(a.target)?.addr, a.other?, a.latency)))
-            .filter(|(s, _, _)| s.is_ipv4());
-        if let Some((server, other, rtt)) = rfc5780 {
-            let budget_left = REPORT_BUDGET.saturating_sub(started.elapsed());
-            let mut sent = 0;
-            report.filtering =
-                tokio::time::timeout(budget_left, probe::filtering(server, other, rtt, &mut sent))
-                    .await
-                    .ok()
-                    .flatten();
-            if let Some(mesh) = mesh {
-                let wait = (rtt * 4).clamp(Duration::from_millis(300), Duration::from_secs(1));
-                report.mesh_port_reachable =
-                    super::reach::mesh_port_reachable(mesh, server, wait, &mut sent).await;
-            }
-            report.bytes_sent += sent;
-        }
+        rfc5780(&chosen, &outcome.answers, mesh, started, &mut report).await;
     }
-    if let Some(last) = &history.last {
-        report.mapping_lifetime_s = last.mapping_lifetime_s;
-        if kind == Kind::Incremental && report.filtering.is_none() {
-            report.filtering = last.filtering;
-        }
-        if kind == Kind::Incremental {
-            report.captive_portal = last.captive_portal;
-        }
-    }
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    report.time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    history.last = Some(report.clone());
     Ok(report)
+}
+
+/// Every target on full runs; after a network change only the few regions
+/// that were fastest last time.
+fn choose(targets: &[Target], kind: Kind, last: Option<&Report>) -> Vec<Target> {
+    match (kind, last) {
+        (Kind::Incremental, Some(last)) if targets.len() > INCREMENTAL_REGIONS => {
+            let mut by_latency: Vec<&Target> = targets.iter().collect();
+            let lat = |t: &Target| {
+                last.region_latency_ms
+                    .get(&t.region.code)
+                    .copied()
+                    .unwrap_or(f64::MAX)
+            };
+            by_latency.sort_by(|a, b| lat(a).total_cmp(&lat(b)));
+            by_latency
+                .into_iter()
+                .take(INCREMENTAL_REGIONS)
+                .cloned()
+                .collect()
+        }
+        _ => targets.to_vec(),
+    }
+}
+
+/// The filtering test (and the mesh port test, when asked) against the
+/// first IPv4 server that gave an RFC 5780 OTHER-ADDRESS.
+async fn rfc5780(
+    chosen: &[Target],
+    answers: &[probe::Answer],
+    mesh: Option<super::reach::MeshMapping>,
+    started: Instant,
+    report: &mut Report,
+) {
+    let found = answers
+        .iter()
+        .find_map(|a| Some((chosen.get(a.target)?.addr, a.other?, a.latency)))
+        .filter(|(s, _, _)| s.is_ipv4());
+    let Some((server, other, rtt)) = found else {
+        return;
+    };
+    let budget_left = REPORT_BUDGET.saturating_sub(started.elapsed());
+    let mut sent = 0;
+    report.filtering =
+        tokio::time::timeout(budget_left, probe::filtering(server, other, rtt, &mut sent))
+            .await
+            .ok()
+            .flatten();
+    if let Some(mesh) = mesh {
+        let wait = (rtt * 4).clamp(Duration::from_millis(300), Duration::from_secs(1));
+        report.mesh_port_reachable =
+            super::reach::mesh_port_reachable(mesh, server, wait, &mut sent).await;
+    }
+    report.bytes_sent += sent;
 }
 
 /// Some(true) when two different destination IPs saw different public

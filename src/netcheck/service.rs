@@ -105,10 +105,13 @@ pub async fn run(
                         .set(State::Unavailable, Some(e.to_string()))
                 }),
                 Ok(plan) => {
+                    // The daemon knows the router's protocols from its
+                    // portmap task; no probe of its own.
                     let port_mapping = hub.snapshot().portmap.protocols_seen;
                     // Never the mesh port test here: it binds the mesh port,
                     // which tailscaled may be about to take (see reach.rs).
-                    match run::run(&plan, kind, &mut history, port_mapping, None).await {
+                    let pm = std::future::ready(port_mapping);
+                    match run::run(&plan, kind, &mut history, pm, None).await {
                         Ok(report) => publish(&hub, &report, history.last.as_ref()),
                         Err(e) => hub.update(|s| {
                             s.netcheck.health.set(State::Degraded, Some(e.to_string()))
