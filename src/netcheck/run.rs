@@ -53,9 +53,19 @@ pub struct History {
 /// Why no report could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Nothing to probe.
-    #[error("no STUN servers: set netcheck.stun_servers or netcheck.derp_map")]
-    NoServers,
+    /// Nothing to probe: no source gave a server. Names all three sources,
+    /// with why tailscaled's map is unavailable.
+    #[error(
+        "no STUN servers: netcheck.stun_servers and netcheck.derp_map are empty, the admission \
+         service handed over no DERP map, and tailscaled's DERP map is unavailable: {tailscaled}"
+    )]
+    NoServers {
+        /// Why tailscaled gave no map.
+        tailscaled: String,
+    },
+    /// A DERP map is in use but none of its nodes serves STUN.
+    #[error("no STUN servers: the DERP map from {0} has no STUN node")]
+    NoStunNodes(String),
     /// Targets exist but none could be resolved.
     #[error("no STUN server could be resolved: {0}")]
     Unresolved(String),
@@ -70,7 +80,9 @@ pub enum RunError {
 /// The netcheck settings in effect: the configured ones, with the DERP map
 /// the admission service handed over (stored in the state directory) when
 /// `netcheck.derp_map` is empty. A configured map always wins; a configured
-/// URL means the copy last fetched from it (see [`super::derpfetch`]).
+/// URL means the copy last fetched from it (see [`super::derpfetch`]). When
+/// this leaves no server and no map, tailscaled's own map is the last source
+/// ([`wants_tailscaled_map`], [`super::tsmap`]).
 pub fn effective(cfg: &crate::config::Config) -> std::borrow::Cow<'_, NetcheckConfig> {
     if super::derpfetch::is_url(&cfg.netcheck.derp_map) {
         let Some(path) = super::derpfetch::cached(&cfg.gateway.state_dir()) else {
@@ -93,6 +105,14 @@ pub fn effective(cfg: &crate::config::Config) -> std::borrow::Cow<'_, NetcheckCo
     }
 }
 
+/// Whether neither the configuration nor the admission service gives a
+/// server, so netcheck takes tailscaled's DERP map (precedence: configured
+/// servers or map, then the admission service's map, then tailscaled's).
+pub fn wants_tailscaled_map(cfg: &crate::config::Config) -> bool {
+    let n = effective(cfg);
+    n.stun_servers.is_empty() && n.derp_map.is_empty()
+}
+
 /// What one run probes.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -103,11 +123,50 @@ pub struct Plan {
 }
 
 /// Collect what to probe: configured servers, then the DERP map's STUN nodes
-/// and captive-portal endpoints.
-pub async fn plan(cfg: &NetcheckConfig, resolver: &NameResolver) -> Result<Plan, RunError> {
+/// and captive-portal endpoints. `tailscaled` is tailscaled's DERP map (or
+/// why there is none), used only when `cfg` names no server and no map.
+pub async fn plan(
+    cfg: &NetcheckConfig,
+    tailscaled: Result<&derpmap::DerpMap, &super::tsmap::TsMapError>,
+    resolver: &NameResolver,
+) -> Result<Plan, RunError> {
     let mut out = Vec::new();
     let mut captive = Vec::new();
     let mut failures = Vec::new();
+    configured_targets(cfg, resolver, &mut out, &mut failures).await;
+    let loaded;
+    let (map, source) = if !cfg.derp_map.is_empty() {
+        loaded = load_derp_map(&cfg.derp_map)?;
+        (Some(&loaded), cfg.derp_map.as_str())
+    } else if cfg.stun_servers.is_empty() {
+        let map = tailscaled.map_err(|e| RunError::NoServers {
+            tailscaled: e.to_string(),
+        })?;
+        (Some(map), "tailscaled")
+    } else {
+        (None, "")
+    };
+    if let Some(map) = map {
+        captive = derpmap::captive_endpoints(map);
+        map_targets(map, resolver, &mut out, &mut failures).await;
+    }
+    if out.is_empty() {
+        return Err(match (failures.is_empty(), map.is_some()) {
+            (false, _) => RunError::Unresolved(failures.join("; ")),
+            (true, true) => RunError::NoStunNodes(source.to_string()),
+            (true, false) => RunError::Unresolved("netcheck.stun_servers: no address".into()),
+        });
+    }
+    Ok(Plan { stun: out, captive })
+}
+
+/// `netcheck.stun_servers`, resolved; regions numbered from 900.
+async fn configured_targets(
+    cfg: &NetcheckConfig,
+    resolver: &NameResolver,
+    out: &mut Vec<Target>,
+    failures: &mut Vec<String>,
+) {
     for (i, s) in cfg.stun_servers.iter().enumerate() {
         let Some((host, port)) = split_host_port(s) else {
             failures.push(format!("{s}: not host:port"));
@@ -129,45 +188,42 @@ pub async fn plan(cfg: &NetcheckConfig, resolver: &NameResolver) -> Result<Plan,
             Err(e) => failures.push(e.to_string()),
         }
     }
-    if !cfg.derp_map.is_empty() {
-        let map = load_derp_map(&cfg.derp_map)?;
-        captive = derpmap::captive_endpoints(&map);
-        for t in derpmap::stun_targets(&map) {
-            let region = RegionRef {
-                id: t.region_id,
-                code: t.region_code.clone(),
-            };
-            let ip = match (t.ipv4, t.ipv6) {
-                (Some(v4), _) => Some(v4.into()),
-                (None, Some(v6)) => Some(v6.into()),
-                (None, None) if t.resolve_ipv4 || t.resolve_ipv6 => resolver
-                    .resolve(&t.host)
-                    .await
-                    .map_err(|e| failures.push(e.to_string()))
-                    .ok()
-                    .and_then(|r| {
-                        r.addrs.into_iter().find(|a| {
-                            (a.is_ipv4() && t.resolve_ipv4) || (a.is_ipv6() && t.resolve_ipv6)
-                        })
-                    }),
-                (None, None) => None,
-            };
-            if let Some(ip) = ip {
-                out.push(Target {
-                    region,
-                    addr: SocketAddr::new(ip, t.port),
-                });
-            }
+}
+
+/// A DERP map's STUN nodes: fixed addresses as given, names resolved.
+async fn map_targets(
+    map: &derpmap::DerpMap,
+    resolver: &NameResolver,
+    out: &mut Vec<Target>,
+    failures: &mut Vec<String>,
+) {
+    for t in derpmap::stun_targets(map) {
+        let region = RegionRef {
+            id: t.region_id,
+            code: t.region_code.clone(),
+        };
+        let ip = match (t.ipv4, t.ipv6) {
+            (Some(v4), _) => Some(v4.into()),
+            (None, Some(v6)) => Some(v6.into()),
+            (None, None) if t.resolve_ipv4 || t.resolve_ipv6 => resolver
+                .resolve(&t.host)
+                .await
+                .map_err(|e| failures.push(e.to_string()))
+                .ok()
+                .and_then(|r| {
+                    r.addrs.into_iter().find(|a| {
+                        (a.is_ipv4() && t.resolve_ipv4) || (a.is_ipv6() && t.resolve_ipv6)
+                    })
+                }),
+            (None, None) => None,
+        };
+        if let Some(ip) = ip {
+            out.push(Target {
+                region,
+                addr: SocketAddr::new(ip, t.port),
+            });
         }
     }
-    if out.is_empty() {
-        return Err(if failures.is_empty() {
-            RunError::NoServers
-        } else {
-            RunError::Unresolved(failures.join("; "))
-        });
-    }
-    Ok(Plan { stun: out, captive })
 }
 
 fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
