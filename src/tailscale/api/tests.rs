@@ -83,6 +83,36 @@ fn versions() {
     assert_eq!(version_major_minor("dev"), None);
 }
 
+/// `GET /localapi/v0/derpmap` of tailscaled 1.98.10 in the lab, joined to
+/// the lab headscale (two STUN-only regions).
+const DERPMAP_1_98: &str = include_str!("../testdata/derpmap-1.98.10.json");
+
+#[test]
+fn real_derp_map_decodes() {
+    let m = decode_derp_map(DERPMAP_1_98.as_bytes()).unwrap().unwrap();
+    let targets = crate::netcheck::derpmap::stun_targets(&m);
+    let got: Vec<(u16, &str, String, u16)> = targets
+        .iter()
+        .map(|t| {
+            (
+                t.region_id,
+                t.region_code.as_str(),
+                format!("{:?}", t.ipv4),
+                t.port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (900, "lab-a", "Some(203.0.113.10)".to_string(), 3478),
+            (901, "lab-b", "Some(203.0.113.11)".to_string(), 3478)
+        ]
+    );
+    assert!(targets.iter().all(|t| !t.resolve_ipv6), "IPv6 \"none\"");
+}
+
+/// What the same tailscaled answers before it ever logged in.
 #[test]
 fn derp_map_null_is_no_map_yet() {
     assert_eq!(decode_derp_map(b"null\n"), Ok(None));
