@@ -2,7 +2,8 @@
 //! server and no DERP map configured takes the STUN servers from the DERP map
 //! of a real tailscaled (joined to the lab headscale, whose map holds the two
 //! lab STUN servers), and `edgereach netcheck` behind a router without any
-//! mapping service ends with its report.
+//! mapping service ends with its report. The daemon, started before
+//! tailscaled, takes the map once tailscaled is there.
 //!
 //! Need root (namespaces) and, for the first, the Go tools in
 //! /var/cache/edgereach-tools/bin; they skip without, and fail under CI=true.
@@ -70,6 +71,64 @@ fn empty_config_takes_the_derp_map_of_tailscaled() {
     mesh(&lab, "stop", &["c"], "tailscaled-c");
     let r = lab.edgereach_netcheck("gwhard", edit);
     assert_eq!(r["udp"], true, "from the kept copy: {r}");
+    let (clean, left) = lab.down_and_check();
+    assert!(clean, "lab left behind: {left}");
+}
+
+fn has_event(s: &serde_json::Value, kind: &str) -> bool {
+    s["events"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|e| e["kind"] == kind))
+}
+
+/// The daemon, started before tailscaled (as at boot), says which sources
+/// are missing, then takes tailscaled's map once it is there (its retry is
+/// 30 s, not a whole netcheck interval).
+#[test]
+fn daemon_waits_for_tailscaled_and_takes_its_map() {
+    let name = "daemon_waits_for_tailscaled_and_takes_its_map";
+    if !is_root() {
+        return skip_or_fail(name, "the lab needs root (network namespaces)");
+    }
+    if let Some(why) = missing_tools() {
+        return skip_or_fail(name, &why);
+    }
+    let lab = Lab::up(&[]);
+    let key = headscale(&lab);
+    let sock = lab.path().join("ts-c/tailscaled.sock");
+    let d = lab.daemon("gwhard", |c| {
+        let c = set_key(&c, "netcheck", "stun_servers", "[]");
+        set_key(
+            &c,
+            "tailscale",
+            "socket",
+            &format!("\"{}\"", sock.display()),
+        )
+    });
+    d.wait_for(
+        "no STUN servers, naming tailscaled",
+        Duration::from_secs(20),
+        |s| {
+            s["netcheck"]["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("no STUN servers") && r.contains("tailscaled"))
+                && has_event(s, "derp_map.tailscaled_failed")
+        },
+    );
+    mesh(&lab, "join", &["gwhard", "c", &key], "tailscaled-c");
+    let took = d.wait_for(
+        "a report from tailscaled's map",
+        Duration::from_secs(45),
+        |s| {
+            let r = &s["netcheck"]["report"];
+            r["udp"] == true
+                && r["region_latency_ms"]["lab-a"].is_number()
+                && r["region_latency_ms"]["lab-b"].is_number()
+                && has_event(s, "derp_map.tailscaled_fetched")
+        },
+    );
+    eprintln!("daemon: report from tailscaled's map {took:?} after tailscaled joined");
+    drop(d);
     let (clean, left) = lab.down_and_check();
     assert!(clean, "lab left behind: {left}");
 }
