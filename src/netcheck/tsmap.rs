@@ -56,6 +56,9 @@ pub enum Refreshed {
 #[derive(Debug)]
 pub struct TailscaledMap {
     last: Option<DerpMap>,
+    /// The body last written to the state directory: an unchanged map is
+    /// not written again (gateways run from flash; it is asked every 5 min).
+    stored: Option<bytes::Bytes>,
     error: TsMapError,
     next_ask: Option<Instant>,
     /// Why the last good copy could not be kept in the state directory.
@@ -66,6 +69,7 @@ impl Default for TailscaledMap {
     fn default() -> Self {
         Self {
             last: None,
+            stored: None,
             error: TsMapError::NotAsked,
             next_ask: None,
             store_error: None,
@@ -82,6 +86,8 @@ impl TailscaledMap {
             // Not even a kept copy: the operator asked us to leave tailscaled alone.
             self.last = None;
             self.error = TsMapError::Disabled;
+            // Re-enabled (SIGHUP): ask at once.
+            self.next_ask = None;
             return None;
         }
         if self.next_ask.is_some_and(|t| Instant::now() < t) {
@@ -91,7 +97,10 @@ impl TailscaledMap {
         let state_dir = cfg.gateway.state_dir();
         let outcome = match api.derp_map().await {
             Ok(Some((map, body))) => {
-                self.store_error = store(&state_dir, &body).err();
+                if self.stored.as_ref() != Some(&body) {
+                    self.store_error = store(&state_dir, &body).err();
+                    self.stored = self.store_error.is_none().then_some(body);
+                }
                 self.last = Some(map);
                 self.next_ask = Some(Instant::now() + REFRESH);
                 return Some(Refreshed::Fetched);
