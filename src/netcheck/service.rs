@@ -90,16 +90,7 @@ pub async fn run(
                     }
                     if Instant::now() >= lifetime_due {
                         lifetime_due = Instant::now() + LIFETIME_EVERY;
-                        if let Some(t) = plan.stun.iter().find(|t| t.addr.is_ipv4()) {
-                            let (server, tx) = (t.addr, lifetime_tx.clone());
-                            tokio::spawn(async move {
-                                let mut sent = 0;
-                                let est =
-                                    probe::mapping_lifetime(server, &LIFETIME_CLIFFS, &mut sent)
-                                        .await;
-                                let _ = tx.send(est).await;
-                            });
-                        }
+                        estimate_lifetime(&plan, &lifetime_tx);
                     }
                 }
             }
@@ -145,6 +136,19 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(next_full) => {}
         }
+    }
+}
+
+/// Start the idle-mapping lifetime estimate against the first IPv4 server
+/// (it takes minutes: its own task, the answer comes back on `tx`).
+fn estimate_lifetime(plan: &run::Plan, tx: &tokio::sync::mpsc::Sender<Option<u64>>) {
+    if let Some(t) = plan.stun.iter().find(|t| t.addr.is_ipv4()) {
+        let (server, tx) = (t.addr, tx.clone());
+        tokio::spawn(async move {
+            let mut sent = 0;
+            let est = probe::mapping_lifetime(server, &LIFETIME_CLIFFS, &mut sent).await;
+            let _ = tx.send(est).await;
+        });
     }
 }
 
