@@ -15,7 +15,11 @@ tests/lab/lab.sh up "$labdir" 2>/dev/null
 # shellcheck disable=SC1091
 source "$labdir/env"
 cfg="$labdir/bench.toml"
-sed "s#^state_dir = .*#state_dir = \"$labdir/state\"#; s#^control_socket = .*#control_socket = \"$labdir/none.sock\"#" \
+# The lab's two STUN servers (the example config names none), no tailscaled.
+sed -e "s#^state_dir = .*#state_dir = \"$labdir/state\"#" \
+    -e "s#^control_socket = .*#control_socket = \"$labdir/none.sock\"#" \
+    -e "s#^stun_servers = .*#stun_servers = [\"$STUN1_IP:$STUN_PORT\", \"$STUN2_IP:$STUN_PORT\"]#" \
+    -e "s#^socket = \"/run/tailscale/tailscaled.sock\"#socket = \"$labdir/no-tailscaled.sock\"#" \
     config/edgereach.toml >"$cfg"
 
 stats() { # prints "median min max" of the numbers on stdin

@@ -313,6 +313,8 @@ run_one() {
         cfg=$w/edgereach.toml
         sed -e "s|^state_dir =.*|state_dir = \"$w/state\"|" \
             -e "s|^control_socket =.*|control_socket = \"$w/control.sock\"|" \
+            -e "s|^stun_servers =.*|stun_servers = [\"$STUN1_IP:$STUN_PORT\", \"$STUN2_IP:$STUN_PORT\"]|" \
+            -e "s|^socket = \"/run/tailscale/tailscaled.sock\"|socket = \"$w/no-tailscaled.sock\"|" \
             "$REPO/config/edgereach.toml" >"$cfg"
         : >"$w/impl.out"; : >"$w/impl.err"
         t0=$(now)

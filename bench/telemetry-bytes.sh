@@ -41,6 +41,8 @@ cfg="$labdir/bench.toml"
 sed -e "s#^state_dir = .*#state_dir = \"$labdir/state\"#" \
     -e "s#^control_socket = .*#control_socket = \"$labdir/control.sock\"#" \
     -e "s#^mqtt_url = .*#mqtt_url = \"mqtt://$MQTT_IP:$MQTT_PORT\"#" \
+    -e "s#^stun_servers = .*#stun_servers = [\"$STUN1_IP:$STUN_PORT\", \"$STUN2_IP:$STUN_PORT\"]#" \
+    -e "s#^socket = \"/run/tailscale/tailscaled.sock\"#socket = \"$labdir/no-tailscaled.sock\"#" \
     -e "s#^interval = \"5m\"#interval = \"12500ms\"#" \
     -e "s#^status_interval = .*#status_interval = \"37500ms\"#" \
     -e "s#^keepalive = .*#keepalive = \"5s\"#" \

@@ -44,6 +44,7 @@ sed -e "s#^state_dir = .*#state_dir = \"$work/state\"#" \
     -e "s#^control_socket = .*#control_socket = \"$work/control.sock\"#" \
     -e '/^\[portmap\]/,/^\[/ s#^enabled = true#enabled = false#' \
     -e 's#^stun_servers = .*#stun_servers = []#' \
+    -e "s#^socket = \"/run/tailscale/tailscaled.sock\"#socket = \"$work/no-tailscaled.sock\"#" \
     -e 's#^listen = .*#listen = ["127.0.0.1:8088"]#' \
     -e 's#^requests_per_minute = .*#requests_per_minute = 600000000#' \
     -e 's#^max_connections_per_ip = .*#max_connections_per_ip = 256#' \

@@ -53,6 +53,7 @@ config() { # PER_IP TOTAL -> config file path
         -e "s#^control_socket = .*#control_socket = \"$work/control.sock\"#" \
         -e '/^\[portmap\]/,/^\[/ s#^enabled = true#enabled = false#' \
         -e 's#^stun_servers = .*#stun_servers = []#' \
+        -e "s#^socket = \"/run/tailscale/tailscaled.sock\"#socket = \"$work/no-tailscaled.sock\"#" \
         -e 's#^listen = .*#listen = ["127.0.0.1:8088"]#' \
         -e "s#^header_timeout = .*#header_timeout = \"$timeout_s\"#" \
         -e "s#^max_connections_per_ip = .*#max_connections_per_ip = $1#" \

@@ -204,23 +204,11 @@ fn run_netcheck(
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         let resolver = edgereach::resolve::NameResolver::from_system();
-        if edgereach::netcheck::derpfetch::is_url(&config.netcheck.derp_map) {
-            // A failed fetch is not fatal: the copy fetched before is used.
-            if let Err(e) = edgereach::netcheck::derpfetch::refresh(
-                &config.netcheck.derp_map,
-                &config.gateway.state_dir(),
-                std::time::Duration::from_secs(10),
-                std::sync::Arc::new(edgereach::resolve::NameResolver::from_system()),
-            )
-            .await
-            {
-                eprintln!(
-                    "edgereach: DERP map not fetched: {e}; using the copy fetched before, if any"
-                );
-            }
-        }
-        let plan = run::plan(&run::effective(&config), &resolver).await?;
-        let port_mapping = edgereach::portmap::inspect::protocols_now().await;
+        let tailscaled = refresh_derp_maps(&config).await;
+        let plan = run::plan(&run::effective(&config), tailscaled.map(), &resolver).await?;
+        // Asked beside the probes (run::run), so a router with no mapping
+        // service costs no time of its own.
+        let port_mapping = edgereach::portmap::inspect::protocols_within(run::PORT_MAPPING_BUDGET);
         let mut history = History::default();
         history.last = daemon_report;
         run::run(&plan, Kind::Full, &mut history, port_mapping, mesh).await
@@ -230,6 +218,42 @@ fn run_netcheck(
         Format::Text => print!("{}", edgereach::netcheck::text::render(&report)),
     }
     Ok(())
+}
+
+/// Bring the DERP maps netcheck may use up to date: the configured URL's
+/// (kept in the state directory) and, when nothing else gives a server,
+/// tailscaled's. A failure is not fatal: the copy kept before is used.
+async fn refresh_derp_maps(config: &Config) -> edgereach::netcheck::tsmap::TailscaledMap {
+    use edgereach::netcheck::{derpfetch, run, tsmap};
+    if derpfetch::is_url(&config.netcheck.derp_map) {
+        if let Err(e) = derpfetch::refresh(
+            &config.netcheck.derp_map,
+            &config.gateway.state_dir(),
+            std::time::Duration::from_secs(10),
+            std::sync::Arc::new(edgereach::resolve::NameResolver::from_system()),
+        )
+        .await
+        {
+            eprintln!(
+                "edgereach: DERP map not fetched: {e}; using the copy fetched before, if any"
+            );
+        }
+    }
+    let mut tailscaled = tsmap::TailscaledMap::default();
+    if run::wants_tailscaled_map(config) {
+        let failed = matches!(
+            tailscaled.refresh(config).await,
+            Some(tsmap::Refreshed::Failed)
+        );
+        // Without a kept copy the report's own error says it all.
+        if failed && tailscaled.map().is_ok() {
+            eprintln!(
+                "edgereach: tailscaled's DERP map not available: {}; using the copy it gave before",
+                tailscaled.error()
+            );
+        }
+    }
+    tailscaled
 }
 
 fn register(config_path: &std::path::Path, json: bool) -> anyhow::Result<()> {

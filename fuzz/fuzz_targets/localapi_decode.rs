@@ -2,8 +2,8 @@
 #![no_main]
 
 use edgereach::tailscale::api::{
-    decode_notify, decode_ping, decode_prefs, decode_status, error_text, version_major_minor,
-    MAX_BODY,
+    decode_derp_map, decode_notify, decode_ping, decode_prefs, decode_status, error_text,
+    version_major_minor, MAX_BODY,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -20,5 +20,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = decode_prefs(data);
     let _ = decode_notify(data);
+    let _ = decode_derp_map(data);
     assert!(error_text(data).len() <= 300);
 });

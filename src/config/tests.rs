@@ -94,7 +94,10 @@ fn example_config_loads_with_real_loader() {
     let c = Config::load(&path).unwrap();
     assert_eq!(c.gateway.site, "plant-7");
     assert_eq!(c.portmap.mapping, vec![MappingConfig::tailscale()]);
-    assert_eq!(c.netcheck.stun_servers.len(), 2);
+    assert!(
+        c.netcheck.stun_servers.is_empty() && c.netcheck.derp_map.is_empty(),
+        "the example leaves netcheck to the admission service's or tailscaled's map"
+    );
     assert_eq!(
         c.web,
         WebConfig::default(),

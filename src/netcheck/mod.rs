@@ -4,6 +4,7 @@
 //! - [`stun`], [`derpmap`]: pure codecs, fuzzed;
 //! - [`probe`]: the UDP probes (plan, RFC 5780 tests, lifetime estimate);
 //! - [`run`]: one report from targets, with region stickiness;
+//! - [`derpfetch`], [`tsmap`]: DERP maps from a URL and from tailscaled;
 //! - [`service`]: the actor that owns the `netcheck` status section;
 //! - [`report`], [`text`]: the report type and its tailscale-style text.
 
@@ -18,3 +19,4 @@ pub mod servers;
 pub mod service;
 pub mod stun;
 pub mod text;
+pub mod tsmap;

@@ -18,6 +18,11 @@ use crate::resolve::{split_host_port, NameResolver};
 pub const REPORT_BUDGET: Duration = Duration::from_secs(5);
 /// Time the STUN phase may take.
 pub const STUN_BUDGET: Duration = Duration::from_secs(3);
+/// Time the router gets to say which port-mapping protocols it speaks, in
+/// `edgereach netcheck` (the daemon knows them from its portmap task).
+/// tailscale allows 250 ms; this also covers one NAT-PMP/PCP retransmission
+/// (the first goes out at 250 ms) and a UPnP description fetch on the LAN.
+pub const PORT_MAPPING_BUDGET: Duration = Duration::from_millis(500);
 /// Region ids given to configured servers (DERP regions use their own ids).
 const CONFIGURED_REGION_BASE: u16 = 900;
 /// How long a region's best latency counts for stickiness (tailscale: 5 min).
@@ -51,9 +56,19 @@ pub struct History {
 /// Why no report could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Nothing to probe.
-    #[error("no STUN servers: set netcheck.stun_servers or netcheck.derp_map")]
-    NoServers,
+    /// Nothing to probe: no source gave a server. Names all three sources,
+    /// with why tailscaled's map is unavailable.
+    #[error(
+        "no STUN servers: netcheck.stun_servers and netcheck.derp_map are empty, the admission \
+         service handed over no DERP map, and tailscaled's DERP map is unavailable: {tailscaled}"
+    )]
+    NoServers {
+        /// Why tailscaled gave no map.
+        tailscaled: String,
+    },
+    /// A DERP map is in use but none of its nodes serves STUN.
+    #[error("no STUN servers: the DERP map from {0} has no STUN node")]
+    NoStunNodes(String),
     /// Targets exist but none could be resolved.
     #[error("no STUN server could be resolved: {0}")]
     Unresolved(String),
@@ -68,7 +83,9 @@ pub enum RunError {
 /// The netcheck settings in effect: the configured ones, with the DERP map
 /// the admission service handed over (stored in the state directory) when
 /// `netcheck.derp_map` is empty. A configured map always wins; a configured
-/// URL means the copy last fetched from it (see [`super::derpfetch`]).
+/// URL means the copy last fetched from it (see [`super::derpfetch`]). When
+/// this leaves no server and no map, tailscaled's own map is the last source
+/// ([`wants_tailscaled_map`], [`super::tsmap`]).
 pub fn effective(cfg: &crate::config::Config) -> std::borrow::Cow<'_, NetcheckConfig> {
     if super::derpfetch::is_url(&cfg.netcheck.derp_map) {
         let Some(path) = super::derpfetch::cached(&cfg.gateway.state_dir()) else {
@@ -91,6 +108,14 @@ pub fn effective(cfg: &crate::config::Config) -> std::borrow::Cow<'_, NetcheckCo
     }
 }
 
+/// Whether neither the configuration nor the admission service gives a
+/// server, so netcheck takes tailscaled's DERP map (precedence: configured
+/// servers or map, then the admission service's map, then tailscaled's).
+pub fn wants_tailscaled_map(cfg: &crate::config::Config) -> bool {
+    let n = effective(cfg);
+    n.stun_servers.is_empty() && n.derp_map.is_empty()
+}
+
 /// What one run probes.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -101,11 +126,50 @@ pub struct Plan {
 }
 
 /// Collect what to probe: configured servers, then the DERP map's STUN nodes
-/// and captive-portal endpoints.
-pub async fn plan(cfg: &NetcheckConfig, resolver: &NameResolver) -> Result<Plan, RunError> {
+/// and captive-portal endpoints. `tailscaled` is tailscaled's DERP map (or
+/// why there is none), used only when `cfg` names no server and no map.
+pub async fn plan(
+    cfg: &NetcheckConfig,
+    tailscaled: Result<&derpmap::DerpMap, &super::tsmap::TsMapError>,
+    resolver: &NameResolver,
+) -> Result<Plan, RunError> {
     let mut out = Vec::new();
     let mut captive = Vec::new();
     let mut failures = Vec::new();
+    configured_targets(cfg, resolver, &mut out, &mut failures).await;
+    let loaded;
+    let (map, source) = if !cfg.derp_map.is_empty() {
+        loaded = load_derp_map(&cfg.derp_map)?;
+        (Some(&loaded), cfg.derp_map.as_str())
+    } else if cfg.stun_servers.is_empty() {
+        let map = tailscaled.map_err(|e| RunError::NoServers {
+            tailscaled: e.to_string(),
+        })?;
+        (Some(map), "tailscaled")
+    } else {
+        (None, "")
+    };
+    if let Some(map) = map {
+        captive = derpmap::captive_endpoints(map);
+        map_targets(map, resolver, &mut out, &mut failures).await;
+    }
+    if out.is_empty() {
+        return Err(match (failures.is_empty(), map.is_some()) {
+            (false, _) => RunError::Unresolved(failures.join("; ")),
+            (true, true) => RunError::NoStunNodes(source.to_string()),
+            (true, false) => RunError::Unresolved("netcheck.stun_servers: no address".into()),
+        });
+    }
+    Ok(Plan { stun: out, captive })
+}
+
+/// `netcheck.stun_servers`, resolved; regions numbered from 900.
+async fn configured_targets(
+    cfg: &NetcheckConfig,
+    resolver: &NameResolver,
+    out: &mut Vec<Target>,
+    failures: &mut Vec<String>,
+) {
     for (i, s) in cfg.stun_servers.iter().enumerate() {
         let Some((host, port)) = split_host_port(s) else {
             failures.push(format!("{s}: not host:port"));
@@ -127,45 +191,42 @@ pub async fn plan(cfg: &NetcheckConfig, resolver: &NameResolver) -> Result<Plan,
             Err(e) => failures.push(e.to_string()),
         }
     }
-    if !cfg.derp_map.is_empty() {
-        let map = load_derp_map(&cfg.derp_map)?;
-        captive = derpmap::captive_endpoints(&map);
-        for t in derpmap::stun_targets(&map) {
-            let region = RegionRef {
-                id: t.region_id,
-                code: t.region_code.clone(),
-            };
-            let ip = match (t.ipv4, t.ipv6) {
-                (Some(v4), _) => Some(v4.into()),
-                (None, Some(v6)) => Some(v6.into()),
-                (None, None) if t.resolve_ipv4 || t.resolve_ipv6 => resolver
-                    .resolve(&t.host)
-                    .await
-                    .map_err(|e| failures.push(e.to_string()))
-                    .ok()
-                    .and_then(|r| {
-                        r.addrs.into_iter().find(|a| {
-                            (a.is_ipv4() && t.resolve_ipv4) || (a.is_ipv6() && t.resolve_ipv6)
-                        })
-                    }),
-                (None, None) => None,
-            };
-            if let Some(ip) = ip {
-                out.push(Target {
-                    region,
-                    addr: SocketAddr::new(ip, t.port),
-                });
-            }
+}
+
+/// A DERP map's STUN nodes: fixed addresses as given, names resolved.
+async fn map_targets(
+    map: &derpmap::DerpMap,
+    resolver: &NameResolver,
+    out: &mut Vec<Target>,
+    failures: &mut Vec<String>,
+) {
+    for t in derpmap::stun_targets(map) {
+        let region = RegionRef {
+            id: t.region_id,
+            code: t.region_code.clone(),
+        };
+        let ip = match (t.ipv4, t.ipv6) {
+            (Some(v4), _) => Some(v4.into()),
+            (None, Some(v6)) => Some(v6.into()),
+            (None, None) if t.resolve_ipv4 || t.resolve_ipv6 => resolver
+                .resolve(&t.host)
+                .await
+                .map_err(|e| failures.push(e.to_string()))
+                .ok()
+                .and_then(|r| {
+                    r.addrs.into_iter().find(|a| {
+                        (a.is_ipv4() && t.resolve_ipv4) || (a.is_ipv6() && t.resolve_ipv6)
+                    })
+                }),
+            (None, None) => None,
+        };
+        if let Some(ip) = ip {
+            out.push(Target {
+                region,
+                addr: SocketAddr::new(ip, t.port),
+            });
         }
     }
-    if out.is_empty() {
-        return Err(if failures.is_empty() {
-            RunError::NoServers
-        } else {
-            RunError::Unresolved(failures.join("; "))
-        });
-    }
-    Ok(Plan { stun: out, captive })
 }
 
 fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
@@ -185,17 +246,54 @@ fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
     derpmap::decode(&bytes).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))
 }
 
-/// Run one report over `plan`. `port_mapping` and `mesh` (the mesh port's
-/// router mapping, when held) come from the portmap task.
+/// Run one report over `plan`. `port_mapping` finds the router's mapping
+/// protocols; it runs beside the probes, bounded by [`REPORT_BUDGET`], and
+/// its time is part of the report's. `mesh` (the mesh port's router mapping,
+/// when held) comes from the portmap task.
 pub async fn run(
     plan: &Plan,
     kind: Kind,
     history: &mut History,
-    port_mapping: Vec<String>,
+    port_mapping: impl std::future::Future<Output = Vec<String>>,
     mesh: Option<super::reach::MeshMapping>,
 ) -> Result<Report, RunError> {
     let started = Instant::now();
-    let targets = &plan.stun[..];
+    // Beside the STUN phase, as tailscale does it: a router without any
+    // mapping service then costs no time of its own.
+    let port_mapping = async {
+        tokio::time::timeout(REPORT_BUDGET, port_mapping)
+            .await
+            .unwrap_or_default()
+    };
+    let (report, port_mapping) =
+        tokio::join!(measure(plan, kind, history, mesh, started), port_mapping);
+    let mut report = report?;
+    report.port_mapping = port_mapping;
+    if let Some(last) = &history.last {
+        report.mapping_lifetime_s = last.mapping_lifetime_s;
+        if kind == Kind::Incremental && report.filtering.is_none() {
+            report.filtering = last.filtering;
+        }
+        if kind == Kind::Incremental {
+            report.captive_portal = last.captive_portal;
+        }
+    }
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report.time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    history.last = Some(report.clone());
+    Ok(report)
+}
+
+/// The probes of one report: STUN (with the captive-portal check beside
+/// it), then on full runs the RFC 5780 tests within what is left of the
+/// report budget.
+async fn measure(
+    plan: &Plan,
+    kind: Kind,
+    history: &mut History,
+    mesh: Option<super::reach::MeshMapping>,
+    started: Instant,
+) -> Result<Report, RunError> {
     // The captive-portal check runs beside the STUN phase, on full runs only.
     let captive = async {
         let mut sent = 0;
@@ -206,31 +304,13 @@ pub async fn run(
         };
         (found, sent)
     };
-    let chosen: Vec<Target> = match (kind, &history.last) {
-        (Kind::Incremental, Some(last)) if targets.len() > INCREMENTAL_REGIONS => {
-            let mut by_latency: Vec<&Target> = targets.iter().collect();
-            let lat = |t: &Target| {
-                last.region_latency_ms
-                    .get(&t.region.code)
-                    .copied()
-                    .unwrap_or(f64::MAX)
-            };
-            by_latency.sort_by(|a, b| lat(a).total_cmp(&lat(b)));
-            by_latency
-                .into_iter()
-                .take(INCREMENTAL_REGIONS)
-                .cloned()
-                .collect()
-        }
-        _ => targets.to_vec(),
-    };
+    let chosen = choose(&plan.stun, kind, history.last.as_ref());
     let tries = if kind == Kind::Full { 3 } else { 1 };
     let (outcome, (captive_portal, captive_sent)) =
         tokio::join!(probe::probe(&chosen, tries, STUN_BUDGET), captive);
     let outcome = outcome?;
     let mut report = Report {
         udp: !outcome.answers.is_empty(),
-        port_mapping,
         captive_portal,
         os_has_ipv6: outcome.ipv6_socket,
         bytes_sent: outcome.bytes_sent + captive_sent,
@@ -257,55 +337,86 @@ pub async fn run(
     }
     report.preferred_region = preferred(&chosen, &best_here, history);
     if kind == Kind::Full {
-        history.rfc5780 = outcome
-            .answers
-            .iter()
-            .filter_map(|a| {
-                let addr = chosen.get(a.target)?.addr;
-                let other = a.other.filter(|o| o.is_ipv4() && *o != addr)?;
-                addr.is_ipv4()
-                    .then_some(super::servers::Rfc5780Server { addr, other })
-            })
-            .fold(Vec::new(), |mut v, s| {
-                if !v.contains(&s) {
-                    v.push(s);
-                }
-                v
-            });
-        let rfc5780 = outcome
-            .answers
-            .iter()
-            .find_map(|a| Some((chosen.get(a.target)?.addr, a.other?, a.latency)))
-            .filter(|(s, _, _)| s.is_ipv4());
-        if let Some((server, other, rtt)) = rfc5780 {
-            let budget_left = REPORT_BUDGET.saturating_sub(started.elapsed());
-            let mut sent = 0;
-            report.filtering =
-                tokio::time::timeout(budget_left, probe::filtering(server, other, rtt, &mut sent))
-                    .await
-                    .ok()
-                    .flatten();
-            if let Some(mesh) = mesh {
-                let wait = (rtt * 4).clamp(Duration::from_millis(300), Duration::from_secs(1));
-                report.mesh_port_reachable =
-                    super::reach::mesh_port_reachable(mesh, server, wait, &mut sent).await;
-            }
-            report.bytes_sent += sent;
-        }
+        history.rfc5780 = rfc5780_servers(&chosen, &outcome.answers);
+        rfc5780(&chosen, &outcome.answers, mesh, started, &mut report).await;
     }
-    if let Some(last) = &history.last {
-        report.mapping_lifetime_s = last.mapping_lifetime_s;
-        if kind == Kind::Incremental && report.filtering.is_none() {
-            report.filtering = last.filtering;
-        }
-        if kind == Kind::Incremental {
-            report.captive_portal = last.captive_portal;
-        }
-    }
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    report.time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    history.last = Some(report.clone());
     Ok(report)
+}
+
+/// Every target on full runs; after a network change only the few regions
+/// that were fastest last time.
+fn choose(targets: &[Target], kind: Kind, last: Option<&Report>) -> Vec<Target> {
+    match (kind, last) {
+        (Kind::Incremental, Some(last)) if targets.len() > INCREMENTAL_REGIONS => {
+            let mut by_latency: Vec<&Target> = targets.iter().collect();
+            let lat = |t: &Target| {
+                last.region_latency_ms
+                    .get(&t.region.code)
+                    .copied()
+                    .unwrap_or(f64::MAX)
+            };
+            by_latency.sort_by(|a, b| lat(a).total_cmp(&lat(b)));
+            by_latency
+                .into_iter()
+                .take(INCREMENTAL_REGIONS)
+                .cloned()
+                .collect()
+        }
+        _ => targets.to_vec(),
+    }
+}
+
+/// The filtering test (and the mesh port test, when asked) against the
+/// first IPv4 server that gave an RFC 5780 OTHER-ADDRESS.
+/// The IPv4 servers that offered an RFC 5780 alternate address, in the
+/// order they answered, each once (for portmap's proof).
+fn rfc5780_servers(
+    chosen: &[Target],
+    answers: &[probe::Answer],
+) -> super::servers::Rfc5780Servers {
+    let mut out = Vec::new();
+    for a in answers {
+        let Some(addr) = chosen.get(a.target).map(|t| t.addr) else {
+            continue;
+        };
+        let Some(other) = a.other.filter(|o| o.is_ipv4() && *o != addr) else {
+            continue;
+        };
+        let s = super::servers::Rfc5780Server { addr, other };
+        if addr.is_ipv4() && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+async fn rfc5780(
+    chosen: &[Target],
+    answers: &[probe::Answer],
+    mesh: Option<super::reach::MeshMapping>,
+    started: Instant,
+    report: &mut Report,
+) {
+    let found = answers
+        .iter()
+        .find_map(|a| Some((chosen.get(a.target)?.addr, a.other?, a.latency)))
+        .filter(|(s, _, _)| s.is_ipv4());
+    let Some((server, other, rtt)) = found else {
+        return;
+    };
+    let budget_left = REPORT_BUDGET.saturating_sub(started.elapsed());
+    let mut sent = 0;
+    report.filtering =
+        tokio::time::timeout(budget_left, probe::filtering(server, other, rtt, &mut sent))
+            .await
+            .ok()
+            .flatten();
+    if let Some(mesh) = mesh {
+        let wait = (rtt * 4).clamp(Duration::from_millis(300), Duration::from_secs(1));
+        report.mesh_port_reachable =
+            super::reach::mesh_port_reachable(mesh, server, wait, &mut sent).await;
+    }
+    report.bytes_sent += sent;
 }
 
 /// Some(true) when two different destination IPs saw different public

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::probe;
 use super::report::Report;
 use super::run::{self, History, Kind};
+use super::tsmap::{Refreshed, TailscaledMap, TsMapError};
 use crate::config::Config;
 use crate::netwatch::NetState;
 use crate::poke::Poke;
@@ -42,9 +43,7 @@ pub async fn run(
     rfc5780: watch::Sender<super::servers::Rfc5780Servers>,
 ) {
     let resolver = NameResolver::from_system();
-    let fetch_resolver = Arc::new(NameResolver::from_system());
-    let mut next_derp_fetch = Instant::now();
-    let mut derp_fetch_failing = false;
+    let mut sources = Sources::new();
     let mut history = History::default();
     let mut kind = Kind::Full;
     let mut next_full = Instant::now();
@@ -60,57 +59,29 @@ pub async fn run(
                     .set(State::Unavailable, Some("no default route yet".into()))
             });
         } else {
-            let url = &cfg.netcheck.derp_map;
-            if super::derpfetch::is_url(url) && Instant::now() >= next_derp_fetch {
-                let dir = cfg.gateway.state_dir();
-                match super::derpfetch::refresh(
-                    url,
-                    &dir,
-                    Duration::from_secs(10),
-                    fetch_resolver.clone(),
-                )
-                .await
-                {
-                    Ok(_) => {
-                        next_derp_fetch = Instant::now() + super::derpfetch::REFRESH;
-                        if std::mem::replace(&mut derp_fetch_failing, false) {
-                            hub.emit(
-                                "netcheck",
-                                "derp_map.fetched",
-                                Level::Info,
-                                format!("DERP map fetched again from {url}"),
-                            );
-                        }
+            sources.refresh(&hub, &cfg).await;
+            match run::plan(&run::effective(&cfg), sources.tailscaled.map(), &resolver).await {
+                Err(e) => {
+                    // tailscaled may just be starting (at boot it often
+                    // comes up after us): ask again soon, not an interval later.
+                    if sources.tailscaled_may_come() && matches!(e, run::RunError::NoServers { .. })
+                    {
+                        next_full = Instant::now() + super::tsmap::RETRY;
                     }
-                    Err(e) => {
-                        next_derp_fetch = Instant::now() + super::derpfetch::RETRY;
-                        if !std::mem::replace(&mut derp_fetch_failing, true) {
-                            let kept = if super::derpfetch::cached(&dir).is_some() {
-                                "using the copy fetched before"
-                            } else {
-                                "no copy yet"
-                            };
-                            hub.emit(
-                                "netcheck",
-                                "derp_map.fetch_failed",
-                                Level::Warn,
-                                format!("DERP map not fetched: {e}; {kept}"),
-                            );
-                        }
-                    }
+                    hub.update(|s| {
+                        s.netcheck
+                            .health
+                            .set(State::Unavailable, Some(e.to_string()))
+                    })
                 }
-            }
-            match run::plan(&run::effective(&cfg), &resolver).await {
-                Err(e) => hub.update(|s| {
-                    s.netcheck
-                        .health
-                        .set(State::Unavailable, Some(e.to_string()))
-                }),
                 Ok(plan) => {
+                    // The daemon knows the router's protocols from its
+                    // portmap task; no probe of its own.
                     let port_mapping = hub.snapshot().portmap.protocols_seen;
                     // Never the mesh port test here: it binds the mesh port,
                     // which tailscaled may be about to take (see reach.rs).
-                    match run::run(&plan, kind, &mut history, port_mapping, None).await {
+                    let pm = std::future::ready(port_mapping);
+                    match run::run(&plan, kind, &mut history, pm, None).await {
                         Ok(report) => {
                             publish(&hub, &report, history.last.as_ref());
                             rfc5780.send_if_modified(|v| {
@@ -130,16 +101,7 @@ pub async fn run(
                     }
                     if Instant::now() >= lifetime_due {
                         lifetime_due = Instant::now() + LIFETIME_EVERY;
-                        if let Some(t) = plan.stun.iter().find(|t| t.addr.is_ipv4()) {
-                            let (server, tx) = (t.addr, lifetime_tx.clone());
-                            tokio::spawn(async move {
-                                let mut sent = 0;
-                                let est =
-                                    probe::mapping_lifetime(server, &LIFETIME_CLIFFS, &mut sent)
-                                        .await;
-                                let _ = tx.send(est).await;
-                            });
-                        }
+                        estimate_lifetime(&plan, &lifetime_tx);
                     }
                 }
             }
@@ -185,6 +147,132 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(next_full) => {}
         }
+    }
+}
+
+/// Start the idle-mapping lifetime estimate against the first IPv4 server
+/// (it takes minutes: its own task, the answer comes back on `tx`).
+fn estimate_lifetime(plan: &run::Plan, tx: &tokio::sync::mpsc::Sender<Option<u64>>) {
+    if let Some(t) = plan.stun.iter().find(|t| t.addr.is_ipv4()) {
+        let (server, tx) = (t.addr, tx.clone());
+        tokio::spawn(async move {
+            let mut sent = 0;
+            let est = probe::mapping_lifetime(server, &LIFETIME_CLIFFS, &mut sent).await;
+            let _ = tx.send(est).await;
+        });
+    }
+}
+
+/// Where the STUN servers come from besides the configuration file: a DERP
+/// map URL fetched hourly, and tailscaled's own map (see [`super::tsmap`]).
+struct Sources {
+    fetch_resolver: Arc<NameResolver>,
+    next_derp_fetch: Instant,
+    derp_fetch_failing: bool,
+    tailscaled: TailscaledMap,
+    tailscaled_failing: bool,
+}
+
+impl Sources {
+    fn new() -> Self {
+        Self {
+            fetch_resolver: Arc::new(NameResolver::from_system()),
+            next_derp_fetch: Instant::now(),
+            derp_fetch_failing: false,
+            tailscaled: TailscaledMap::default(),
+            tailscaled_failing: false,
+        }
+    }
+
+    /// Fetch what is due; an event when a source starts or stops failing.
+    async fn refresh(&mut self, hub: &StatusHub, cfg: &Config) {
+        let url = &cfg.netcheck.derp_map;
+        if super::derpfetch::is_url(url) && Instant::now() >= self.next_derp_fetch {
+            self.refresh_url(hub, cfg, url).await;
+        }
+        if run::wants_tailscaled_map(cfg) {
+            self.refresh_tailscaled(hub, cfg).await;
+        }
+    }
+
+    async fn refresh_url(&mut self, hub: &StatusHub, cfg: &Config, url: &str) {
+        let dir = cfg.gateway.state_dir();
+        let timeout = Duration::from_secs(10);
+        match super::derpfetch::refresh(url, &dir, timeout, self.fetch_resolver.clone()).await {
+            Ok(_) => {
+                self.next_derp_fetch = Instant::now() + super::derpfetch::REFRESH;
+                if std::mem::replace(&mut self.derp_fetch_failing, false) {
+                    hub.emit(
+                        "netcheck",
+                        "derp_map.fetched",
+                        Level::Info,
+                        format!("DERP map fetched again from {url}"),
+                    );
+                }
+            }
+            Err(e) => {
+                self.next_derp_fetch = Instant::now() + super::derpfetch::RETRY;
+                if !std::mem::replace(&mut self.derp_fetch_failing, true) {
+                    let kept = if super::derpfetch::cached(&dir).is_some() {
+                        "using the copy fetched before"
+                    } else {
+                        "no copy yet"
+                    };
+                    hub.emit(
+                        "netcheck",
+                        "derp_map.fetch_failed",
+                        Level::Warn,
+                        format!("DERP map not fetched: {e}; {kept}"),
+                    );
+                }
+            }
+        }
+    }
+
+    async fn refresh_tailscaled(&mut self, hub: &StatusHub, cfg: &Config) {
+        let Some(outcome) = self.tailscaled.refresh(cfg).await else {
+            return;
+        };
+        let failing = matches!(outcome, Refreshed::Failed);
+        let was_failing = std::mem::replace(&mut self.tailscaled_failing, failing);
+        if let (false, Some(e)) = (failing, &self.tailscaled.store_error) {
+            tracing::warn!("tailscaled's DERP map not kept in the state directory: {e}");
+        }
+        match (was_failing, failing) {
+            (true, false) => {
+                hub.emit(
+                    "netcheck",
+                    "derp_map.tailscaled_fetched",
+                    Level::Info,
+                    "STUN servers from tailscaled's DERP map again".to_string(),
+                );
+            }
+            (false, true) => {
+                let kept = if self.tailscaled.map().is_ok() {
+                    "using the copy it gave before"
+                } else {
+                    "no copy yet"
+                };
+                hub.emit(
+                    "netcheck",
+                    "derp_map.tailscaled_failed",
+                    Level::Warn,
+                    format!(
+                        "tailscaled's DERP map not available: {}; {kept}",
+                        self.tailscaled.error()
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether tailscaled is the source and may still give a map.
+    fn tailscaled_may_come(&self) -> bool {
+        matches!(
+            self.tailscaled.error(),
+            TsMapError::LocalApi(_) | TsMapError::NoMap
+        )
     }
 }
 

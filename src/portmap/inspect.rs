@@ -106,15 +106,16 @@ pub async fn inspect(cfg: &Config, daemon: Result<PortmapStatus, String>) -> Ins
     out
 }
 
-/// Which port-mapping protocols the router on the default route speaks now.
-pub async fn protocols_now() -> Vec<String> {
+/// Which port-mapping protocols the router on the default route speaks,
+/// counting only those that answer within `budget`.
+pub async fn protocols_within(budget: std::time::Duration) -> Vec<String> {
     let target = NetState::read()
         .default_route
         .and_then(|r| r.router_and_source());
     let Some((gw, local)) = target else {
         return Vec::new();
     };
-    let router = Router::probe(gw, local, Arc::new(Ignored::default())).await;
+    let router = Router::probe_within(gw, local, Arc::new(Ignored::default()), budget).await;
     router
         .methods()
         .iter()

@@ -171,6 +171,28 @@ impl Router {
         router
     }
 
+    /// Probe all three protocols, keeping what answered within `budget`; a
+    /// protocol still silent then counts as absent (its probe is dropped).
+    /// For reports that only name the protocols (`edgereach netcheck`),
+    /// where waiting out every retransmission of a silent router would cost
+    /// more than the rest of the report.
+    pub async fn probe_within(
+        addr: Ipv4Addr,
+        local: Ipv4Addr,
+        ignored: Arc<Ignored>,
+        budget: Duration,
+    ) -> Self {
+        let mut router = Self::unprobed(addr, local, ignored);
+        let mut probes = router.start_probes();
+        let deadline = Instant::now() + budget;
+        while let Ok(Some(done)) = tokio::time::timeout_at(deadline, probes.join_next()).await {
+            if let Ok(r) = done {
+                router.merge(r);
+            }
+        }
+        router
+    }
+
     /// Protocols that answered, in the order they are tried.
     pub fn methods(&self) -> Vec<Method> {
         let mut m = Vec::new();

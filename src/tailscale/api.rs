@@ -2,7 +2,8 @@
 //! a missing field we rely on is an error naming it. Pure: no I/O, fuzzed.
 //!
 //! Field names follow tailscale's Go structs (`ipnstate.Status`,
-//! `ipnstate.PeerStatus`, `ipnstate.PingResult`, `ipn.Prefs`, `ipn.Notify`).
+//! `ipnstate.PeerStatus`, `ipnstate.PingResult`, `ipn.Prefs`, `ipn.Notify`,
+//! and `tailcfg.DERPMap` through netcheck's own decoder).
 
 use std::collections::BTreeMap;
 
@@ -257,6 +258,24 @@ pub fn decode_ping(body: &[u8]) -> Result<PingResult, DecodeError> {
 /// Decode a prefs answer.
 pub fn decode_prefs(body: &[u8]) -> Result<Prefs, DecodeError> {
     decode("prefs", body)
+}
+
+/// Decode a `GET /localapi/v0/derpmap` answer with netcheck's DERP map
+/// decoder. tailscaled encodes its map as is, and before it has one (never
+/// logged in, no netmap yet) the map is Go's nil pointer: `null`, which is
+/// `Ok(None)` here rather than an error.
+pub fn decode_derp_map(
+    body: &[u8],
+) -> Result<Option<crate::netcheck::derpmap::DerpMap>, DecodeError> {
+    if body.trim_ascii() == b"null" {
+        return Ok(None);
+    }
+    crate::netcheck::derpmap::decode(body)
+        .map(Some)
+        .map_err(|e| DecodeError::Json {
+            what: "derpmap",
+            message: e.to_string(),
+        })
 }
 
 /// Decode one watch-ipn-bus message.

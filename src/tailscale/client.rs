@@ -13,6 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
 use crate::http_client::{read_body, BodyError, ConnectionTask};
+use crate::netcheck::derpmap::DerpMap;
 
 use super::api::{self, DecodeError, PingResult, Prefs, TsStatus, MAX_BODY};
 
@@ -214,6 +215,15 @@ impl LocalApi {
     pub async fn status(&self) -> Result<TsStatus, LocalApiError> {
         let body = self.get("status", "/localapi/v0/status").await?;
         Ok(api::decode_status(&body)?)
+    }
+
+    /// `GET /localapi/v0/derpmap`: the DERP map tailscaled itself uses (what
+    /// `tailscale debug derp-map` prints and `tailscale netcheck` probes),
+    /// decoded, with the body as received so a caller can keep a copy.
+    /// `Ok(None)` while tailscaled has no map yet (it answers `null`).
+    pub async fn derp_map(&self) -> Result<Option<(DerpMap, Bytes)>, LocalApiError> {
+        let body = self.get("derpmap", "/localapi/v0/derpmap").await?;
+        Ok(api::decode_derp_map(&body)?.map(|m| (m, body)))
     }
 
     /// `GET /localapi/v0/prefs`.

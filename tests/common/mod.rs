@@ -45,14 +45,20 @@ pub fn config_in(dir: &Path) -> String {
         .join("\n")
 }
 
+/// The lab's two STUN servers (tests/lab/lab.sh, coturn).
+pub const LAB_STUN_SERVERS: &str = "[\"203.0.113.10:3478\", \"203.0.113.11:3478\"]";
+
 /// The example config with state and sockets moved into `dir` (tailscaled's
-/// socket too: a test that drives a lab tailscaled sets it), everything else
-/// on: only for daemons inside lab namespaces.
+/// socket too: a test that drives a lab tailscaled sets it) and the lab's
+/// STUN servers (the example names none), everything else on: only for
+/// daemons inside lab namespaces.
 pub fn lab_config_in(dir: &Path) -> String {
     example_config()
         .lines()
         .map(|l| {
-            if l.starts_with("socket = \"/run/tailscale/") {
+            if l.starts_with("stun_servers =") {
+                format!("stun_servers = {LAB_STUN_SERVERS}")
+            } else if l.starts_with("socket = \"/run/tailscale/") {
                 format!("socket = \"{}\"", dir.join("no-tailscaled.sock").display())
             } else if l.starts_with("state_dir =") {
                 format!("state_dir = \"{}\"", dir.join("state").display())

@@ -82,3 +82,70 @@ fn versions() {
     assert_eq!(version_major_minor("1.60"), Some((1, 60)));
     assert_eq!(version_major_minor("dev"), None);
 }
+
+/// `GET /localapi/v0/derpmap` of tailscaled 1.98.10 in the lab, joined to
+/// the lab headscale (two STUN-only regions).
+const DERPMAP_1_98: &str = include_str!("../testdata/derpmap-1.98.10.json");
+
+#[test]
+fn real_derp_map_decodes() {
+    let m = decode_derp_map(DERPMAP_1_98.as_bytes()).unwrap().unwrap();
+    let targets = crate::netcheck::derpmap::stun_targets(&m);
+    let got: Vec<(u16, &str, String, u16)> = targets
+        .iter()
+        .map(|t| {
+            (
+                t.region_id,
+                t.region_code.as_str(),
+                format!("{:?}", t.ipv4),
+                t.port,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (900, "lab-a", "Some(203.0.113.10)".to_string(), 3478),
+            (901, "lab-b", "Some(203.0.113.11)".to_string(), 3478)
+        ]
+    );
+    assert!(targets.iter().all(|t| !t.resolve_ipv6), "IPv6 \"none\"");
+}
+
+/// What the same tailscaled answers before it ever logged in.
+#[test]
+fn derp_map_null_is_no_map_yet() {
+    assert_eq!(decode_derp_map(b"null\n"), Ok(None));
+    assert_eq!(decode_derp_map(b"  null"), Ok(None));
+}
+
+/// tailscaled encodes `tailcfg.DERPMap` as is: nil maps and slices become
+/// `null`, omitempty fields are left out. Optional nulls are absent; a
+/// required field stays required.
+#[test]
+fn derp_map_with_go_nulls() {
+    let body = br#"{
+	"HomeParams": null,
+	"Regions": {
+		"900": {
+			"RegionID": 900,
+			"RegionCode": "lab-a",
+			"RegionName": null,
+			"Nodes": [
+				{"Name": "900a", "RegionID": 900, "HostName": "203.0.113.10",
+				 "IPv4": "203.0.113.10", "IPv6": null, "STUNPort": 3478, "STUNOnly": true}
+			]
+		}
+	}
+}
+"#;
+    let m = decode_derp_map(body).unwrap().unwrap();
+    assert_eq!(m.regions.len(), 1);
+    assert_eq!(m.regions[0].region_code, "lab-a");
+    assert_eq!(m.regions[0].region_name, "");
+    let e =
+        decode_derp_map(br#"{"Regions": {"1": {"RegionID": 1, "Nodes": [{"HostName": null}]}}}"#)
+            .unwrap_err();
+    assert!(e.to_string().contains("HostName is missing"), "{e}");
+    assert!(e.to_string().starts_with("derpmap: "), "{e}");
+}
