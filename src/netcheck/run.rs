@@ -366,14 +366,9 @@ fn choose(targets: &[Target], kind: Kind, last: Option<&Report>) -> Vec<Target> 
     }
 }
 
-/// The filtering test (and the mesh port test, when asked) against the
-/// first IPv4 server that gave an RFC 5780 OTHER-ADDRESS.
 /// The IPv4 servers that offered an RFC 5780 alternate address, in the
 /// order they answered, each once (for portmap's proof).
-fn rfc5780_servers(
-    chosen: &[Target],
-    answers: &[probe::Answer],
-) -> super::servers::Rfc5780Servers {
+fn rfc5780_servers(chosen: &[Target], answers: &[probe::Answer]) -> super::servers::Rfc5780Servers {
     let mut out = Vec::new();
     for a in answers {
         let Some(addr) = chosen.get(a.target).map(|t| t.addr) else {
@@ -390,6 +385,8 @@ fn rfc5780_servers(
     out
 }
 
+/// The filtering test (and the mesh port test, when asked) against the
+/// first IPv4 server that gave an RFC 5780 OTHER-ADDRESS.
 async fn rfc5780(
     chosen: &[Target],
     answers: &[probe::Answer],
