@@ -39,8 +39,13 @@ use actions::Token;
 use limits::{ConnectionLimits, RateLimiter, MAX_TRACKED_CLIENTS};
 use request::Action;
 
-/// How often the counters are published into the status.
+/// How often the counters are published into the status while connections
+/// come and go. Idle, nothing is published and nothing wakes: the counters
+/// can't change without a connection.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// How long after the last connection came or went the publishing goes on
+/// (the heap trim waits for 2 s without a new connection after a burst).
+const ACTIVE_LINGER: Duration = Duration::from_secs(4);
 /// How often an address that could not be bound is tried again (a LAN
 /// address may appear only after DHCP).
 const REBIND_EVERY: Duration = Duration::from_secs(10);
@@ -77,6 +82,8 @@ pub(crate) struct Shared {
     limits: Arc<ConnectionLimits>,
     counters: Arc<Counters>,
     last_refusal_event: Mutex<Option<Instant>>,
+    /// A connection came or went: publish for a while.
+    activity: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -124,9 +131,12 @@ pub async fn run(
             continue;
         }
         let mut generation = Generation::start(&hub, &pokes, cfg, counters.clone());
-        let mut publish = tokio::time::interval(PUBLISH_EVERY);
+        // Publish at once, then only while connections come and go.
+        let mut next_publish = Some(Instant::now());
+        let mut active_until = Instant::now();
         let mut rebind = tokio::time::interval(REBIND_EVERY);
         loop {
+            let rebinding = !generation.failed.is_empty();
             tokio::select! {
                 _ = shutdown.wait() => {
                     generation.stop().await;
@@ -147,13 +157,26 @@ pub async fn run(
                     if r.is_err() { return; }
                     generation.bind_missing(&hub);
                 }
-                _ = rebind.tick() => generation.bind_missing(&hub),
-                _ = publish.tick() => {
+                _ = rebind.tick(), if rebinding => generation.bind_missing(&hub),
+                _ = generation.shared.activity.notified() => {
+                    active_until = Instant::now() + ACTIVE_LINGER;
+                    next_publish.get_or_insert_with(|| Instant::now() + PUBLISH_EVERY);
+                }
+                _ = sleep_until_opt(next_publish) => {
                     generation.trim_after_burst(&mut after_burst);
                     generation.publish(&hub);
+                    let busy = generation.shared.limits.open() > 0 || Instant::now() < active_until;
+                    next_publish = busy.then(|| Instant::now() + PUBLISH_EVERY);
                 }
             }
         }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -197,6 +220,7 @@ impl Generation {
             token_problem,
             counters,
             last_refusal_event: Mutex::new(None),
+            activity: tokio::sync::Notify::new(),
         });
         let mut g = Self {
             shared,

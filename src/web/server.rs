@@ -39,14 +39,18 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: 
     loop {
         tokio::select! {
             _ = stop.wait() => break,
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            Some(_) = conns.join_next(), if !conns.is_empty() => shared.activity.notify_one(),
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => match shared.limits.try_acquire(peer.ip()) {
-                    Ok(guard) => {
-                        conns.spawn(connection(stream, peer, guard, shared.clone(), stop.clone()));
+                Ok((stream, peer)) => {
+                    // The page's counters change: the web actor publishes.
+                    shared.activity.notify_one();
+                    match shared.limits.try_acquire(peer.ip()) {
+                        Ok(guard) => {
+                            conns.spawn(connection(stream, peer, guard, shared.clone(), stop.clone()));
+                        }
+                        Err(refusal) => refuse(stream, refusal, &shared),
                     }
-                    Err(refusal) => refuse(stream, refusal, &shared),
-                },
+                }
                 Err(e) => {
                     tracing::debug!("web: accept failed: {e}");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
