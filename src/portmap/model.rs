@@ -94,8 +94,10 @@ pub struct ProofStatus {
     pub attempts: u64,
     /// Dead mappings found and repaired (deleted and re-added) since start.
     pub dead_repairs: u64,
-    /// Bytes of STUN sent for the proof since start.
+    /// Bytes of STUN sent for the proof since start (UDP payload).
     pub bytes_sent: u64,
+    /// Bytes of STUN received for it since start (UDP payload).
+    pub bytes_received: u64,
 }
 
 /// A mapping as other actors need it (tailscale: re-STUN when it changes).

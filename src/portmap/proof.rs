@@ -26,6 +26,15 @@ const MAX_DATAGRAM: usize = 1500;
 /// Sends per exchange, spread over its budget.
 const TRIES: u32 = 3;
 
+/// UDP payload bytes one proof moved, both ways.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Sent to the server.
+    pub sent: u64,
+    /// Read from the canary socket.
+    pub received: u64,
+}
+
 /// What one proof found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -51,13 +60,13 @@ pub enum Outcome {
 /// Prove that `external_port` on our public address reaches `socket`:
 /// first the changed request (its answer alone settles it), then, if that
 /// stays unanswered, a plain request to tell a dead mapping from a server
-/// that is gone. Bounded by `budget` per exchange; bytes sent are added up.
+/// that is gone. Bounded by `budget` per exchange; the bytes are added up.
 pub async fn prove(
     socket: &UdpSocket,
     server: ProofServer,
     external_port: u16,
     budget: Duration,
-    bytes_sent: &mut u64,
+    traffic: &mut Traffic,
 ) -> Outcome {
     let tid = new_tid();
     let both = ChangeRequest {
@@ -67,7 +76,7 @@ pub async fn prove(
     let Ok(changed) = stun::binding_request_to(&tid, Some(both), Some(external_port)) else {
         return Outcome::Unsupported;
     };
-    match exchange(socket, server.addr, &changed, &tid, budget, bytes_sent).await {
+    match exchange(socket, server.addr, &changed, &tid, budget, traffic).await {
         Reply::Answer { from, mapped, .. } if from.ip() == server.other.ip() => {
             return Outcome::Forwarded { reflexive: mapped }
         }
@@ -80,7 +89,7 @@ pub async fn prove(
     let Ok(plain) = stun::binding_request(&tid, None) else {
         return Outcome::Unsupported;
     };
-    match exchange(socket, server.addr, &plain, &tid, budget, bytes_sent).await {
+    match exchange(socket, server.addr, &plain, &tid, budget, traffic).await {
         Reply::Answer { other: None, .. } => Outcome::Unsupported,
         Reply::Answer { mapped, .. } => Outcome::NotForwarded { reflexive: mapped },
         Reply::Refused => Outcome::Unsupported,
@@ -106,14 +115,14 @@ async fn exchange(
     req: &[u8],
     tid: &TransactionId,
     budget: Duration,
-    bytes_sent: &mut u64,
+    traffic: &mut Traffic,
 ) -> Reply {
     let deadline = Instant::now() + budget;
     let gap = budget / TRIES;
     let mut buf = [0u8; MAX_DATAGRAM];
     for k in 0..TRIES {
         if socket.send_to(req, to).await.is_ok() {
-            *bytes_sent += req.len() as u64;
+            traffic.sent += req.len() as u64;
         }
         let until = if k + 1 == TRIES {
             deadline
@@ -123,6 +132,7 @@ async fn exchange(
         while let Ok(Ok((n, from))) =
             tokio::time::timeout_at(until, socket.recv_from(&mut buf)).await
         {
+            traffic.received += n as u64;
             match stun::decode_binding_response(buf.get(..n).unwrap_or_default(), tid) {
                 Ok(r) => {
                     return Reply::Answer {

@@ -112,7 +112,7 @@ async fn an_answer_through_the_external_port_proves_forwarding() {
     let f = fake_stun(Mode::Rfc5780).await;
     let canary = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = canary.local_addr().unwrap().port();
-    let mut sent = 0;
+    let mut sent = Traffic::default();
     let got = prove(&canary, server(&f), port, BUDGET, &mut sent).await;
     assert_eq!(
         got,
@@ -121,8 +121,12 @@ async fn an_answer_through_the_external_port_proves_forwarding() {
         }
     );
     assert!(
-        sent > 0 && sent < 200,
-        "one request is enough: {sent} bytes"
+        sent.sent > 0 && sent.sent < 200,
+        "one request is enough: {sent:?}"
+    );
+    assert!(
+        sent.received > 0 && sent.received < 200,
+        "one answer: {sent:?}"
     );
 }
 
@@ -134,7 +138,7 @@ async fn an_answer_lost_at_the_external_port_is_a_dead_mapping() {
     let nowhere = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let dead_port = nowhere.local_addr().unwrap().port();
     drop(nowhere);
-    let mut sent = 0;
+    let mut sent = Traffic::default();
     let got = prove(&canary, server(&f), dead_port, BUDGET, &mut sent).await;
     assert_eq!(
         got,
@@ -148,7 +152,7 @@ async fn an_answer_lost_at_the_external_port_is_a_dead_mapping() {
 async fn a_server_without_rfc5780_tells_nothing() {
     let canary = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = canary.local_addr().unwrap().port();
-    let mut sent = 0;
+    let mut sent = Traffic::default();
     let plain = fake_stun(Mode::Plain).await;
     // Its answer comes from the primary address although we asked for the
     // other: CHANGE-REQUEST ignored.
@@ -173,7 +177,7 @@ async fn a_silent_server_tells_nothing_and_the_wait_is_bounded() {
         other: quiet.local_addr().unwrap(),
     };
     let started = Instant::now();
-    let mut sent = 0;
+    let mut sent = Traffic::default();
     assert_eq!(
         prove(&canary, s, port, BUDGET, &mut sent).await,
         Outcome::Silent

@@ -37,6 +37,7 @@ pub(super) struct Counters {
     attempts: u64,
     dead_repairs: u64,
     bytes_sent: u64,
+    bytes_received: u64,
 }
 
 impl Counters {
@@ -47,6 +48,7 @@ impl Counters {
             attempts: self.attempts,
             dead_repairs: self.dead_repairs,
             bytes_sent: self.bytes_sent,
+            bytes_received: self.bytes_received,
             ..ProofStatus::default()
         }
     }
@@ -346,9 +348,11 @@ impl Session {
         self.proof.last_attempt = Some(SystemTime::now());
         let mut why = Vec::new();
         for server in servers {
-            let mut sent = 0;
-            let out = proof::prove(socket, server, external_port, EXCHANGE_BUDGET, &mut sent).await;
-            self.proof.counters.bytes_sent += sent;
+            let mut moved = proof::Traffic::default();
+            let out =
+                proof::prove(socket, server, external_port, EXCHANGE_BUDGET, &mut moved).await;
+            self.proof.counters.bytes_sent += moved.sent;
+            self.proof.counters.bytes_received += moved.received;
             self.proof.server = Some(server.addr);
             match out {
                 Outcome::Unsupported => why.push(format!(
