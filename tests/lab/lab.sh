@@ -118,8 +118,9 @@ set_options() {
         die "LAB_EASY_NAT must be easy or hard (got '$LAB_EASY_NAT')"
     [[ $LAB_CGNAT == yes || $LAB_CGNAT == no ]] || die "LAB_CGNAT must be yes or no (got '$LAB_CGNAT')"
     if [[ -n $LAB_MAX_LEASE ]]; then
-        [[ $LAB_MAX_LEASE =~ ^[0-9]+$ ]] && ((LAB_MAX_LEASE >= 2)) ||
+        if ! [[ $LAB_MAX_LEASE =~ ^[0-9]+$ ]] || ((LAB_MAX_LEASE < 2)); then
             die "LAB_MAX_LEASE must be a number of seconds >= 2 (got '$LAB_MAX_LEASE')"
+        fi
     fi
     if [[ $LAB_CGNAT == yes ]]; then
         HARD_WAN_IP=$CGN_WAN_IP HARD_PUBLIC_IP=$CARRIER_WAN_IP HARD_WAN_GW=$CGN_GW_IP
