@@ -9,6 +9,7 @@
 #   lab.sh reboot-router LABDIR      restart the hard router's miniupnpd/nft state
 #   lab.sh silent-loss LABDIR        the hard router's forwarding rules vanish
 #                                    unannounced (miniupnpd keeps running)
+#                                    (both: LAB_HOLD_SECONDS=N, see hold_inbound)
 #   lab.sh udp-block LABDIR on|off   drop LAN->WAN UDP on the hard router
 #   lab.sh broker LABDIR stop|start  stop or start the MQTT broker (sessions kept)
 #   lab.sh exec LABDIR HOSTKEY cmd…  run cmd in inet|srv|peer|rhard|reasy|
@@ -475,17 +476,81 @@ cmd_reboot_router() {
     LAB_UPNP=$(sed -n 's/^UPNP=//p' "$LABDIR/env")
     LAB_NATPMP=$(sed -n 's/^NATPMP=//p' "$LABDIR/env")
     LAB_PCP=$(sed -n 's/^PCP=//p' "$LABDIR/env")
+    local maps=()
+    mapfile -t maps < <(forwarded_ports)
+    [[ -f $LABDIR/run/hold.proc ]] && stop_record "$LABDIR/run/hold.proc"
     stop_record "$LABDIR/run/miniupnpd.proc"
     nsx rhard nft flush ruleset
     nsx rhard nft -f "$LABDIR/rhard.nft"
+    hold_inbound "${maps[@]}"
     apply_udp_block
     rm -f "$LABDIR/run/miniupnpd.leases"
     if command -v conntrack >/dev/null; then
         nsx rhard conntrack -F 2>/dev/null || true
     fi
     start_miniupnpd
+    start_hold_release "${maps[@]}"
     t1=$(date +%s.%N)
     log "router $(ns rhard) rebooted in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')s"
+}
+
+# forwarded_ports: "udp 41641" lines, one per DNAT rule miniupnpd holds.
+forwarded_ports() {
+    # miniupnpd 2.3.1 writes e.g. `iif "wan0" @nh,72,8 0x11 th dport 41641
+    # dnat ip to 10.77.0.10:41641` (0x11: UDP, 0x6: TCP)
+    nsx rhard nft list chain inet filter prerouting_miniupnpd 2>/dev/null | awk '/dnat/ {
+        p = ""; if ($0 ~ /0x11 |udp dport/) p = "udp"; else if ($0 ~ /0x0?6 |tcp dport/) p = "tcp"
+        if (p != "" && match($0, /dport [0-9]+/)) print p, substr($0, RSTART + 6, RLENGTH - 6)
+    }'
+}
+
+# LAB_HOLD_SECONDS=N (reboot-router, silent-loss): an idealised router that
+# never lets a peer lock itself out. A packet that reaches a Linux router
+# for a port with no forwarding creates a conntrack flow to the router
+# itself, and every further packet of that peer keeps it (30 s UDP timeout),
+# so the peer stays locked out after the forwarding is back. With a hold,
+# WAN packets to the ports that were forwarded are dropped before conntrack
+# sees them until miniupnpd forwards that port again, or N seconds pass.
+# hold_inbound "PROTO PORT"...: install the drop.
+hold_inbound() {
+    local secs=${LAB_HOLD_SECONDS:-0} m proto port udp=() tcp=() rules=""
+    [[ $secs =~ ^[0-9]+$ ]] || die "LAB_HOLD_SECONDS must be whole seconds (got '$secs')"
+    ((secs > 0 && $# > 0)) || return 0
+    for m in "$@"; do
+        read -r proto port <<<"$m"
+        if [[ $proto == udp ]]; then udp+=("$port"); else tcp+=("$port"); fi
+    done
+    ((${#udp[@]})) && rules+="iifname \"$HARD_WAN_IF\" udp dport { $(IFS=,; echo "${udp[*]}") } drop"$'\n'
+    ((${#tcp[@]})) && rules+="iifname \"$HARD_WAN_IF\" tcp dport { $(IFS=,; echo "${tcp[*]}") } drop"$'\n'
+    nsx rhard nft -f - <<EOF
+table inet lab_hold {
+    chain pre {
+        type filter hook prerouting priority raw - 10; policy accept;
+$rules    }
+}
+EOF
+    log "holding inbound to ${*} on $(ns rhard) until forwarded again (at most ${secs}s)"
+}
+
+# start_hold_release "PROTO PORT"...: background watcher (run/hold.proc) that
+# removes the hold once every port is forwarded again, bounded.
+start_hold_release() {
+    local secs=${LAB_HOLD_SECONDS:-0}
+    ((secs > 0 && $# > 0)) || return 0
+    nsx rhard nft list table inet lab_hold >/dev/null 2>&1 || return 0
+    [[ -f $LABDIR/run/hold.proc ]] && stop_record "$LABDIR/run/hold.proc"
+    # shellcheck disable=SC2016 # expanded by the watcher's bash
+    start_daemon hold rhard bash -c '
+        n=$1; shift
+        for ((i = 0; i < n * 10; i++)); do
+            rules=$(nft list chain inet filter prerouting_miniupnpd 2>/dev/null)
+            back=1
+            for p in "$@"; do grep -q "dport ${p#* } dnat" <<<"$rules" || back=0; done
+            if ((back)); then echo "forwarding back after $((i / 10)).$((i % 10))s"; break; fi
+            sleep 0.1
+        done
+        nft delete table inet lab_hold 2>/dev/null || true
+        echo "hold released"' hold "$secs" "$@"
 }
 
 # silent-loss: the hard router loses its port forwardings without telling
@@ -498,14 +563,9 @@ cmd_reboot_router() {
 cmd_silent_loss() {
     init_lab "$1"
     [[ -f $LABDIR/env ]] || die "no lab in $LABDIR"
-    local rules c proto port maps=()
-    rules=$(nsx rhard nft list chain inet filter prerouting_miniupnpd)
-    # miniupnpd 2.3.1 writes e.g. `iif "wan0" @nh,72,8 0x11 th dport 41641
-    # dnat ip to 10.77.0.10:41641` (0x11: UDP, 0x6: TCP)
-    mapfile -t maps < <(awk '/dnat/ {
-        p = ""; if ($0 ~ /0x11 |udp dport/) p = "udp"; else if ($0 ~ /0x0?6 |tcp dport/) p = "tcp"
-        if (p != "" && match($0, /dport [0-9]+/)) print p, substr($0, RSTART + 6, RLENGTH - 6)
-    }' <<<"$rules")
+    local c proto port maps=()
+    mapfile -t maps < <(forwarded_ports)
+    hold_inbound "${maps[@]}"
     for c in miniupnpd prerouting_miniupnpd postrouting_miniupnpd; do
         nsx rhard nft flush chain inet filter "$c"
     done
@@ -522,6 +582,7 @@ cmd_silent_loss() {
     else
         log "conntrack(8) missing: established flows through the forwardings survive"
     fi
+    start_hold_release "${maps[@]}"
     log "router $(ns rhard) silently lost its forwardings (${#maps[@]} mapped port(s): ${maps[*]:-none}); miniupnpd still runs"
 }
 
