@@ -33,14 +33,21 @@
 # Scenarios (FIELD_SCENARIOS), each in every relay setting and mode:
 #   join    C boots and joins; A tries at once. Event: C's `tailscale up` done.
 #   reboot  A and C quiet FIELD_QUIET_SECONDS (past tailscaled's 45 s session
-#           timeout), `lab.sh reboot-router`, A tries 1 s after it returned.
-#           Event: the router is back.
+#           timeout), `lab.sh reboot-router`, A tries FIELD_REBOOT_WAIT_SECONDS
+#           (3) after it returned. Event: the router is back.
 #   loss    A and C quiet FIELD_QUIET_SECONDS, `lab.sh silent-loss` (the
 #           router's forwardings vanish, miniupnpd keeps running and
 #           announces nothing), A tries FIELD_LOSS_WAIT_SECONDS later (default
-#           verify_interval + 1: a peer that pokes at the dead mapping earlier
-#           creates a conntrack flow to the router itself that outlives the
-#           repair). Event: the loss.
+#           verify_interval + 3). Event: the loss.
+#           Why A waits in both: a packet that reaches the router while no
+#           forwarding exists creates a conntrack flow to the router itself,
+#           and every further packet of that peer keeps it alive (30 s UDP
+#           timeout): the peer stays locked out after the repair, whatever C
+#           does. The "dead" column says whether C's router held such a flow
+#           at the end of the window. FIELD_HOLD_SECONDS=N (default 0) makes
+#           the router an idealised one that never locks a peer out (lab.sh
+#           LAB_HOLD_SECONDS: inbound to the lost ports is dropped before
+#           conntrack until they are forwarded again, at most N s).
 #   lease   a lab whose router grants PCP leases of FIELD_LEASE_SECONDS (120)
 #           at most, UPnP and NAT-PMP off (miniupnpd 2.3.1 caps PCP only);
 #           C joins and stays idle FIELD_LEASE_IDLE_SECONDS (600), then A
@@ -85,7 +92,9 @@ QUIET=${FIELD_QUIET_SECONDS:-50}
 LEASE=${FIELD_LEASE_SECONDS:-120}
 LEASE_IDLE=${FIELD_LEASE_IDLE_SECONDS:-600}
 VERIFY=${FIELD_VERIFY_INTERVAL:-30}
-LOSS_WAIT=${FIELD_LOSS_WAIT_SECONDS:-$((VERIFY + 1))}
+LOSS_WAIT=${FIELD_LOSS_WAIT_SECONDS:-$((VERIFY + 3))}
+REBOOT_WAIT=${FIELD_REBOOT_WAIT_SECONDS:-3}
+HOLD=${FIELD_HOLD_SECONDS:-0}
 PARALLEL=${FIELD_PARALLEL:-2}
 BIN=${EDGEREACH_BIN:-$ROOT/target/release/edgereach}
 OUT=${FIELD_OUT:-$(mktemp -d -t edgereach-field.XXXXXX)}
@@ -97,7 +106,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces)"
 [[ -x $BIN ]] || die "no edgereach binary at $BIN (cargo build --release, or set EDGEREACH_BIN)"
-for v in TRY LINGER QUIET LEASE LEASE_IDLE VERIFY LOSS_WAIT PARALLEL; do
+for v in TRY LINGER QUIET LEASE LEASE_IDLE VERIFY LOSS_WAIT REBOOT_WAIT HOLD PARALLEL; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "FIELD_* durations and FIELD_PARALLEL are whole numbers ($v=${!v})"
 done
 [[ $GAP =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "FIELD_TRY_GAP must be seconds (got '$GAP')"
@@ -188,7 +197,7 @@ first_direct() {
 # replies. Runs in the job's shell (not in $(...)), so job_exit sees the PIDs.
 try_from_a() {
     local name=$1 tref=$2 delay=$3 tries=0 replies=0 out end direct="" stop_at="" secs c a outcome p
-    local first_reply=- reply_after_direct=0
+    local first_reply=- reply_after_direct=0 dead
     local fc=$LABDIR/counters-$1-c.txt fa=$LABDIR/counters-$1-a.txt stop=$LABDIR/counters-$1.stop
     local window=$((delay + TRY + LINGER + 5))
     : >"$fc"
@@ -222,6 +231,18 @@ try_from_a() {
     SAMPLER_PIDS=""
     direct=$(first_direct "$tref" "$fc" "$fa")
     c=$(packets gwhard) a=$(packets gweasy)
+    {   # what the routers held at the end of the window, for the record
+        echo "== $name: rhard forwardings"
+        lx rhard nft list chain inet filter prerouting_miniupnpd 2>&1 || true
+        for k in rhard reasy carrier; do
+            [[ $k != carrier || $(labenv CGNAT) == yes ]] || continue
+            echo "== $name: $k udp conntrack"
+            lx "$k" conntrack -L -p udp 2>/dev/null || true
+        done
+    } >>"$LABDIR/diag.txt" 2>&1
+    # a flow from A's site to the mapped port that the router answered itself
+    dead=$(lx rhard conntrack -L -p udp --orig-dst "$(labenv HARD_WAN_IP)" --orig-port-dst "$TS_PORT" \
+        --reply-src "$(labenv HARD_WAN_IP)" 2>/dev/null | grep -c "src=$(labenv EASY_PUBLIC_IP) " || true)
     if [[ -n $direct ]]; then
         outcome=direct secs=$direct
     elif ((replies > 0)); then
@@ -229,9 +250,9 @@ try_from_a() {
     else
         outcome=no-path secs=-
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$MODE" "$RELAY" "$name" "$outcome" "$secs" \
-        "$c" "$a" "$tries" "$replies" "$first_reply" >>"$RES"
-    log "$JOB: $name: $outcome ${secs}s, packets C $c A $a, $tries tries, $replies replies (first ${first_reply}s)"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$MODE" "$RELAY" "$name" "$outcome" "$secs" \
+        "$c" "$a" "$tries" "$replies" "$first_reply" "$dead" >>"$RES"
+    log "$JOB: $name: $outcome ${secs}s, packets C $c A $a, $tries tries, $replies replies (first ${first_reply}s), dead flows $dead"
 }
 
 er_status() { lx gwhard "$BIN" status --json --config "$LABDIR/er/edgereach.toml" 2>/dev/null; }
@@ -304,15 +325,15 @@ run_job() {
         if wants reboot; then
             log "$JOB: A and C quiet ${QUIET}s, then the router reboots"
             snooze "$QUIET"
-            "$LAB" reboot-router "$LABDIR"
+            LAB_HOLD_SECONDS=$HOLD "$LAB" reboot-router "$LABDIR"
             reset_counters
             tref=$(now)
-            try_from_a reboot "$tref" 1
+            try_from_a reboot "$tref" "$REBOOT_WAIT"
         fi
         if wants loss; then
             log "$JOB: A and C quiet ${QUIET}s, then the router silently loses its forwardings"
             snooze "$QUIET"
-            "$LAB" silent-loss "$LABDIR"
+            LAB_HOLD_SECONDS=$HOLD "$LAB" silent-loss "$LABDIR"
             reset_counters
             tref=$(now)
             try_from_a loss "$tref" "$LOSS_WAIT"
@@ -411,12 +432,12 @@ for m in with without; do
         done
     done
 done
-printf '\n%-9s %-8s %-6s %-8s %-10s %-9s %-9s %-12s %s\n' edgereach scenario relay outcome \
-    "direct (s)" "pkts on C" "pkts on A" "replies" "first reply (s)"
-while IFS=$'\t' read -r mode relay scen outcome secs c a tries replies first; do
-    printf '%-9s %-8s %-6s %-8s %-10s %-9s %-9s %-12s %s\n' "$mode" "$scen" "$relay" "$outcome" \
-        "$secs" "$c" "$a" "$replies/$tries" "$first"
+printf '\n%-9s %-8s %-6s %-8s %-10s %-9s %-9s %-12s %-16s %s\n' edgereach scenario relay outcome \
+    "direct (s)" "pkts on C" "pkts on A" "replies" "first reply (s)" dead
+while IFS=$'\t' read -r mode relay scen outcome secs c a tries replies first dead; do
+    printf '%-9s %-8s %-6s %-8s %-10s %-9s %-9s %-12s %-16s %s\n' "$mode" "$scen" "$relay" "$outcome" \
+        "$secs" "$c" "$a" "$replies/$tries" "$first" "$dead"
 done <"$OUT/results.tsv"
-printf '\nresults: %s\n(mode relay scenario outcome direct_s pkts_C pkts_A tries replies first_reply_s)\n' \
-    "$OUT/results.tsv"
+printf '\nrouter lockout hold: %s s (FIELD_HOLD_SECONDS)\nresults: %s\n(mode relay scenario outcome direct_s pkts_C pkts_A tries replies first_reply_s dead_flows)\n' \
+    "$HOLD" "$OUT/results.tsv"
 [[ $rc -eq 0 ]] || die "a lab failed; logs in $OUT/*.log"
