@@ -7,16 +7,34 @@
 #   lab.sh up LABDIR                 build (LABDIR: existing, empty)
 #   lab.sh down LABDIR               tear down (idempotent)
 #   lab.sh reboot-router LABDIR      restart the hard router's miniupnpd/nft state
+#   lab.sh silent-loss LABDIR        the hard router's forwarding rules vanish
+#                                    unannounced (miniupnpd keeps running)
+#                                    (both: LAB_HOLD_SECONDS=N, see hold_inbound)
 #   lab.sh udp-block LABDIR on|off   drop LAN->WAN UDP on the hard router
 #   lab.sh broker LABDIR stop|start  stop or start the MQTT broker (sessions kept)
 #   lab.sh exec LABDIR HOSTKEY cmd…  run cmd in inet|srv|peer|rhard|reasy|
-#                                    gwhard|gwhard2|gweasy
+#                                    gwhard|gwhard2|gweasy (and carrier with
+#                                    LAB_CGNAT=yes)
 #   lab.sh leftovers LABDIR          exit 1 if namespaces/processes remain
 #
 # Env for `up`: LAB_UPNP, LAB_NATPMP, LAB_PCP = yes|no (default yes),
 # LAB_LAN=doc|private (LAN addresses: 192.0.2.0/24 or 10.77.0.0/24), and
 # LAB_FAIL_AT=namespaces|links|nft|coturn|mosquitto|miniupnpd|env to simulate
-# a failure at that stage (tests the cleanup path).
+# a failure at that stage (tests the cleanup path). Field-scenario options
+# (defaults keep the lab as it always was):
+#   LAB_EASY_NAT=easy|hard  hard: the second router masquerades fully-random
+#                           (endpoint-dependent mapping) for its LAN sources
+#                           too, like the hard router; it has no miniupnpd.
+#   LAB_MAX_LEASE=SECONDS   miniupnpd's max_lifetime (min_lifetime is set
+#                           below it). miniupnpd 2.3.1 caps only PCP leases
+#                           with it: NAT-PMP and UPnP get what they ask for, so
+#                           a short-lease router is LAB_UPNP=no LAB_NATPMP=no.
+#   LAB_CGNAT=yes|no        carrier-grade NAT above the hard router: its WAN is
+#                           100.127.3.2 (in 100.64.0.0/10) behind one more
+#                           namespace, "carrier", which masquerades fully-random
+#                           onto 203.0.113.4 and drops unsolicited inbound.
+#                           miniupnpd then reports 100.127.3.2 as the external
+#                           address (see gen_miniupnpd_conf).
 # miniupnpd 2.3.1 has only enable_upnp and enable_natpmp; the latter turns on
 # NAT-PMP AND PCP together (one socket, UDP 5351; `enable_pcp_pmp` is a later
 # alias). LAB_NATPMP/LAB_PCP=no therefore drop that protocol's version byte in
@@ -33,6 +51,11 @@ source "$HERE/lab-proc.sh"
 INET_IP=203.0.113.1 HARD_WAN_IP=203.0.113.2 EASY_WAN_IP=203.0.113.3
 STUN1_IP=203.0.113.10 STUN2_IP=203.0.113.11 MQTT_IP=203.0.113.20
 PEER_IP=203.0.113.50 INET_NET=203.0.113.0/24
+# LAB_CGNAT=yes: the carrier's public address, and the shared address space
+# (RFC 6598) between carrier and hard router. 100.127.x, not 100.64.0.x:
+# headscale hands out tailnet addresses from 100.64.0.1 upwards.
+CARRIER_WAN_IP=203.0.113.4 CGN_GW_IP=100.127.3.1 CGN_WAN_IP=100.127.3.2
+CGN_STUN2_IP=100.127.3.3 CGN_NET=100.127.3.0/24 CGN_IF=cgn0
 # LANs: documentation addresses by default; LAB_LAN=private puts both LANs in
 # RFC 1918 space, as at real sites (tailscaled's own port mapper only talks to
 # a private default gateway, so the field scenario needs it).
@@ -52,10 +75,12 @@ UPNP_HTTP_PORT=5000 NATPMP_PORT=5351
 HARD_WAN_IF=wan0 HARD_LAN_IF=br-lan EASY_WAN_IF=wan0 EASY_LAN_IF=lan0 HOST_IF=eth0
 HOSTKEYS=(inet srv peer rhard reasy gwhard gwhard2 gweasy)
 # Written to LABDIR/env as NAME=value (plus NS_*, STUN1/2, MQTT, options).
+# HARD_PUBLIC_IP/EASY_PUBLIC_IP: the site's address as the internet sees it
+# (HARD_WAN_IP, or the carrier's with LAB_CGNAT=yes).
 ENV_VARS=(INET_IP INET_NET HARD_WAN_IP HARD_WAN_IF HARD_LAN_IF HARD_LAN_GW HARD_LAN_NET
     GWHARD_IP GWHARD2_IP EASY_WAN_IP EASY_WAN_IF EASY_LAN_IF EASY_LAN_GW EASY_LAN_NET
     GWEASY_IP STUN1_IP STUN2_IP STUN_PORT STUN_ALT_PORT MQTT_IP MQTT_PORT PEER_IP
-    UPNP_HTTP_PORT NATPMP_PORT)
+    UPNP_HTTP_PORT NATPMP_PORT HARD_PUBLIC_IP EASY_PUBLIC_IP)
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -73,12 +98,38 @@ init_lab() {
         LAB_ID=$(cat "$LABDIR/lab.id")
     fi
     PFX="$LAB_ID-"
-    # Later commands use the LANs the lab was built with.
+    # Later commands use the LANs and options the lab was built with.
     if [[ -f $LABDIR/env ]] && grep -qx 'LAN=private' "$LABDIR/env"; then
         set_lans private
     else
         set_lans "${LAB_LAN:-doc}"
     fi
+    if [[ -f $LABDIR/env ]]; then
+        LAB_CGNAT=$(sed -n 's/^CGNAT=//p' "$LABDIR/env")
+        LAB_EASY_NAT=$(sed -n 's/^EASY_NAT=//p' "$LABDIR/env")
+        LAB_MAX_LEASE=$(sed -n 's/^MAX_LEASE=//p' "$LABDIR/env")
+    fi
+    set_options
+}
+
+# set_options: validate the field-scenario options and derive addresses.
+set_options() {
+    LAB_EASY_NAT=${LAB_EASY_NAT:-easy} LAB_CGNAT=${LAB_CGNAT:-no} LAB_MAX_LEASE=${LAB_MAX_LEASE:-}
+    [[ $LAB_EASY_NAT == easy || $LAB_EASY_NAT == hard ]] ||
+        die "LAB_EASY_NAT must be easy or hard (got '$LAB_EASY_NAT')"
+    [[ $LAB_CGNAT == yes || $LAB_CGNAT == no ]] || die "LAB_CGNAT must be yes or no (got '$LAB_CGNAT')"
+    if [[ -n $LAB_MAX_LEASE ]]; then
+        if ! [[ $LAB_MAX_LEASE =~ ^[0-9]+$ ]] || ((LAB_MAX_LEASE < 2)); then
+            die "LAB_MAX_LEASE must be a number of seconds >= 2 (got '$LAB_MAX_LEASE')"
+        fi
+    fi
+    if [[ $LAB_CGNAT == yes ]]; then
+        HARD_WAN_IP=$CGN_WAN_IP HARD_PUBLIC_IP=$CARRIER_WAN_IP HARD_WAN_GW=$CGN_GW_IP
+        [[ " ${HOSTKEYS[*]} " == *" carrier "* ]] || HOSTKEYS+=(carrier)
+    else
+        HARD_PUBLIC_IP=$HARD_WAN_IP HARD_WAN_GW=$INET_IP
+    fi
+    EASY_PUBLIC_IP=$EASY_WAN_IP
 }
 
 ns() { printf '%s%s' "$PFX" "$1"; }
@@ -161,9 +212,11 @@ build_topology() {
     # fake internet: one bridge all WAN sides attach to
     bridge inet br0
     addr inet br0 "$INET_IP/24"
-    for k in srv peer rhard reasy; do
+    local uplinks=(srv peer reasy)
+    if [[ $LAB_CGNAT == yes ]]; then uplinks+=(carrier); else uplinks+=(rhard); fi
+    for k in "${uplinks[@]}"; do
         local ifn=$HOST_IF
-        [[ $k == rhard || $k == reasy ]] && ifn=wan0
+        [[ $k == rhard || $k == reasy || $k == carrier ]] && ifn=wan0
         veth "$k" "$ifn" inet "p-$k"
         attach inet "p-$k" br0
     done
@@ -173,9 +226,22 @@ build_topology() {
     addr peer "$HOST_IF" "$PEER_IP/24"
     for k in srv peer; do defroute "$k" "$INET_IP"; done
 
+    if [[ $LAB_CGNAT == yes ]]; then
+        # carrier: public address on the fake internet, the hard router's WAN
+        # in shared address space below it (plus a second address for the
+        # carrier-side STUN server miniupnpd checks against)
+        addr carrier wan0 "$CARRIER_WAN_IP/24"
+        defroute carrier "$INET_IP"
+        veth carrier "$CGN_IF" rhard "$HARD_WAN_IF"
+        addr carrier "$CGN_IF" "$CGN_GW_IP/24"
+        addr carrier "$CGN_IF" "$CGN_STUN2_IP/24"
+        nsx carrier sysctl -qw net.ipv4.ip_forward=1
+        addr rhard "$HARD_WAN_IF" "$CGN_WAN_IP/24"
+    else
+        addr rhard "$HARD_WAN_IF" "$HARD_WAN_IP/24"
+    fi
     # hard router: LAN bridge with two gateways behind it
-    addr rhard "$HARD_WAN_IF" "$HARD_WAN_IP/24"
-    defroute rhard "$INET_IP"
+    defroute rhard "$HARD_WAN_GW"
     bridge rhard "$HARD_LAN_IF"
     addr rhard "$HARD_LAN_IF" "$HARD_LAN_GW/26"
     veth rhard l-gw1 gwhard "$HOST_IF"
@@ -204,6 +270,10 @@ load_firewalls() {
     gen_reasy_nft "$LABDIR/reasy.nft"
     nsx rhard nft -f "$LABDIR/rhard.nft"
     nsx reasy nft -f "$LABDIR/reasy.nft"
+    if [[ $LAB_CGNAT == yes ]]; then
+        gen_carrier_nft "$LABDIR/carrier.nft"
+        nsx carrier nft -f "$LABDIR/carrier.nft"
+    fi
     maybe_fail nft
 }
 
@@ -221,6 +291,22 @@ coturn_ready() {
     daemon_alive coturn || die "coturn exited; see $LABDIR/logs/coturn.log"
     listening srv u "$STUN1_IP" "$STUN_PORT" && listening srv u "$STUN2_IP" "$STUN_PORT" &&
         listening srv u "$STUN1_IP" "$STUN_ALT_PORT"
+}
+
+# LAB_CGNAT=yes: a STUN server on the carrier's inside, for miniupnpd's check
+# only (see gen_miniupnpd_conf).
+start_coturn_cgn() {
+    [[ $LAB_CGNAT == yes ]] || return 0
+    local args
+    mapfile -t args < <(coturn_args "$CGN_GW_IP" "$CGN_STUN2_IP" cgn)
+    start_daemon coturn-cgn carrier turnserver "${args[@]}"
+    wait_until 10 "carrier coturn on $CGN_GW_IP:$STUN_PORT" coturn_cgn_ready
+}
+
+coturn_cgn_ready() {
+    daemon_alive coturn-cgn || die "coturn-cgn exited; see $LABDIR/logs/coturn-cgn.log"
+    listening carrier u "$CGN_GW_IP" "$STUN_PORT" && listening carrier u "$CGN_STUN2_IP" "$STUN_PORT" &&
+        listening carrier u "$CGN_GW_IP" "$STUN_ALT_PORT"
 }
 
 start_mosquitto() {
@@ -285,6 +371,10 @@ write_env() {
         printf 'GW_IF=%s\nSTUN1=%s:%s\nSTUN2=%s:%s\nMQTT=%s:%s\n' "$HOST_IF" \
             "$STUN1_IP" "$STUN_PORT" "$STUN2_IP" "$STUN_PORT" "$MQTT_IP" "$MQTT_PORT"
         printf 'UPNP=%s\nNATPMP=%s\nPCP=%s\nLAN=%s\n' "$LAB_UPNP" "$LAB_NATPMP" "$LAB_PCP" "$LAB_LAN"
+        printf 'EASY_NAT=%s\nCGNAT=%s\nMAX_LEASE=%s\n' "$LAB_EASY_NAT" "$LAB_CGNAT" "$LAB_MAX_LEASE"
+        if [[ $LAB_CGNAT == yes ]]; then
+            printf 'CARRIER_WAN_IP=%s\nCGN_GW_IP=%s\nCGN_NET=%s\n' "$CARRIER_WAN_IP" "$CGN_GW_IP" "$CGN_NET"
+        fi
         printf 'MINIUPNPD_CONF=%s\nLEASE_FILE=%s\nLOGDIR=%s\n' "$LABDIR/miniupnpd.conf" \
             "$LABDIR/run/miniupnpd.leases" "$LABDIR/logs"
     } >"$LABDIR/env.tmp"
@@ -326,12 +416,14 @@ cmd_up() {
     build_topology
     load_firewalls
     start_coturn # first: miniupnpd's ext_stun_host check needs it
+    start_coturn_cgn
     start_mosquitto
     start_miniupnpd
     write_env
     maybe_fail env
     UP_DONE=1
-    log "lab $LAB_ID up in $((SECONDS - t0))s (UPnP=$LAB_UPNP NAT-PMP=$LAB_NATPMP PCP=$LAB_PCP); env: $LABDIR/env"
+    log "lab $LAB_ID up in $((SECONDS - t0))s (UPnP=$LAB_UPNP NAT-PMP=$LAB_NATPMP PCP=$LAB_PCP" \
+        "second router=$LAB_EASY_NAT CGNAT=$LAB_CGNAT max lease=${LAB_MAX_LEASE:-default}); env: $LABDIR/env"
 }
 
 teardown() {
@@ -384,17 +476,114 @@ cmd_reboot_router() {
     LAB_UPNP=$(sed -n 's/^UPNP=//p' "$LABDIR/env")
     LAB_NATPMP=$(sed -n 's/^NATPMP=//p' "$LABDIR/env")
     LAB_PCP=$(sed -n 's/^PCP=//p' "$LABDIR/env")
+    local maps=()
+    mapfile -t maps < <(forwarded_ports)
+    [[ -f $LABDIR/run/hold.proc ]] && stop_record "$LABDIR/run/hold.proc"
     stop_record "$LABDIR/run/miniupnpd.proc"
     nsx rhard nft flush ruleset
     nsx rhard nft -f "$LABDIR/rhard.nft"
+    hold_inbound "${maps[@]}"
     apply_udp_block
     rm -f "$LABDIR/run/miniupnpd.leases"
     if command -v conntrack >/dev/null; then
         nsx rhard conntrack -F 2>/dev/null || true
     fi
     start_miniupnpd
+    start_hold_release "${maps[@]}"
     t1=$(date +%s.%N)
     log "router $(ns rhard) rebooted in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')s"
+}
+
+# forwarded_ports: "udp 41641" lines, one per DNAT rule miniupnpd holds.
+forwarded_ports() {
+    # miniupnpd 2.3.1 writes e.g. `iif "wan0" @nh,72,8 0x11 th dport 41641
+    # dnat ip to 10.77.0.10:41641` (0x11: UDP, 0x6: TCP)
+    nsx rhard nft list chain inet filter prerouting_miniupnpd 2>/dev/null | awk '/dnat/ {
+        p = ""; if ($0 ~ /0x11 |udp dport/) p = "udp"; else if ($0 ~ /0x0?6 |tcp dport/) p = "tcp"
+        if (p != "" && match($0, /dport [0-9]+/)) print p, substr($0, RSTART + 6, RLENGTH - 6)
+    }'
+}
+
+# LAB_HOLD_SECONDS=N (reboot-router, silent-loss): an idealised router that
+# never lets a peer lock itself out. A packet that reaches a Linux router
+# for a port with no forwarding creates a conntrack flow to the router
+# itself, and every further packet of that peer keeps it (30 s UDP timeout),
+# so the peer stays locked out after the forwarding is back. With a hold,
+# WAN packets to the ports that were forwarded are dropped before conntrack
+# sees them until miniupnpd forwards that port again, or N seconds pass.
+# hold_inbound "PROTO PORT"...: install the drop.
+hold_inbound() {
+    local secs=${LAB_HOLD_SECONDS:-0} m proto port udp=() tcp=() rules=""
+    [[ $secs =~ ^[0-9]+$ ]] || die "LAB_HOLD_SECONDS must be whole seconds (got '$secs')"
+    ((secs > 0 && $# > 0)) || return 0
+    for m in "$@"; do
+        read -r proto port <<<"$m"
+        if [[ $proto == udp ]]; then udp+=("$port"); else tcp+=("$port"); fi
+    done
+    ((${#udp[@]})) && rules+="iifname \"$HARD_WAN_IF\" udp dport { $(IFS=,; echo "${udp[*]}") } drop"$'\n'
+    ((${#tcp[@]})) && rules+="iifname \"$HARD_WAN_IF\" tcp dport { $(IFS=,; echo "${tcp[*]}") } drop"$'\n'
+    nsx rhard nft -f - <<EOF
+table inet lab_hold {
+    chain pre {
+        type filter hook prerouting priority raw - 10; policy accept;
+$rules    }
+}
+EOF
+    log "holding inbound to ${*} on $(ns rhard) until forwarded again (at most ${secs}s)"
+}
+
+# start_hold_release "PROTO PORT"...: background watcher (run/hold.proc) that
+# removes the hold once every port is forwarded again, bounded.
+start_hold_release() {
+    local secs=${LAB_HOLD_SECONDS:-0}
+    ((secs > 0 && $# > 0)) || return 0
+    nsx rhard nft list table inet lab_hold >/dev/null 2>&1 || return 0
+    [[ -f $LABDIR/run/hold.proc ]] && stop_record "$LABDIR/run/hold.proc"
+    # shellcheck disable=SC2016 # expanded by the watcher's bash
+    start_daemon hold rhard bash -c '
+        n=$1; shift
+        for ((i = 0; i < n * 10; i++)); do
+            rules=$(nft list chain inet filter prerouting_miniupnpd 2>/dev/null)
+            back=1
+            for p in "$@"; do grep -q "dport ${p#* } dnat" <<<"$rules" || back=0; done
+            if ((back)); then echo "forwarding back after $((i / 10)).$((i % 10))s"; break; fi
+            sleep 0.1
+        done
+        nft delete table inet lab_hold 2>/dev/null || true
+        echo "hold released"' hold "$secs" "$@"
+}
+
+# silent-loss: the hard router loses its port forwardings without telling
+# anyone: miniupnpd's nft chains are flushed behind its back (it keeps running,
+# keeps its own list, and miniupnpd 2.3.1 keeps answering renewals with
+# success), and the conntrack flows that went through those forwardings are
+# deleted (their NAT bindings would otherwise keep forwarding; a reboot, a WAN
+# reconnect or a firmware cleanup loses them too). Nothing is announced: no
+# PCP ANNOUNCE, no SSDP restart, no epoch change.
+cmd_silent_loss() {
+    init_lab "$1"
+    [[ -f $LABDIR/env ]] || die "no lab in $LABDIR"
+    local c proto port maps=()
+    mapfile -t maps < <(forwarded_ports)
+    hold_inbound "${maps[@]}"
+    for c in miniupnpd prerouting_miniupnpd postrouting_miniupnpd; do
+        nsx rhard nft flush chain inet filter "$c"
+    done
+    if command -v conntrack >/dev/null; then
+        for c in "${maps[@]}"; do
+            read -r proto port <<<"$c"
+            # inbound through the forwarding, and outbound the forwarding's
+            # snat rule gave the mapped port
+            nsx rhard conntrack -D -p "$proto" --orig-dst "$HARD_WAN_IP" --orig-port-dst "$port" \
+                >/dev/null 2>&1 || true
+            nsx rhard conntrack -D -p "$proto" --reply-dst "$HARD_WAN_IP" --reply-port-dst "$port" \
+                >/dev/null 2>&1 || true
+        done
+    else
+        log "conntrack(8) missing: established flows through the forwardings survive"
+    fi
+    start_hold_release "${maps[@]}"
+    log "router $(ns rhard) silently lost its forwardings (${#maps[@]} mapped port(s): ${maps[*]:-none}); miniupnpd still runs"
 }
 
 cmd_udp_block() {
@@ -434,6 +623,7 @@ main() {
         up) cmd_up "$1" ;;
         down) cmd_down "$1" ;;
         reboot-router) cmd_reboot_router "$1" ;;
+        silent-loss) cmd_silent_loss "$1" ;;
         udp-block) cmd_udp_block "$@" ;;
         broker) cmd_broker "$@" ;;
         exec) cmd_exec "$@" ;;
