@@ -116,9 +116,10 @@ impl Proof {
         })
     }
 
-    /// netcheck found other servers: prove now unless already proven.
+    /// netcheck found other servers: prove now unless already proven (a
+    /// double NAT told without a server yet gets the address STUN sees).
     pub(super) fn servers_changed(&mut self) {
-        if matches!(self.state, ProofState::Pending | ProofState::Undecided) {
+        if !matches!(self.state, ProofState::Proven | ProofState::Off) {
             self.next_at = Instant::now();
         }
     }
