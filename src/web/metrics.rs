@@ -123,9 +123,29 @@ pub fn render(s: &Status, now: SystemTime) -> String {
             "Telemetry messages waiting in the outbox.",
             depth as f64,
         );
+        o.one(
+            "edgereach_telemetry_dropped_total",
+            "counter",
+            "Telemetry records dropped because the outbox was full (kept across restarts).",
+            s.telemetry.dropped as f64,
+        );
     }
     web(&mut o, s);
+    o.one(
+        "edgereach_time_seconds",
+        "gauge",
+        "The gateway's clock (Unix time) when /metrics was rendered: \
+         timestamp(edgereach_time_seconds) - edgereach_time_seconds is its skew.",
+        unix_seconds(now),
+    );
     o.0
+}
+
+/// `now` as Unix seconds with millisecond precision (0 before 1970).
+fn unix_seconds(now: SystemTime) -> f64 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as f64 / 1000.0)
+        .unwrap_or(0.0)
 }
 
 fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
@@ -430,5 +450,28 @@ mod tests {
         assert!(text.contains("gateway=\"gw \\\"quoted\\\"\""));
         assert!(text.contains("edgereach_web_rate_limited_total 4"));
         assert!(text.contains("edgereach_reachability{verdict=\"unreachable\"} 1"));
+        assert!(
+            !text.contains("edgereach_telemetry_dropped_total"),
+            "telemetry off"
+        );
+    }
+
+    #[test]
+    fn clock_and_dropped_records_are_exported() {
+        let mut s = crate::web::test_status();
+        s.telemetry.broker = Some("mqtt://broker.invalid:1883".into());
+        s.telemetry.dropped = 7;
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_800_000_000_250);
+        let text = render(&s, now);
+        assert!(
+            text.contains("\nedgereach_telemetry_dropped_total 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE edgereach_telemetry_dropped_total counter"));
+        assert!(
+            text.contains("\nedgereach_time_seconds 1800000000.25\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE edgereach_time_seconds gauge"));
     }
 }

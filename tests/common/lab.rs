@@ -107,6 +107,17 @@ pub struct LabDaemon {
 impl Lab {
     /// Start the daemon in `host` with the example config, `edit` applied.
     pub fn daemon(&self, host: &str, edit: impl Fn(String) -> String) -> LabDaemon {
+        self.daemon_env(host, &[], edit)
+    }
+
+    /// [`Lab::daemon`] with extra environment for the daemon (e.g.
+    /// libfaketime's `LD_PRELOAD` and `FAKETIME`).
+    pub fn daemon_env(
+        &self,
+        host: &str,
+        env: &[(&str, &str)],
+        edit: impl Fn(String) -> String,
+    ) -> LabDaemon {
         let dir = self.dir.path().join(format!("edgereach-{host}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("edgereach.toml");
@@ -125,6 +136,7 @@ impl Lab {
                 "--config",
             ])
             .arg(&config)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -298,5 +310,53 @@ impl Lab {
                 String::from_utf8_lossy(&out.stdout)
             )
         })
+    }
+}
+
+/// Fetches the page's `/metrics` inside a lab host; prints the fetcher's wall
+/// clock first.
+const FETCH_METRICS: &str = "import sys, time, urllib.request
+t = time.time()
+body = urllib.request.urlopen('http://127.0.0.1:8088/metrics', timeout=5).read().decode()
+print(repr(t))
+sys.stdout.write(body)";
+
+impl Lab {
+    /// `/metrics` of the daemon in `host` (its page on 127.0.0.1:8088), or
+    /// None when nothing answers.
+    pub fn metrics(&self, host: &str) -> Option<super::promtest::Capture> {
+        let out = self.exec(host, &["/usr/bin/python3", "-c", FETCH_METRICS]);
+        if !out.status.success() {
+            return None;
+        }
+        let s = String::from_utf8(out.stdout).ok()?;
+        let (wall, text) = s.split_once('\n')?;
+        Some(super::promtest::Capture {
+            wall: wall.trim().parse().ok()?,
+            text: text.to_string(),
+        })
+    }
+
+    /// Poll [`Lab::metrics`] until `pred` holds; panics after `limit`.
+    pub fn wait_metrics(
+        &self,
+        host: &str,
+        what: &str,
+        limit: std::time::Duration,
+        pred: impl Fn(&str) -> bool,
+    ) {
+        let start = std::time::Instant::now();
+        let mut last = None;
+        while start.elapsed() < limit {
+            last = self.metrics(host);
+            if last.as_ref().is_some_and(|c| pred(&c.text)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        panic!(
+            "{host}: {what} not in /metrics within {limit:?}:\n{}",
+            last.map(|c| c.text).unwrap_or_default()
+        );
     }
 }

@@ -231,6 +231,7 @@ pub mod acs;
 pub mod http;
 pub mod lab;
 pub mod mesh;
+pub mod promtest;
 
 /// Whether this is a CI run: `CI` is `true` (any case) or `1`. There a test
 /// that cannot run here fails instead of skipping (`.ci/run` sets `CI=true`).

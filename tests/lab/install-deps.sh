@@ -9,10 +9,14 @@
 set -euo pipefail
 
 # miniupnpd is a transitional "all" package; name the nftables backend so apt
-# never picks miniupnpd-iptables.
+# never picks miniupnpd-iptables. prometheus is only here for its promtool
+# (tests/monitoring_rules.rs checks docs/monitoring/ with it); its server is
+# never started (see policy-rc.d below). faketime runs a lab daemon with a
+# skewed clock for the clock-skew alert.
 PKGS=(miniupnpd miniupnpd-nftables miniupnpc natpmpc coturn mosquitto
       mosquitto-clients nftables iproute2 conntrack tcpdump python3 procps jq file
-      chromium slowhttptest wrk python3-prometheus-client openssl curl dnsmasq-base)
+      chromium slowhttptest wrk python3-prometheus-client openssl curl dnsmasq-base
+      prometheus faketime)
 
 POLICY=/usr/sbin/policy-rc.d
 POLICY_SAVE=/usr/sbin/policy-rc.d.edgereach-save
@@ -83,7 +87,7 @@ install_policy() {
 # it was not started by us and the operator should know.
 report_host_daemons() {
     local name pids
-    for name in miniupnpd turnserver mosquitto; do
+    for name in miniupnpd turnserver mosquitto prometheus; do
         pids=$(pgrep -x "$name" 2>/dev/null | tr '\n' ' ' || true)
         [[ -z $pids ]] || log "note: $name already running (pids: $pids); not ours, left alone"
     done

@@ -174,6 +174,8 @@ struct Session {
     /// Probe answers still to come after the first usable one.
     probes: JoinSet<ProbeResult>,
     boot_id: Option<u32>,
+    /// When a router reboot was last counted (see `repair::ONE_REBOOT`).
+    last_reboot: Option<Instant>,
     held: Vec<Held>,
     next_verify: Instant,
     next_refresh: Instant,
@@ -228,6 +230,7 @@ impl Session {
             router: None,
             probes: JoinSet::new(),
             boot_id: None,
+            last_reboot: None,
             held,
             proof,
             moved: false,

@@ -9,6 +9,12 @@ use crate::portmap::pmp::epoch_says_rebooted;
 use crate::portmap::router::{Grant, Method, UpnpCheck};
 use crate::status::Level;
 
+/// One router reboot shows in several signals within moments: its SSDP
+/// BOOTID, and the epoch of each PCP or NAT-PMP mapping renewed after it
+/// (the mesh mapping and the proof's canary). They are one reboot while
+/// this close to the one counted; no router boots twice this fast.
+pub(super) const ONE_REBOOT: Duration = Duration::from_secs(10);
+
 impl Session {
     /// Make sure mapping `i` is held: create it, renew it (PCP/NAT-PMP renew
     /// is also their check), or look it up on the router (UPnP).
@@ -180,6 +186,11 @@ impl Session {
     }
 
     pub(super) fn router_rebooted(&mut self, why: String) {
+        if self.last_reboot.is_some_and(|t| t.elapsed() < ONE_REBOOT) {
+            tracing::debug!("router {}: {why}; the same reboot, counted", self.gw);
+            return;
+        }
+        self.last_reboot = Some(Instant::now());
         self.hub.update(|s| s.portmap.router_reboots += 1);
         self.hub.emit(
             "portmap",
@@ -351,5 +362,51 @@ impl Session {
             h.grant = None;
             h.reason = Some("released".into());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::status::{GatewayStatus, Status, StatusHub};
+
+    #[tokio::test]
+    async fn one_reboot_seen_three_ways_counts_once() {
+        let hub = StatusHub::new(Status::starting(GatewayStatus {
+            id: "gw".into(),
+            site: String::new(),
+            version: "0".into(),
+            started_at: String::new(),
+            config_path: String::new(),
+            state_dir: String::new(),
+            last_reload: None,
+        }));
+        let mut s = Session::new(
+            hub.clone(),
+            Arc::new(crate::config::Config::default()),
+            Ipv4Addr::new(192, 0, 2, 1),
+            Ipv4Addr::new(192, 0, 2, 10),
+            Arc::new(Default::default()),
+        );
+        s.router_rebooted("SSDP BOOTID 1 -> 2".into());
+        s.router_rebooted("pcp epoch went from 9 to 1".into());
+        s.router_rebooted("pcp epoch went from 9 to 2".into());
+        assert_eq!(hub.snapshot().portmap.router_reboots, 1);
+        let kinds = |h: &StatusHub| {
+            h.snapshot()
+                .events
+                .iter()
+                .filter(|e| e.kind == "router.rebooted")
+                .count()
+        };
+        assert_eq!(kinds(&hub), 1, "one event too");
+        // Another reboot later is counted.
+        s.last_reboot = Instant::now().checked_sub(ONE_REBOOT);
+        s.router_rebooted("SSDP BOOTID 2 -> 3".into());
+        assert_eq!(hub.snapshot().portmap.router_reboots, 2);
+        assert_eq!(kinds(&hub), 2);
     }
 }
