@@ -119,7 +119,11 @@ pub async fn run(
                 s.portmap.health.set(state, Some(reason));
                 s.portmap.mappings.clear();
                 s.portmap.double_nat = None;
-                s.portmap.proof = counters.status(crate::portmap::model::ProofState::Pending);
+                s.portmap.proof = counters.status(if cfg.portmap.enabled && cfg.portmap.prove {
+                    crate::portmap::model::ProofState::Pending
+                } else {
+                    crate::portmap::model::ProofState::Off
+                });
             });
             links.mapped.send_if_modified(|m| {
                 let had = !m.mappings.is_empty();
