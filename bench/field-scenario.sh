@@ -140,6 +140,9 @@ job_exit() {
     local p
     for p in $SNOOZE_PID $SAMPLER_PIDS; do kill -TERM "$p" 2>/dev/null || true; done
     for p in $SNOOZE_PID $SAMPLER_PIDS; do wait "$p" 2>/dev/null || true; done
+    # a finished lab goes at once (logs stay); the EXIT trap of the script
+    # tears every lab down again anyway
+    if [[ -n ${LABDIR:-} ]]; then "$LAB" down "$LABDIR" >/dev/null 2>&1 || true; fi
 }
 
 lx() { "$LAB" exec "$LABDIR" "$@"; }
