@@ -4,7 +4,7 @@
 //! counted on both hosts (see bench/README.md). Run the script by hand for the
 //! full table.
 //!
-//! CI runs these labs, three at a time (about 6 minutes):
+//! CI runs these labs, three at a time (4.5 minutes here):
 //! - std (join, reboot, silent loss) with the DERP relay, with and without
 //!   edgereach; and with edgereach without any relay;
 //! - short leases (PCP only, at most 30 s, C idle 75 s) with the relay, with
