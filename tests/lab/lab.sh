@@ -123,12 +123,15 @@ set_options() {
             die "LAB_MAX_LEASE must be a number of seconds >= 2 (got '$LAB_MAX_LEASE')"
         fi
     fi
+    # HARD_PUBLIC_IP and EASY_PUBLIC_IP reach LABDIR/env through ENV_VARS
+    # shellcheck disable=SC2034
     if [[ $LAB_CGNAT == yes ]]; then
         HARD_WAN_IP=$CGN_WAN_IP HARD_PUBLIC_IP=$CARRIER_WAN_IP HARD_WAN_GW=$CGN_GW_IP
         [[ " ${HOSTKEYS[*]} " == *" carrier "* ]] || HOSTKEYS+=(carrier)
     else
         HARD_PUBLIC_IP=$HARD_WAN_IP HARD_WAN_GW=$INET_IP
     fi
+    # shellcheck disable=SC2034
     EASY_PUBLIC_IP=$EASY_WAN_IP
 }
 
