@@ -17,6 +17,7 @@
 //! the router itself, which A's own heartbeats keep alive; nothing on C can
 //! clear it). Without the hold that race decides the reboot row about every
 //! other run; the bench's full table (no hold) shows it in its "dead" column.
+//! With the hold, A starts trying 1 s after the reboot and 1 s after the loss.
 //!
 //! Asserted, with edgereach: join and reboot direct within 5 s (relay or not),
 //! short leases direct within 5 s of A's first try; the carrier-NAT row is not
@@ -125,6 +126,10 @@ fn field_scenario_with_and_without_edgereach() {
         .env("FIELD_LEASE_IDLE_SECONDS", "75")
         .env("FIELD_VERIFY_INTERVAL", VERIFY_INTERVAL.to_string())
         .env("FIELD_HOLD_SECONDS", "30")
+        // With the hold A cannot lock itself out, so it may start trying at
+        // once: 1 s after the router is back, 1 s after the loss.
+        .env("FIELD_REBOOT_WAIT_SECONDS", "1")
+        .env("FIELD_LOSS_WAIT_SECONDS", "1")
         .env("FIELD_OUT", out_dir.path())
         .output()
         .expect("run bench/field-scenario.sh");
