@@ -52,6 +52,13 @@
 #           at most, UPnP and NAT-PMP off (miniupnpd 2.3.1 caps PCP only);
 #           C joins and stays idle FIELD_LEASE_IDLE_SECONDS (600), then A
 #           tries. Event: A's first try.
+#   rot     a lab whose router speaks UPnP only; A and C quiet
+#           FIELD_QUIET_SECONDS, then `lab.sh silent-loss LABDIR forward`: the
+#           forward rules vanish while the UPnP table (and the DNAT rules)
+#           still list the mapping, "listed and renewed but dead" (tailscale
+#           #21208). Only an end-to-end check sees it; no peer can lock itself
+#           out (its packets die unconfirmed). A tries FIELD_LOSS_WAIT_SECONDS
+#           later. Event: the loss.
 #   cgnat   a lab where C's router sits behind a carrier NAT (LAB_CGNAT=yes):
 #           the router hands out mappings on its 100.64 WAN that lead nowhere.
 #           C joins, A tries at once. Event: C's `tailscale up` done.
@@ -84,7 +91,7 @@ elif [[ -n ${FIELD_DERP:-} ]]; then
 else
     RELAYS="derp none"
 fi
-SCENARIOS=${FIELD_SCENARIOS:-join reboot loss lease cgnat}
+SCENARIOS=${FIELD_SCENARIOS:-join reboot loss rot lease cgnat}
 TRY=${FIELD_TRY_SECONDS:-30}
 GAP=${FIELD_TRY_GAP:-0.5}
 LINGER=${FIELD_LINGER_SECONDS:-3}
@@ -114,7 +121,7 @@ done
 for m in $MODES; do [[ $m == with || $m == without ]] || die "FIELD_MODES: unknown mode '$m'"; done
 for r in $RELAYS; do [[ $r == derp || $r == none ]] || die "FIELD_RELAYS: unknown relay '$r' (derp|none)"; done
 for s in $SCENARIOS; do
-    [[ $s =~ ^(join|reboot|loss|lease|cgnat)$ ]] || die "FIELD_SCENARIOS: unknown scenario '$s'"
+    [[ $s =~ ^(join|reboot|loss|rot|lease|cgnat)$ ]] || die "FIELD_SCENARIOS: unknown scenario '$s'"
 done
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -140,6 +147,9 @@ job_exit() {
     local p
     for p in $SNOOZE_PID $SAMPLER_PIDS; do kill -TERM "$p" 2>/dev/null || true; done
     for p in $SNOOZE_PID $SAMPLER_PIDS; do wait "$p" 2>/dev/null || true; done
+    # a finished lab goes at once (logs stay); the EXIT trap of the script
+    # tears every lab down again anyway
+    if [[ -n ${LABDIR:-} ]]; then "$LAB" down "$LABDIR" >/dev/null 2>&1 || true; fi
 }
 
 lx() { "$LAB" exec "$LABDIR" "$@"; }
@@ -298,6 +308,7 @@ run_job() {
     [[ $relay == derp ]] && derp=yes
     case $kind in
     lease) lab_env+=(LAB_UPNP=no LAB_NATPMP=no "LAB_MAX_LEASE=$LEASE") ;;
+    rot) lab_env+=(LAB_NATPMP=no LAB_PCP=no) ;;
     cgnat) lab_env+=(LAB_CGNAT=yes) ;;
     esac
     env "${lab_env[@]}" "$LAB" up "$LABDIR" >/dev/null
@@ -346,6 +357,14 @@ run_job() {
         tref=$(now)
         try_from_a lease "$tref" 0
         ;;
+    rot)
+        log "$JOB: A and C quiet ${QUIET}s, then the router's forward rules rot (table kept)"
+        snooze "$QUIET"
+        "$LAB" silent-loss "$LABDIR" forward
+        reset_counters
+        tref=$(now)
+        try_from_a rot "$tref" "$LOSS_WAIT"
+        ;;
     cgnat)
         try_from_a cgnat "$tref" 0
         ;;
@@ -361,17 +380,18 @@ declare -A RUNNING=()
 if [[ -n ${FIELD_JOBS:-} ]]; then
     # explicit labs, in this order: KIND:RELAY:MODE ... (KIND std|lease|cgnat)
     for j in $FIELD_JOBS; do
-        [[ $j =~ ^(std|lease|cgnat):(derp|none):(with|without)$ ]] ||
-            die "FIELD_JOBS: '$j' is not KIND:RELAY:MODE (std|lease|cgnat, derp|none, with|without)"
+        [[ $j =~ ^(std|rot|lease|cgnat):(derp|none):(with|without)$ ]] ||
+            die "FIELD_JOBS: '$j' is not KIND:RELAY:MODE (std|rot|lease|cgnat, derp|none, with|without)"
         JOBS+=("${j//:/ }")
     done
 else
     kinds=()
     if wants join || wants reboot || wants loss; then kinds+=(std); fi
     if wants lease; then kinds+=(lease); fi
+    if wants rot; then kinds+=(rot); fi
     if wants cgnat; then kinds+=(cgnat); fi
     # lease labs first: they mostly sleep
-    for k in lease std cgnat; do
+    for k in lease std rot cgnat; do
         [[ " ${kinds[*]} " == *" $k "* ]] || continue
         for r in $RELAYS; do
             for m in $MODES; do JOBS+=("$k $r $m"); done
@@ -426,7 +446,7 @@ log "all labs done in $((SECONDS - t0))s"
 
 : >"$OUT/results.tsv"
 for m in with without; do
-    for s in join reboot loss lease cgnat; do
+    for s in join reboot loss rot lease cgnat; do
         for r in derp none; do
             cat "$OUT"/*-"$r"-"$m".tsv 2>/dev/null | awk -F'\t' -v s="$s" '$3 == s' >>"$OUT/results.tsv" || true
         done

@@ -7,8 +7,10 @@
 #   lab.sh up LABDIR                 build (LABDIR: existing, empty)
 #   lab.sh down LABDIR               tear down (idempotent)
 #   lab.sh reboot-router LABDIR      restart the hard router's miniupnpd/nft state
-#   lab.sh silent-loss LABDIR        the hard router's forwarding rules vanish
-#                                    unannounced (miniupnpd keeps running)
+#   lab.sh silent-loss LABDIR [all|forward]  the hard router's forwarding
+#                                    rules vanish unannounced (miniupnpd keeps
+#                                    running); forward: only the forward rules,
+#                                    its table still lists the mappings
 #                                    (both: LAB_HOLD_SECONDS=N, see hold_inbound)
 #   lab.sh udp-block LABDIR on|off   drop LAN->WAN UDP on the hard router
 #   lab.sh broker LABDIR stop|start  stop or start the MQTT broker (sessions kept)
@@ -123,12 +125,15 @@ set_options() {
             die "LAB_MAX_LEASE must be a number of seconds >= 2 (got '$LAB_MAX_LEASE')"
         fi
     fi
+    # HARD_PUBLIC_IP and EASY_PUBLIC_IP reach LABDIR/env through ENV_VARS
+    # shellcheck disable=SC2034
     if [[ $LAB_CGNAT == yes ]]; then
         HARD_WAN_IP=$CGN_WAN_IP HARD_PUBLIC_IP=$CARRIER_WAN_IP HARD_WAN_GW=$CGN_GW_IP
         [[ " ${HOSTKEYS[*]} " == *" carrier "* ]] || HOSTKEYS+=(carrier)
     else
         HARD_PUBLIC_IP=$HARD_WAN_IP HARD_WAN_GW=$INET_IP
     fi
+    # shellcheck disable=SC2034
     EASY_PUBLIC_IP=$EASY_WAN_IP
 }
 
@@ -563,10 +568,20 @@ start_hold_release() {
 cmd_silent_loss() {
     init_lab "$1"
     [[ -f $LABDIR/env ]] || die "no lab in $LABDIR"
-    local c proto port maps=()
+    local c proto port maps=() chains=(miniupnpd prerouting_miniupnpd postrouting_miniupnpd)
+    # forward: only the forward rules go; the DNAT rules, and with them the
+    # router's UPnP table (GetSpecificPortMappingEntry), still say all is
+    # well: a mapping "listed and renewed but dead" (tailscale #21208).
+    # Packets then die in the forward chain, unconfirmed, so no peer can
+    # lock itself out with a flow to the router.
+    case ${2:-all} in
+        all) ;;
+        forward) chains=(miniupnpd) ;;
+        *) die "usage: silent-loss LABDIR [all|forward]" ;;
+    esac
     mapfile -t maps < <(forwarded_ports)
-    hold_inbound "${maps[@]}"
-    for c in miniupnpd prerouting_miniupnpd postrouting_miniupnpd; do
+    [[ ${2:-all} == all ]] && hold_inbound "${maps[@]}"
+    for c in "${chains[@]}"; do
         nsx rhard nft flush chain inet filter "$c"
     done
     if command -v conntrack >/dev/null; then
@@ -582,7 +597,7 @@ cmd_silent_loss() {
     else
         log "conntrack(8) missing: established flows through the forwardings survive"
     fi
-    start_hold_release "${maps[@]}"
+    [[ ${2:-all} == all ]] && start_hold_release "${maps[@]}"
     log "router $(ns rhard) silently lost its forwardings (${#maps[@]} mapped port(s): ${maps[*]:-none}); miniupnpd still runs"
 }
 
@@ -623,7 +638,7 @@ main() {
         up) cmd_up "$1" ;;
         down) cmd_down "$1" ;;
         reboot-router) cmd_reboot_router "$1" ;;
-        silent-loss) cmd_silent_loss "$1" ;;
+        silent-loss) cmd_silent_loss "$@" ;;
         udp-block) cmd_udp_block "$@" ;;
         broker) cmd_broker "$@" ;;
         exec) cmd_exec "$@" ;;
