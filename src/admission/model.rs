@@ -40,6 +40,10 @@ pub struct AdmissionStatus {
     pub failures: u32,
     /// What was last done with tailscaled, or why nothing.
     pub provisioning: Option<String>,
+    /// Set when the bearer token goes over plain HTTP
+    /// (`admission.allow_insecure_http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<String>,
 }
 
 impl AdmissionStatus {
@@ -62,6 +66,7 @@ impl AdmissionStatus {
             registrations: 0,
             failures: 0,
             provisioning: None,
+            insecure: None,
         }
     }
 

@@ -35,6 +35,7 @@ use crate::poke::Pokes;
 use crate::shutdown::{self, Shutdown};
 use crate::status::{Level, State, StatusHub, WebStatus};
 
+use crate::deadline::Later;
 use actions::Token;
 use limits::{ConnectionLimits, RateLimiter, MAX_TRACKED_CLIENTS};
 use request::Action;
@@ -159,14 +160,14 @@ pub async fn run(
                 }
                 _ = rebind.tick(), if rebinding => generation.bind_missing(&hub),
                 _ = generation.shared.activity.notified() => {
-                    active_until = Instant::now() + ACTIVE_LINGER;
-                    next_publish.get_or_insert_with(|| Instant::now() + PUBLISH_EVERY);
+                    active_until = Instant::now().later(ACTIVE_LINGER);
+                    next_publish.get_or_insert_with(|| Instant::now().later(PUBLISH_EVERY));
                 }
                 _ = sleep_until_opt(next_publish) => {
                     generation.trim_after_burst(&mut after_burst);
                     generation.publish(&hub);
                     let busy = generation.shared.limits.open() > 0 || Instant::now() < active_until;
-                    next_publish = busy.then(|| Instant::now() + PUBLISH_EVERY);
+                    next_publish = busy.then(|| Instant::now().later(PUBLISH_EVERY));
                 }
             }
         }

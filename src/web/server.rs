@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::limits::{ConnectionGuard, Refusal};
 use super::{handler, Shared};
+use crate::deadline::Later;
 use crate::shutdown::Shutdown;
 
 /// Largest request head (request line and headers), in bytes; more is
@@ -179,7 +180,8 @@ impl Activity {
     }
 
     fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+        self.start
+            .later(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
     }
 }
 
