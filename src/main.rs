@@ -92,6 +92,10 @@ enum DebugCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = edgereach::entropy::check() {
+        eprintln!("edgereach: {e}");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::CheckConfig => match Config::load(&cli.config) {
             Ok(_) => {
