@@ -243,3 +243,41 @@ fn token_files_from_special_files_are_refused() {
         );
     }
 }
+
+// ---- hostile web requests -------------------------------------------------
+
+fn get_with_host(addr: std::net::SocketAddr, target: &str, host: &str) -> u16 {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    common::http::raw(addr, req.as_bytes()).unwrap().status
+}
+
+#[test]
+fn long_targets_get_414_and_foreign_hosts_421() {
+    let d = Daemon::start_with(|c| set_key(&c, "web", "allowed_hosts", "[\"gw7.plant.example\"]"));
+    let addr = d.web_addr();
+    let here = addr.to_string();
+    let long = format!("/?x={}", "a".repeat(7000));
+    assert_eq!(get_with_host(addr, &long, &here), 414, "7,000-byte target");
+    assert_eq!(get_with_host(addr, "/api/status", &here), 200);
+    // What a DNS-rebinding page in a technician's browser sends.
+    for evil in [
+        "attacker.example",
+        "attacker.example:8088",
+        "127.0.0.1.attacker.example",
+    ] {
+        assert_eq!(get_with_host(addr, "/api/status", evil), 421, "{evil}");
+        assert_eq!(get_with_host(addr, "/", evil), 421, "{evil}");
+        assert_eq!(get_with_host(addr, "/metrics", evil), 421, "{evil}");
+    }
+    let port = addr.port();
+    for good in [
+        here.clone(),
+        "127.0.0.1".to_string(),
+        format!("localhost:{port}"),
+        "LOCALHOST".to_string(),
+        "gw7.plant.example".to_string(),
+        format!("gw7.plant.example:{port}"),
+    ] {
+        assert_eq!(get_with_host(addr, "/api/status", &good), 200, "{good}");
+    }
+}

@@ -478,6 +478,9 @@ pub struct WebConfig {
     pub actions_enabled: bool,
     /// File holding the token the actions need (never the token itself).
     pub action_token_file: String,
+    /// Host names the page answers to besides its listen addresses,
+    /// `localhost` and the gateway's hostname (DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -491,6 +494,7 @@ impl Default for WebConfig {
             requests_per_minute: 600,
             actions_enabled: false,
             action_token_file: String::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -695,6 +699,18 @@ impl WebConfig {
                 "web.requests_per_minute",
                 "0 is out of range: expected at least 1".into(),
             );
+        }
+        for h in &self.allowed_hosts {
+            let plain = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            if !plain {
+                return bad(
+                    "web.allowed_hosts",
+                    format!("{h:?}: expected a host name without port, like \"gw7.plant.example\""),
+                );
+            }
         }
         if self.actions_enabled && self.action_token_file.is_empty() {
             return bad(

@@ -8,6 +8,7 @@
 
 pub mod actions;
 mod handler;
+pub mod host;
 pub mod limits;
 pub mod metrics;
 pub mod page;
@@ -80,6 +81,7 @@ pub(crate) struct Shared {
     token: Option<Token>,
     token_problem: Option<String>,
     rate: RateLimiter,
+    hosts: host::HostPolicy,
     limits: Arc<ConnectionLimits>,
     counters: Arc<Counters>,
     last_refusal_event: Mutex<Option<Instant>>,
@@ -215,6 +217,7 @@ impl Generation {
             hub: hub.clone(),
             pokes: pokes.clone(),
             rate: RateLimiter::new(cfg.requests_per_minute, MAX_TRACKED_CLIENTS),
+            hosts: host::HostPolicy::new(&cfg.listen, &host::own_hostnames(), &cfg.allowed_hosts),
             limits: ConnectionLimits::new(cfg.max_connections_per_ip, cfg.max_connections),
             config: cfg,
             token,

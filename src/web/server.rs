@@ -85,6 +85,10 @@ async fn connection(
     mut stop: Shutdown,
 ) {
     let _ = stream.set_nodelay(true);
+    // The address the client reached: a Host naming it is ours (0.0.0.0).
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let activity = Activity::new();
     let in_flight = Arc::new(AtomicU32::new(0));
     let io = TokioIo::new(Tracked {
@@ -98,7 +102,7 @@ async fn connection(
             let shared = shared.clone();
             async move {
                 let _busy = busy;
-                handler::handle(shared, peer, req).await
+                handler::handle(shared, peer, local, req).await
             }
         })
     };
