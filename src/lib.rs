@@ -22,6 +22,7 @@ pub mod poke;
 pub mod portmap;
 pub mod redact;
 pub mod resolve;
+pub mod safefs;
 pub mod shutdown;
 pub mod state;
 pub mod status;

@@ -281,3 +281,154 @@ fn long_targets_get_414_and_foreign_hosts_421() {
         assert_eq!(get_with_host(addr, "/api/status", &good), 200, "{good}");
     }
 }
+
+// ---- symlinked or foreign-owned state -------------------------------------
+
+use edgereach::state::{EventSeqStore, StateDir};
+use std::os::unix::fs::symlink;
+
+const NOBODY: u32 = 65534;
+
+fn chown(path: &Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid)).unwrap();
+}
+
+/// A root-owned file outside the state directory that must stay untouched.
+fn victim(dir: &Path) -> (std::path::PathBuf, &'static str) {
+    let v = dir.join("victim");
+    let text = "root:x:0:0:root:/root:/bin/bash -- this line must survive intact\n";
+    std::fs::write(&v, text).unwrap();
+    (v, text)
+}
+
+#[test]
+fn state_dir_that_is_a_symlink_or_foreign_is_refused() {
+    need_root!("state_dir_that_is_a_symlink_or_foreign_is_refused");
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = tmp.path().join("state");
+    symlink(&real, &link).unwrap();
+    let e = StateDir::open(&link).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        e.contains(&link.display().to_string()) && e.contains("symbolic link"),
+        "{e}"
+    );
+
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    chown(&foreign, NOBODY);
+    let e = StateDir::open(&foreign)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&foreign.display().to_string()) && e.contains("owned by uid 65534"),
+        "{e}"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&foreign).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o755, "not chmodded");
+}
+
+#[test]
+fn state_files_that_are_symlinks_or_foreign_are_not_written_through() {
+    need_root!("state_files_that_are_symlinks_or_foreign_are_not_written_through");
+    let tmp = tempfile::tempdir().unwrap();
+    let (v, text) = victim(tmp.path());
+    let st = tmp.path().join("st");
+    let dir = StateDir::open(&st).unwrap();
+
+    // event-seq.last, overwritten in place per event.
+    symlink(&v, st.join("event-seq.last")).unwrap();
+    let e = EventSeqStore::open(&dir)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("event-seq.last") && e.contains("symbolic link"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&v).unwrap(),
+        text,
+        "victim overwritten"
+    );
+    std::fs::remove_file(st.join("event-seq.last")).unwrap();
+
+    // A stored file read back (the admission assignment, the identity).
+    symlink(&v, st.join("admission.json")).unwrap();
+    let e = edgereach::admission::assignment::Assignment::load(&dir)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("admission.json") && e.contains("symbolic link"),
+        "{e}"
+    );
+    std::fs::remove_file(st.join("admission.json")).unwrap();
+    std::fs::write(st.join("identity.json"), "{}").unwrap();
+    chown(&st.join("identity.json"), NOBODY);
+    let e = dir
+        .read_json::<serde_json::Value>("identity.json")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("identity.json") && e.contains("owned by uid 65534"),
+        "{e}"
+    );
+
+    // Predictable temporary names: plant them all as symlinks to the victim.
+    for serial in 0..64 {
+        let name = format!(".a.json.tmp.{}.{serial}", std::process::id());
+        symlink(&v, st.join(name)).unwrap();
+    }
+    dir.write_json("a.json", &vec![1, 2, 3]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&v).unwrap(),
+        text,
+        "victim overwritten"
+    );
+    assert_eq!(
+        dir.read_json::<Vec<u32>>("a.json").unwrap(),
+        Some(vec![1, 2, 3])
+    );
+}
+
+#[test]
+fn outbox_that_is_a_symlink_or_foreign_is_refused() {
+    need_root!("outbox_that_is_a_symlink_or_foreign_is_refused");
+    use edgereach::telemetry::outbox::Outbox;
+    let tmp = tempfile::tempdir().unwrap();
+    let (v, text) = victim(tmp.path());
+    let real = tmp.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = tmp.path().join("outbox");
+    symlink(&real, &link).unwrap();
+    let e = Outbox::open(&link, 1 << 20)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+
+    let dir = tmp.path().join("ob");
+    std::fs::create_dir(&dir).unwrap();
+    // A segment the next rotation or a fresh outbox would create.
+    symlink(&v, dir.join(format!("seg-{:020}.log", 1))).unwrap();
+    let e = Outbox::open(&dir, 1 << 20)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("symbolic link"), "{e}");
+    assert_eq!(std::fs::read_to_string(&v).unwrap(), text, "victim written");
+
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    chown(&foreign, NOBODY);
+    let e = Outbox::open(&foreign, 1 << 20)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("owned by uid 65534"), "{e}");
+}
