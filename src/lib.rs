@@ -18,6 +18,7 @@ pub mod http_client;
 pub mod logging;
 pub mod netcheck;
 pub mod netwatch;
+pub mod nullable;
 pub mod poke;
 pub mod portmap;
 pub mod redact;
