@@ -754,3 +754,79 @@ fn localapi_answers_treat_null_and_empty_optionals_as_absent() {
     let n = decode_notify(br#"{"Version": "", "ErrMessage": ""}"#).unwrap();
     assert!(n.version.is_none() && n.err_message.is_none());
 }
+
+// ---- userinfo in URLs -----------------------------------------------------
+
+#[test]
+fn credentials_in_urls_never_reach_status_events_or_log() {
+    use edgereach::status::{Level, State, Status, StatusHub};
+    let hub = StatusHub::new(Status::starting(edgereach::status::GatewayStatus {
+        id: "gw-1".into(),
+        site: String::new(),
+        version: "0".into(),
+        started_at: String::new(),
+        config_path: String::new(),
+        state_dir: String::new(),
+        last_reload: None,
+    }));
+    let leaky = "https://user:pw@hs.example:8443/path";
+    hub.emit(
+        "tailscale",
+        "control.changed",
+        Level::Info,
+        format!("control server now {leaky} (was \"http://a:b@old.example\")"),
+    );
+    hub.update(|s| {
+        s.tailscale.health.set(
+            State::Degraded,
+            Some(format!("cannot reach {leaky}: refused")),
+        );
+        let a = edgereach::admission::assignment::Assignment {
+            cluster_id: "eu-1".into(),
+            headscale_url: leaky.into(),
+            auth_mode: "none".into(),
+            derp_map_url: Some("https://u:secret@derp.example/map.json".into()),
+            derp_map_inline: false,
+            note: None,
+            registered_at: "2026-01-01T00:00:00Z".into(),
+            service: "https://acs.example".into(),
+        };
+        s.admission.show(&a, false);
+    });
+    let json = serde_json::to_string(&hub.snapshot()).unwrap();
+    for secret in ["user:pw", "pw@", "a:b@", "u:secret", "secret@"] {
+        assert!(!json.contains(secret), "{secret} in {json}");
+    }
+    assert!(json.contains("https://hs.example:8443/path"), "{json}");
+    assert!(json.contains("http://old.example"), "{json}");
+    assert!(json.contains("https://derp.example/map.json"), "{json}");
+}
+
+#[test]
+fn credentials_in_config_urls_are_not_echoed_by_check_config() {
+    let c = set_key(
+        &example_config(),
+        "admission",
+        "url",
+        "\"ftp://user:pw@acs.example\"",
+    );
+    let c = set_key(&c, "admission", "account", "\"acme\"");
+    let (code, err, _) = check_text(&c);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("ftp://acs.example") && !err.contains("user:pw"),
+        "{err}"
+    );
+    let c = set_key(
+        &example_config(),
+        "telemetry",
+        "mqtt_url",
+        "\"tcp://user:pw@broker.example\"",
+    );
+    let (code, err, _) = check_text(&c);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("tcp://broker.example") && !err.contains("user:pw"),
+        "{err}"
+    );
+}

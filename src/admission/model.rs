@@ -73,11 +73,9 @@ impl AdmissionStatus {
     /// Show `a` (from storage or fresh).
     pub fn show(&mut self, a: &super::assignment::Assignment, from_storage: bool) {
         self.cluster_id = Some(a.cluster_id.clone());
-        self.headscale_url = Some(a.headscale_url.clone());
+        self.headscale_url = Some(crate::redact::url(&a.headscale_url));
         self.auth_mode = Some(a.auth_mode.clone());
-        self.derp_map = a
-            .derp_map_url
-            .clone()
+        self.derp_map = crate::redact::opt_url(a.derp_map_url.as_deref())
             .or_else(|| a.derp_map_inline.then(|| "inline".to_string()));
         self.note = a.note.clone();
         self.from_storage = from_storage;

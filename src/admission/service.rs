@@ -288,7 +288,7 @@ impl Agent {
             a.last_error = None;
             a.failures = 0;
             a.registrations += 1;
-            a.provisioning = Some(provisioning.clone());
+            a.provisioning = Some(crate::redact::text(&provisioning));
             let mut reason = format!(
                 "registered: cluster {} at {}; {provisioning}",
                 fresh.cluster_id, fresh.headscale_url
@@ -454,7 +454,7 @@ impl Agent {
         let failures = self.failures;
         self.hub.update(|s| {
             let a = &mut s.admission;
-            a.last_error = Some(text.clone());
+            a.last_error = Some(crate::redact::text(&text));
             a.failures = failures;
             let (state, reason) = match &current {
                 Some(c) => (

@@ -374,7 +374,10 @@ impl TelemetryConfig {
         if !url.is_empty() && !has_scheme(url, &["mqtt://", "mqtts://"]) {
             return bad(
                 "mqtt_url",
-                format!("{url:?}: expected mqtt://host:port or mqtts://host:port"),
+                format!(
+                    "{:?}: expected mqtt://host:port or mqtts://host:port",
+                    crate::redact::url(url)
+                ),
             );
         }
         let p = &self.topic_prefix;
@@ -412,7 +415,8 @@ impl TelemetryConfig {
                 return bad(
                     key,
                     format!(
-                        "{key} is set but mqtt_url {url:?} is not mqtts://, so it would be ignored"
+                        "{key} is set but mqtt_url {:?} is not mqtts://, so it would be ignored",
+                        crate::redact::url(url)
                     ),
                 );
             }
@@ -644,7 +648,10 @@ impl Config {
         if !url.is_empty() && !has_scheme(url, &["http://", "https://"]) {
             return bad(
                 "admission.url",
-                format!("{url:?}: expected an http:// or https:// URL"),
+                format!(
+                    "{:?}: expected an http:// or https:// URL",
+                    crate::redact::url(url)
+                ),
             );
         }
         if adm.token_in_cleartext() && !adm.allow_insecure_http {

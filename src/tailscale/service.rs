@@ -235,7 +235,8 @@ impl Actor {
             self.restun_pending = !self.mapped.mappings.is_empty();
         }
         self.note_backend_state(&st.backend_state);
-        self.apply_status(&st, prefs.map(|p| p.control_url));
+        // Shown, published and stored in events: never with credentials.
+        self.apply_status(&st, prefs.map(|p| crate::redact::url(&p.control_url)));
         if self.restun_pending && st.backend_state == "Running" {
             self.restun("tailscaled (re)started with a router mapping in place")
                 .await;

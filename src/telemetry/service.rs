@@ -224,7 +224,7 @@ impl Actor {
         }
         match client::parse_url(&self.cfg.mqtt_url) {
             Ok(b) => {
-                self.shown.broker = Some(b.to_string());
+                self.shown.broker = Some(crate::redact::url(&b.to_string()));
                 self.broker = Some(b);
                 self.reconnect_at = Some(Instant::now());
             }
