@@ -132,6 +132,7 @@ if [[ -n $admission_url ]]; then
         s#^account = .*#account = \"footprint\"#
         s#^token_file = .*#token_file = \"$labdir/gw-token\"#
         s#^startup_spread = .*#startup_spread = \"1s\"#
+        s#^allow_insecure_http = .*#allow_insecure_http = true#
     }" "$cfg"
 fi
 "$native" check-config --config "$cfg" >/dev/null

@@ -92,6 +92,10 @@ enum DebugCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = edgereach::entropy::check() {
+        eprintln!("edgereach: {e}");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::CheckConfig => match Config::load(&cli.config) {
             Ok(_) => {
@@ -306,14 +310,14 @@ fn register(config_path: &std::path::Path, json: bool) -> anyhow::Result<()> {
     } else {
         println!("registered {gateway_id} with {} ({})", a.service, reg.peer);
         println!("cluster       {}", a.cluster_id);
-        println!("headscale     {}", a.headscale_url);
+        println!("headscale     {}", edgereach::redact::url(&a.headscale_url));
         let key = if key_received {
             " (a pre-auth key was received; never shown)"
         } else {
             ""
         };
         println!("auth mode     {}{key}", a.auth_mode);
-        let derp = a.derp_map_url.clone().unwrap_or_else(|| {
+        let derp = edgereach::redact::opt_url(a.derp_map_url.as_deref()).unwrap_or_else(|| {
             if a.derp_map_inline {
                 "inline".into()
             } else {

@@ -5,13 +5,17 @@
 //! new content, never a mix. A file that is corrupt anyway (disk trouble, a
 //! hand edit) is renamed aside with one log line, never a crash loop.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use nix::fcntl::{renameat, OFlag};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::safefs::{self, SafeError};
 
 /// Largest state file read back; state files are small JSON documents.
 pub const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
@@ -29,6 +33,10 @@ pub enum StateError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// A symlink, another user's file or no regular file (names the path
+    /// and the owner), or a system call on it failed.
+    #[error("state {0}")]
+    Unsafe(#[from] SafeError),
     /// A value could not be encoded.
     #[error("state {path}: cannot encode: {source}")]
     Encode {
@@ -42,26 +50,23 @@ pub enum StateError {
     BadName(String),
 }
 
-/// The daemon's machine-level state directory.
+/// The daemon's machine-level state directory, held open: every file in it
+/// is opened relative to this descriptor (see [`crate::safefs`]).
 #[derive(Clone, Debug)]
 pub struct StateDir {
     path: PathBuf,
+    fd: Arc<OwnedFd>,
 }
 
 impl StateDir {
-    /// Open (creating with mode 0700 if needed) the directory at `path`, and
-    /// remove temporary files a killed writer left behind.
+    /// Open (creating with mode 0700 if needed) the directory at `path`,
+    /// refusing a symlink or a directory another user owns, and remove
+    /// temporary files a killed writer left behind.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let io = |action, source| StateError::Io {
-            path: path.display().to_string(),
-            action,
-            source,
-        };
-        fs::create_dir_all(path).map_err(|e| io("create directory", e))?;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-            .map_err(|e| io("set mode 0700", e))?;
+        let fd = safefs::open_dir(path)?;
         let dir = Self {
             path: path.to_path_buf(),
+            fd: Arc::new(fd),
         };
         dir.remove_stale_temporaries();
         Ok(dir)
@@ -79,37 +84,33 @@ impl StateDir {
             path: target.display().to_string(),
             source,
         })?;
-        self.write_bytes(&target, &bytes)
+        self.write_bytes(name, &target, &bytes)
     }
 
     /// Read `name` as JSON. `Ok(None)` when it does not exist, or when it was
     /// corrupt: then it is renamed to `name.corrupt` and one warning is logged.
+    /// A symlink or another user's file is an error, never read.
     pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StateError> {
         let target = self.file(name)?;
-        let io = |action, source| StateError::Io {
-            path: target.display().to_string(),
-            action,
-            source,
+        let Some(bytes) = self.read_bytes(name, MAX_STATE_FILE_BYTES)? else {
+            return Ok(None);
         };
-        let file = match File::open(&target) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io("open", e)),
-        };
-        let mut bytes = Vec::new();
-        file.take(MAX_STATE_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io("read", e))?;
-        let parsed = if bytes.len() as u64 > MAX_STATE_FILE_BYTES {
-            Err(format!("larger than {MAX_STATE_FILE_BYTES} bytes"))
-        } else {
-            serde_json::from_slice::<T>(&bytes).map_err(|e| e.to_string())
+        let parsed = match bytes {
+            Ok(bytes) => serde_json::from_slice::<T>(&bytes).map_err(|e| e.to_string()),
+            Err(why) => Err(why),
         };
         match parsed {
             Ok(v) => Ok(Some(v)),
             Err(why) => {
-                let aside = self.path.join(format!("{name}.corrupt"));
-                fs::rename(&target, &aside).map_err(|e| io("move corrupt file aside", e))?;
+                let aside_name = format!("{name}.corrupt");
+                let aside = self.path.join(&aside_name);
+                renameat(self.fd.as_fd(), name, self.fd.as_fd(), aside_name.as_str()).map_err(
+                    |e| StateError::Io {
+                        path: target.display().to_string(),
+                        action: "move corrupt file aside",
+                        source: e.into(),
+                    },
+                )?;
                 tracing::warn!(
                     file = %target.display(),
                     moved_to = %aside.display(),
@@ -118,6 +119,44 @@ impl StateDir {
                 Ok(None)
             }
         }
+    }
+
+    /// The bytes of `name`: `None` when missing, `Some(Err(why))` when larger
+    /// than `cap`. Read through the directory descriptor, never a symlink.
+    pub fn read_bytes(
+        &self,
+        name: &str,
+        cap: u64,
+    ) -> Result<Option<Result<Vec<u8>, String>>, StateError> {
+        let target = self.file(name)?;
+        let file = match safefs::open_file_at(self.fd.as_fd(), name, OFlag::O_RDONLY, &target) {
+            Ok(f) => f,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match crate::fsread::read_to_cap(file, cap, &target) {
+            Ok(b) => Ok(Some(Ok(b))),
+            Err(crate::fsread::ReadError::TooLarge { max, .. }) => {
+                Ok(Some(Err(format!("larger than {max} bytes"))))
+            }
+            Err(e) => Err(StateError::Io {
+                path: target.display().to_string(),
+                action: "read",
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
+    /// Open `name` for writing in place (created 0600 when missing), never
+    /// through a symlink and never another user's file.
+    pub fn open_for_overwrite(&self, name: &str) -> Result<File, StateError> {
+        let target = self.file(name)?;
+        Ok(safefs::open_file_at(
+            self.fd.as_fd(),
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT,
+            &target,
+        )?)
     }
 
     fn file(&self, name: &str) -> Result<PathBuf, StateError> {
@@ -131,42 +170,39 @@ impl StateDir {
         Ok(self.path.join(name))
     }
 
-    fn write_bytes(&self, target: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    fn write_bytes(&self, name: &str, target: &Path, bytes: &[u8]) -> Result<(), StateError> {
         let io = |action, source| StateError::Io {
             path: target.display().to_string(),
             action,
             source,
         };
-        let file_name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = self.path.join(format!(
-            ".{file_name}.tmp.{}.{}",
-            std::process::id(),
-            next_serial()
-        ));
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io("create temporary file", e))?;
+        // Unpredictable and created exclusively: a name planted in advance
+        // (a symlink to a root-owned file) is an error, never written through.
+        let tmp = format!(".{name}.tmp.{}", safefs::random_suffix());
+        let mut f = safefs::create_new_at(self.fd.as_fd(), &tmp, &self.path.join(&tmp))?;
         let written = f
             .write_all(bytes)
             .and_then(|()| f.sync_all())
             .map_err(|e| io("write temporary file", e));
         drop(f);
-        if let Err(e) = written.and_then(|()| fs::rename(&tmp, target).map_err(|e| io("rename", e)))
-        {
-            let _ = fs::remove_file(&tmp);
+        let renamed = written.and_then(|()| {
+            renameat(self.fd.as_fd(), tmp.as_str(), self.fd.as_fd(), name)
+                .map_err(|e| io("rename", e.into()))
+        });
+        if let Err(e) = renamed {
+            let _ = self.unlink(&tmp);
             return Err(e);
         }
         // The rename is durable only once the directory entry is on disk.
-        File::open(&self.path)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io("fsync directory", e))
+        nix::unistd::fsync(self.fd.as_fd()).map_err(|e| io("fsync directory", e.into()))
+    }
+
+    fn unlink(&self, name: &str) -> nix::Result<()> {
+        nix::unistd::unlinkat(
+            self.fd.as_fd(),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
     }
 
     fn remove_stale_temporaries(&self) {
@@ -176,16 +212,11 @@ impl StateDir {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') && name.contains(".tmp.") {
-                let _ = fs::remove_file(entry.path());
+                // Relative to the opened directory: unlinks the entry itself.
+                let _ = self.unlink(&name);
             }
         }
     }
-}
-
-/// Distinguishes concurrent writers of the same file within one process.
-fn next_serial() -> u64 {
-    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The gateway identity stored on first start.
@@ -286,8 +317,10 @@ impl EventSeqStore {
             None => 0,
             Some(r) if r.exact => r.reserved,
             Some(r) => {
-                let text =
-                    fs::read_to_string(dir.path().join(EVENT_SEQ_LAST_FILE)).unwrap_or_default();
+                let text = match dir.read_bytes(EVENT_SEQ_LAST_FILE, 4096)? {
+                    Some(Ok(b)) => String::from_utf8_lossy(&b).into_owned(),
+                    _ => String::new(),
+                };
                 let mut parts = text.split_whitespace();
                 let seq = parts.next().and_then(|s| s.parse::<u64>().ok());
                 let same_boot = !boot_id.is_empty() && parts.next() == Some(boot_id.as_str());
@@ -305,19 +338,13 @@ impl EventSeqStore {
             warned: false,
         };
         store.reserve(last)?;
-        let path = dir.file(EVENT_SEQ_LAST_FILE)?;
-        store.last_file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| StateError::Io {
-                path: path.display().to_string(),
-                action: "open",
-                source,
-            })
-            .ok();
+        // Overwritten in place per event: a symlink or a foreign file here
+        // would have root write into someone else's file, so it is an error.
+        store.last_file = match dir.open_for_overwrite(EVENT_SEQ_LAST_FILE) {
+            Ok(f) => Some(f),
+            Err(e @ StateError::Unsafe(SafeError::Refused { .. })) => return Err(e),
+            Err(_) => None,
+        };
         store.record(last);
         Ok((store, last))
     }
@@ -375,6 +402,7 @@ impl EventSeqStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn write_then_read_with_modes() {

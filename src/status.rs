@@ -54,7 +54,8 @@ impl Health {
             self.since = now_rfc3339();
         }
         self.state = state;
-        self.reason = reason;
+        // Reasons quote URLs and their errors: never with credentials.
+        self.reason = reason.map(|r| crate::redact::text(&r));
     }
 }
 
@@ -524,7 +525,8 @@ impl StatusHub {
             source: source.to_string(),
             kind: kind.to_string(),
             level,
-            message: message.into(),
+            // Logged, shown, published and stored: never with credentials.
+            message: crate::redact::text(&message.into()),
         };
         match level {
             Level::Info => tracing::info!(source, kind, "{}", event.message),

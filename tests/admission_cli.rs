@@ -46,6 +46,8 @@ fn register(json: bool) -> (String, String, String) {
     let cfg = set_key(&cfg, "admission", "url", &format!("\"{url}\""));
     let cfg = set_key(&cfg, "admission", "account", "\"acme-inc\"");
     let cfg = set_key(&cfg, "admission", "region", "\"ap-sg\"");
+    // A loopback stand-in without TLS: the token goes in cleartext on purpose.
+    let cfg = set_key(&cfg, "admission", "allow_insecure_http", "true");
     let cfg = set_key(
         &cfg,
         "admission",

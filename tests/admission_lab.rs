@@ -202,6 +202,8 @@ fn new_gateway_joins_migrates_and_survives_a_broken_service() {
         let c = set_key(&c, "admission", "account", "\"acme\"");
         let tf = format!("\"{}\"", token.display());
         let c = set_key(&c, "admission", "token_file", &tf);
+        // The lab's service speaks plain HTTP.
+        let c = set_key(&c, "admission", "allow_insecure_http", "true");
         // Test knobs (defaults 10m, 15s, 90s and 5m).
         let c = set_key(&c, "admission", "interval", "\"10s\"");
         let c = set_key(&c, "admission", "timeout", "\"3s\"");

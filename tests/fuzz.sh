@@ -16,7 +16,12 @@ for target in $(cargo fuzz list); do
     echo "== fuzz $target for ${secs}s"
     log=$(mktemp)
     # Bounded memory and time; a crash fails the run and leaves an artifact.
-    if ! cargo fuzz run "$target" -- -max_total_time="$secs" -rss_limit_mb=1024 -max_len=4096 >"$log" 2>&1; then
+    # fuzz/corpus/ is local and grows; fuzz/seeds/ is committed: the cases a
+    # sloppy peer sends (null and "" for optional fields, Go's nil maps).
+    corpora=("corpus/$target")
+    mkdir -p "corpus/$target"
+    [[ -d "seeds/$target" ]] && corpora+=("seeds/$target")
+    if ! cargo fuzz run "$target" "${corpora[@]}" -- -max_total_time="$secs" -rss_limit_mb=1024 -max_len=4096 >"$log" 2>&1; then
         tail -n 60 "$log"
         rm -f "$log"
         echo "fuzz.sh: $target FAILED (artifact under fuzz/artifacts/$target)"

@@ -435,14 +435,14 @@ pub fn read_token(path: &Path) -> Result<Secret, AcsError> {
         path: path.display().to_string(),
         why,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-    if meta.len() > MAX_TOKEN_FILE {
-        return Err(err(format!(
-            "{} bytes: larger than the {MAX_TOKEN_FILE} allowed",
-            meta.len()
-        )));
-    }
-    let text = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| err(e.to_string()))?);
+    // The error names the path again; keep only its reason after it.
+    let text = zeroize::Zeroizing::new(crate::fsread::read_capped(path, MAX_TOKEN_FILE).map_err(
+        |e| {
+            let shown = format!("{}: ", path.display());
+            let msg = e.to_string();
+            err(msg.strip_prefix(&shown).unwrap_or(&msg).to_string())
+        },
+    )?);
     let text = std::str::from_utf8(&text).map_err(|_| err("not UTF-8 text".into()))?;
     let token = text.trim();
     if token.is_empty() {

@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::secret::Secret;
+use crate::nullable::{empty_as_none, null_as_default};
 
 /// Largest answer body read from the service.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -32,28 +33,32 @@ pub struct BootstrapRequest {
     /// Tenant account.
     pub account: String,
     /// Plan name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub plan: String,
     /// Wanted region.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub want_region: String,
     /// This gateway's stable id (also its tailnet hostname).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub gateway_id: String,
     /// edgereach version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub agent_version: String,
     /// CPU architecture (`aarch64`, `arm`, `x86_64`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub arch: String,
     /// The latest NAT report in short, when one exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netcheck: Option<NetcheckSummary>,
     /// The cluster this gateway is assigned to now, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_cluster_id: Option<String>,
     /// tailscaled is new or logged out: a login needs a pre-auth key.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub needs_auth_key: bool,
 }
 
@@ -61,22 +66,30 @@ pub struct BootstrapRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetcheckSummary {
     /// When the report was made (RFC 3339 UTC).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub time: String,
     /// UDP works at all.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub udp: bool,
     /// Public IPv4 `ip:port`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ipv4: Option<String>,
     /// Hard NAT (endpoint-dependent mapping).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_varies_by_dest_ip: Option<bool>,
     /// Port mapping protocols the router offers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port_mapping: Vec<String>,
     /// Nearest region code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub preferred_region: Option<String>,
     /// Best latency to the nearest region, ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,7 +143,11 @@ pub struct BootstrapResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_key: Option<Secret>,
     /// Free text from the service.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub note: Option<String>,
 }
 
@@ -138,10 +155,10 @@ pub struct BootstrapResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Short machine code, e.g. `unknown_account`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub error: String,
     /// Plain words.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub reason: String,
 }
 
@@ -188,6 +205,16 @@ pub fn decode_response(body: &[u8]) -> Result<BootstrapResponse, CodecError> {
                 clean(&r.auth_mode)
             ),
         ));
+    }
+    // "" where a service meant "none": no key, no DERP map of its own.
+    if r.auth_key
+        .as_ref()
+        .is_some_and(|k| k.expose().trim().is_empty())
+    {
+        r.auth_key = None;
+    }
+    if matches!(&r.derp_map, Some(DerpMapRef::Url(u)) if u.trim().is_empty()) {
+        r.derp_map = None;
     }
     if let Some(k) = &r.auth_key {
         let k = k.expose();
@@ -372,7 +399,6 @@ mod tests {
             ),
             ("auth_mode", serde_json::json!("magic"), "auth_mode"),
             ("auth_key", serde_json::json!("has space"), "auth_key"),
-            ("auth_key", serde_json::json!(""), "auth_key"),
         ] {
             let mut v = ok_body();
             v[key] = val;

@@ -40,6 +40,10 @@ pub struct AdmissionStatus {
     pub failures: u32,
     /// What was last done with tailscaled, or why nothing.
     pub provisioning: Option<String>,
+    /// Set when the bearer token goes over plain HTTP
+    /// (`admission.allow_insecure_http`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<String>,
 }
 
 impl AdmissionStatus {
@@ -62,17 +66,16 @@ impl AdmissionStatus {
             registrations: 0,
             failures: 0,
             provisioning: None,
+            insecure: None,
         }
     }
 
     /// Show `a` (from storage or fresh).
     pub fn show(&mut self, a: &super::assignment::Assignment, from_storage: bool) {
         self.cluster_id = Some(a.cluster_id.clone());
-        self.headscale_url = Some(a.headscale_url.clone());
+        self.headscale_url = Some(crate::redact::url(&a.headscale_url));
         self.auth_mode = Some(a.auth_mode.clone());
-        self.derp_map = a
-            .derp_map_url
-            .clone()
+        self.derp_map = crate::redact::opt_url(a.derp_map_url.as_deref())
             .or_else(|| a.derp_map_inline.then(|| "inline".to_string()));
         self.note = a.note.clone();
         self.from_storage = from_storage;

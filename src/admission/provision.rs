@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::assignment::{same_url, Assignment};
 use super::secret::Secret;
+use crate::deadline::Later;
 use crate::tailscale::client::{LocalApi, LocalApiError};
 
 /// How long a start may take to show Running before we report it.
@@ -154,7 +155,7 @@ pub async fn start(
     if node_key_before.is_none() {
         api.login_interactive().await?;
     }
-    let deadline = tokio::time::Instant::now() + SETTLE;
+    let deadline = tokio::time::Instant::now().later(SETTLE);
     let mut last = before.backend_state.clone();
     let mut after_key = None;
     while tokio::time::Instant::now() < deadline {

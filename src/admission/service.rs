@@ -18,6 +18,7 @@ use super::model::AdmissionStatus;
 use super::provision::{self, Plan};
 use super::schedule;
 use crate::config::Config;
+use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::resolve::NameResolver;
 use crate::shutdown::Shutdown;
@@ -158,12 +159,18 @@ impl Agent {
             self.cfg.admission.startup_spread.get(),
             self.current.is_some(),
         );
-        let url = self.cfg.admission.url.clone();
+        let url = crate::redact::url(&self.cfg.admission.url);
+        let insecure = self.cfg.admission.token_in_cleartext().then(|| {
+            "plain HTTP: the bearer token travels in cleartext \
+             (admission.allow_insecure_http = true, for labs only)"
+                .to_string()
+        });
         let stored = self.current.clone();
         self.hub.update(|s| {
             let a = &mut s.admission;
             *a = AdmissionStatus::starting();
             a.service = Some(url);
+            a.insecure = insecure;
             a.next_attempt = Some(at(delay));
             let reason = match &stored {
                 Some(st) => {
@@ -182,7 +189,7 @@ impl Agent {
             };
             a.health.set(state, Some(reason));
         });
-        let mut next = Instant::now() + delay;
+        let mut next = Instant::now().later(delay);
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return true,
@@ -199,7 +206,7 @@ impl Agent {
                 }
                 _ = tokio::time::sleep_until(next) => {
                     let wait = self.attempt().await;
-                    next = Instant::now() + wait;
+                    next = Instant::now().later(wait);
                     self.hub.update(|s| s.admission.next_attempt = Some(at(wait)));
                 }
             }
@@ -281,7 +288,7 @@ impl Agent {
             a.last_error = None;
             a.failures = 0;
             a.registrations += 1;
-            a.provisioning = Some(provisioning.clone());
+            a.provisioning = Some(crate::redact::text(&provisioning));
             let mut reason = format!(
                 "registered: cluster {} at {}; {provisioning}",
                 fresh.cluster_id, fresh.headscale_url
@@ -447,7 +454,7 @@ impl Agent {
         let failures = self.failures;
         self.hub.update(|s| {
             let a = &mut s.admission;
-            a.last_error = Some(text.clone());
+            a.last_error = Some(crate::redact::text(&text));
             a.failures = failures;
             let (state, reason) = match &current {
                 Some(c) => (

@@ -10,6 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(Duration);
 
+/// The longest duration any key accepts: every interval and timeout is
+/// added to an `Instant`, and nothing here sensibly waits longer than this.
+/// Keys with a smaller sane range check it on top (`config::within`).
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 impl HumanDuration {
     /// Whole seconds.
     pub const fn from_secs(secs: u64) -> Self {
@@ -27,9 +32,14 @@ impl HumanDuration {
         if t.is_empty() || !t.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(Self::expected(text));
         }
-        humantime::parse_duration(t)
-            .map(Self)
-            .map_err(|_| Self::expected(text))
+        let d = humantime::parse_duration(t).map_err(|_| Self::expected(text))?;
+        if d > MAX_DURATION {
+            return Err(format!(
+                "duration {text:?} is too long: expected at most {} (30 days)",
+                humantime::format_duration(MAX_DURATION)
+            ));
+        }
+        Ok(Self(d))
     }
 
     fn expected(text: &str) -> String {
@@ -104,6 +114,15 @@ mod tests {
         for bad in ["", "s", "5x", "-5s", "five minutes", "30"] {
             let err = HumanDuration::parse(bad).unwrap_err();
             assert!(err.contains("invalid duration"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_would_overflow_an_instant() {
+        assert_eq!(HumanDuration::parse("30d").unwrap().get(), MAX_DURATION);
+        for huge in ["18446744073709551615s", "999999999999h", "30d 1s"] {
+            let err = HumanDuration::parse(huge).unwrap_err();
+            assert!(err.contains("too long"), "{huge}: {err}");
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use duration::HumanDuration;
+pub use duration::{HumanDuration, MAX_DURATION};
 
 /// Where the daemon and the CLI look for the configuration by default.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/edgereach/edgereach.toml";
@@ -22,23 +22,15 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// A configuration problem, located in its file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: cannot read configuration: {source}")]
-    Read {
+    /// The file could not be read, is no regular file or is too large
+    /// (the message names the path).
+    #[error("cannot read configuration: {0}")]
+    Read(#[from] crate::fsread::ReadError),
+    /// The file is not UTF-8 text.
+    #[error("{path}: cannot read configuration: not UTF-8 text")]
+    NotText {
         /// File that failed.
         path: String,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// The file is larger than any sane configuration.
-    #[error("{path}: configuration is {size} bytes, more than the {max} allowed")]
-    TooLarge {
-        /// File that failed.
-        path: String,
-        /// Its size.
-        size: u64,
-        /// The limit.
-        max: u64,
     },
     /// A key is unknown, has the wrong type or an invalid value.
     #[error("{path}:{line}: {key}: {message}")]
@@ -293,6 +285,16 @@ pub struct AdmissionConfig {
     pub client_cert: String,
     /// PEM private key of `client_cert`.
     pub client_key: String,
+    /// Allow an `http://` URL although a token file is set: the bearer token
+    /// then travels in cleartext. For labs only; the status says so.
+    pub allow_insecure_http: bool,
+}
+
+impl AdmissionConfig {
+    /// Whether the bearer token would travel in cleartext (allowed or not).
+    pub fn token_in_cleartext(&self) -> bool {
+        self.url.starts_with("http://") && !self.token_file.is_empty()
+    }
 }
 
 impl Default for AdmissionConfig {
@@ -310,6 +312,7 @@ impl Default for AdmissionConfig {
             ca_file: String::new(),
             client_cert: String::new(),
             client_key: String::new(),
+            allow_insecure_http: false,
         }
     }
 }
@@ -371,7 +374,10 @@ impl TelemetryConfig {
         if !url.is_empty() && !has_scheme(url, &["mqtt://", "mqtts://"]) {
             return bad(
                 "mqtt_url",
-                format!("{url:?}: expected mqtt://host:port or mqtts://host:port"),
+                format!(
+                    "{:?}: expected mqtt://host:port or mqtts://host:port",
+                    crate::redact::url(url)
+                ),
             );
         }
         let p = &self.topic_prefix;
@@ -409,7 +415,8 @@ impl TelemetryConfig {
                 return bad(
                     key,
                     format!(
-                        "{key} is set but mqtt_url {url:?} is not mqtts://, so it would be ignored"
+                        "{key} is set but mqtt_url {:?} is not mqtts://, so it would be ignored",
+                        crate::redact::url(url)
                     ),
                 );
             }
@@ -475,6 +482,9 @@ pub struct WebConfig {
     pub actions_enabled: bool,
     /// File holding the token the actions need (never the token itself).
     pub action_token_file: String,
+    /// Host names the page answers to besides its listen addresses,
+    /// `localhost` and the gateway's hostname (DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -488,6 +498,7 @@ impl Default for WebConfig {
             requests_per_minute: 600,
             actions_enabled: false,
             action_token_file: String::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -496,19 +507,10 @@ impl Config {
     /// Read, parse and validate `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let read_err = |source| ConfigError::Read {
+        let bytes = crate::fsread::read_capped(path, MAX_CONFIG_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::NotText {
             path: shown.clone(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(read_err)?.len();
-        if size > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooLarge {
-                path: shown,
-                size,
-                max: MAX_CONFIG_BYTES,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        })?;
         Self::parse(&text, &shown)
     }
 
@@ -646,7 +648,21 @@ impl Config {
         if !url.is_empty() && !has_scheme(url, &["http://", "https://"]) {
             return bad(
                 "admission.url",
-                format!("{url:?}: expected an http:// or https:// URL"),
+                format!(
+                    "{:?}: expected an http:// or https:// URL",
+                    crate::redact::url(url)
+                ),
+            );
+        }
+        if adm.token_in_cleartext() && !adm.allow_insecure_http {
+            return bad(
+                "admission.url",
+                format!(
+                    "{:?} is plain HTTP but admission.token_file is set: the bearer token would \
+                     travel in cleartext; use https://, or set admission.allow_insecure_http = true \
+                     (labs only)",
+                    crate::redact::url(url)
+                ),
             );
         }
         self.web.validate()
@@ -690,6 +706,18 @@ impl WebConfig {
                 "web.requests_per_minute",
                 "0 is out of range: expected at least 1".into(),
             );
+        }
+        for h in &self.allowed_hosts {
+            let plain = !h.is_empty()
+                && h.len() <= 253
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+            if !plain {
+                return bad(
+                    "web.allowed_hosts",
+                    format!("{h:?}: expected a host name without port, like \"gw7.plant.example\""),
+                );
+            }
         }
         if self.actions_enabled && self.action_token_file.is_empty() {
             return bad(

@@ -5,7 +5,9 @@
 //! otherwise keys match case-insensitively (so `omitDefaultRegions`, the tag
 //! tailscale actually emits, and `OmitDefaultRegions` both work, as do the
 //! lower-case keys found in hand-written maps); `null` counts as absent and
-//! unknown keys are ignored. Node semantics follow the `tailcfg.DERPNode`
+//! unknown keys are ignored. `Regions` and `Nodes` must be there, but Go
+//! writes a nil map or slice as `null`, which means "none", and a `null`
+//! region or node (a nil pointer) is skipped. Node semantics follow the `tailcfg.DERPNode`
 //! docs: `STUNPort` 0 means 3478 and -1 means no STUN; `IPv4`/`IPv6` empty
 //! means "resolve `HostName`", a valid address is used as is, and anything
 //! else (conventionally `"none"`) disables that family.
@@ -207,15 +209,23 @@ pub fn decode(json: &[u8]) -> Result<DerpMap, DerpMapError> {
         detail: e.to_string(),
     })?;
     let top = Obj::new(&root, String::new())?;
-    let regions_v = top.required("Regions")?;
-    let regions_obj = regions_v
-        .as_object()
-        .ok_or_else(|| DerpMapError::WrongType {
+    let empty = Map::new();
+    // Required, but Go writes a nil map as `null`: no regions.
+    let regions_obj = match top
+        .present("Regions")
+        .ok_or_else(|| top.missing("Regions"))?
+    {
+        Value::Null => &empty,
+        v => v.as_object().ok_or_else(|| DerpMapError::WrongType {
             path: "Regions".into(),
             expected: "an object",
-        })?;
+        })?,
+    };
     let mut regions = BTreeMap::new();
     for (key, value) in regions_obj {
+        if value.is_null() {
+            continue; // a nil *DERPRegion: tailscale skips it too
+        }
         let region = decode_region(key, value)?;
         let id = region.region_id;
         if regions.insert(id, region).is_some() {
@@ -296,13 +306,20 @@ fn decode_region(key: &str, value: &Value) -> Result<DerpRegion, DerpMapError> {
             region_id,
         });
     }
-    let nodes_v = obj.required("Nodes")?;
-    let nodes_arr = nodes_v.as_array().ok_or_else(|| DerpMapError::WrongType {
-        path: obj.path("Nodes"),
-        expected: "an array",
-    })?;
+    let no_nodes = Vec::new();
+    // Required, but a nil slice is `null`: a region without nodes.
+    let nodes_arr = match obj.present("Nodes").ok_or_else(|| obj.missing("Nodes"))? {
+        Value::Null => &no_nodes,
+        v => v.as_array().ok_or_else(|| DerpMapError::WrongType {
+            path: obj.path("Nodes"),
+            expected: "an array",
+        })?,
+    };
     let mut nodes = Vec::with_capacity(nodes_arr.len());
     for (i, n) in nodes_arr.iter().enumerate() {
+        if n.is_null() {
+            continue; // a nil *DERPNode
+        }
         nodes.push(decode_node(
             &format!("{}[{i}]", obj.path("Nodes")),
             n,
@@ -395,17 +412,17 @@ impl<'a> Obj<'a> {
 
     /// Exact key first, then the first case-insensitive match; null is absent.
     fn get(&self, name: &str) -> Option<&'a Value> {
-        let found = self.map.get(name).or_else(|| {
+        self.present(name).filter(|v| !v.is_null())
+    }
+
+    /// The key's value as written, `null` included (absent is `None`).
+    fn present(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).or_else(|| {
             self.map
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v)
-        });
-        found.filter(|v| !v.is_null())
-    }
-
-    fn required(&self, name: &str) -> Result<&'a Value, DerpMapError> {
-        self.get(name).ok_or_else(|| self.missing(name))
+        })
     }
 
     fn typed<T>(

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::report::{Filtering, RegionRef};
 use super::stun::{self, ChangeRequest, TransactionId};
+use crate::deadline::Later;
 
 /// Largest datagram read; STUN answers are far smaller.
 const MAX_DATAGRAM: usize = 1500;
@@ -90,10 +91,10 @@ pub async fn probe(targets: &[Target], tries: u32, budget: Duration) -> std::io:
     };
     out.ipv6_socket = v6.is_some();
     let start = Instant::now();
-    let deadline = start + budget;
+    let deadline = start.later(budget);
     // (send time, target) in order; each try is its own transaction.
     let mut schedule: Vec<(Instant, usize)> = (0..tries)
-        .flat_map(|k| (0..targets.len()).map(move |i| (start + TRY_GAP * k, i)))
+        .flat_map(|k| (0..targets.len()).map(move |i| (start.later(TRY_GAP * k), i)))
         .collect();
     schedule.sort_by_key(|(t, i)| (*t, *i));
     let mut schedule = schedule.into_iter().peekable();
@@ -181,14 +182,14 @@ async fn exchange(
 ) -> Option<SocketAddr> {
     let tid = new_tid();
     let req = stun::binding_request(&tid, change).ok()?;
-    let deadline = Instant::now() + budget;
+    let deadline = Instant::now().later(budget);
     let gap = budget / 3;
     let mut buf = [0u8; MAX_DATAGRAM];
     for k in 0..3u32 {
         if sock.send_to(&req, server).await.is_ok() {
             *bytes_sent += req.len() as u64;
         }
-        let resend = (Instant::now() + gap).min(deadline);
+        let resend = Instant::now().later(gap).min(deadline);
         let until = if k == 2 { deadline } else { resend };
         while let Ok(Ok((n, from))) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await
         {
@@ -262,7 +263,7 @@ async fn change_tests(
         }
     }
     let mut answered = [false, false];
-    let deadline = Instant::now() + budget;
+    let deadline = Instant::now().later(budget);
     let gap = budget / 3;
     let mut buf = [0u8; MAX_DATAGRAM];
     for round in 0..3u32 {
@@ -274,7 +275,7 @@ async fn change_tests(
         let until = if round == 2 {
             deadline
         } else {
-            (Instant::now() + gap).min(deadline)
+            Instant::now().later(gap).min(deadline)
         };
         while let Ok(Ok((n, from))) = tokio::time::timeout_at(until, sock.recv_from(&mut buf)).await
         {

@@ -16,6 +16,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::stun::{self, ChangeRequest};
+use crate::deadline::Later;
 
 /// The mapping to test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +65,7 @@ pub async fn mesh_port_reachable(
         change_port: true,
     };
     let req = stun::binding_request_to(&tid, Some(both), Some(mesh.external_port)).ok()?;
-    let deadline = Instant::now() + budget;
+    let deadline = Instant::now().later(budget);
     let gap = budget / 3;
     let mut rbuf = [0u8; 1500];
     let mut sbuf = [0u8; 1500];
@@ -75,7 +76,7 @@ pub async fn mesh_port_reachable(
         let until = if k == 2 {
             deadline
         } else {
-            (Instant::now() + gap).min(deadline)
+            Instant::now().later(gap).min(deadline)
         };
         loop {
             tokio::select! {

@@ -235,14 +235,8 @@ fn load_derp_map(source: &str) -> Result<derpmap::DerpMap, RunError> {
             "{source}: not fetched yet (no copy in the state directory)"
         )));
     }
-    let meta =
-        std::fs::metadata(source).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))?;
-    if meta.len() > MAX_DERP_MAP {
-        return Err(RunError::DerpMap(format!(
-            "{source}: larger than {MAX_DERP_MAP} bytes"
-        )));
-    }
-    let bytes = std::fs::read(source).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))?;
+    let bytes = crate::fsread::read_capped(std::path::Path::new(source), MAX_DERP_MAP)
+        .map_err(|e| RunError::DerpMap(e.to_string()))?;
     derpmap::decode(&bytes).map_err(|e| RunError::DerpMap(format!("{source}: {e}")))
 }
 

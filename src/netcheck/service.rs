@@ -14,6 +14,7 @@ use super::report::Report;
 use super::run::{self, History, Kind};
 use super::tsmap::{Refreshed, TailscaledMap, TsMapError};
 use crate::config::Config;
+use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::poke::Poke;
 use crate::resolve::NameResolver;
@@ -66,7 +67,7 @@ pub async fn run(
                     // comes up after us): ask again soon, not an interval later.
                     if sources.tailscaled_may_come() && matches!(e, run::RunError::NoServers { .. })
                     {
-                        next_full = Instant::now() + super::tsmap::RETRY;
+                        next_full = Instant::now().later(super::tsmap::RETRY);
                     }
                     hub.update(|s| {
                         s.netcheck
@@ -97,10 +98,10 @@ pub async fn run(
                         }),
                     }
                     if kind == Kind::Full {
-                        next_full = Instant::now() + cfg.netcheck.interval.get();
+                        next_full = Instant::now().later(cfg.netcheck.interval.get());
                     }
                     if Instant::now() >= lifetime_due {
-                        lifetime_due = Instant::now() + LIFETIME_EVERY;
+                        lifetime_due = Instant::now().later(LIFETIME_EVERY);
                         estimate_lifetime(&plan, &lifetime_tx);
                     }
                 }
@@ -110,7 +111,7 @@ pub async fn run(
         // Every outcome (report, error, no route) waits a full interval
         // unless something changes: never a hot loop.
         if next_full <= Instant::now() {
-            next_full = Instant::now() + cfg.netcheck.interval.get();
+            next_full = Instant::now().later(cfg.netcheck.interval.get());
         }
         tokio::select! {
             _ = shutdown.wait() => return,
@@ -200,7 +201,7 @@ impl Sources {
         let timeout = Duration::from_secs(10);
         match super::derpfetch::refresh(url, &dir, timeout, self.fetch_resolver.clone()).await {
             Ok(_) => {
-                self.next_derp_fetch = Instant::now() + super::derpfetch::REFRESH;
+                self.next_derp_fetch = Instant::now().later(super::derpfetch::REFRESH);
                 if std::mem::replace(&mut self.derp_fetch_failing, false) {
                     hub.emit(
                         "netcheck",
@@ -211,7 +212,7 @@ impl Sources {
                 }
             }
             Err(e) => {
-                self.next_derp_fetch = Instant::now() + super::derpfetch::RETRY;
+                self.next_derp_fetch = Instant::now().later(super::derpfetch::RETRY);
                 if !std::mem::replace(&mut self.derp_fetch_failing, true) {
                     let kept = if super::derpfetch::cached(&dir).is_some() {
                         "using the copy fetched before"

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::derpmap::{self, DerpMap};
 use crate::config::Config;
+use crate::deadline::Later;
 use crate::state::StateDir;
 use crate::tailscale::client::{LocalApi, LocalApiError};
 
@@ -102,14 +103,14 @@ impl TailscaledMap {
                     self.stored = self.store_error.is_none().then_some(body);
                 }
                 self.last = Some(map);
-                self.next_ask = Some(Instant::now() + REFRESH);
+                self.next_ask = Some(Instant::now().later(REFRESH));
                 return Some(Refreshed::Fetched);
             }
             Ok(None) => TsMapError::NoMap,
             Err(e) => TsMapError::LocalApi(e),
         };
         self.error = outcome;
-        self.next_ask = Some(Instant::now() + RETRY);
+        self.next_ask = Some(Instant::now().later(RETRY));
         if self.last.is_none() {
             self.last = cached(&state_dir).and_then(|p| load(&p));
         }
@@ -134,11 +135,8 @@ pub fn cached(state_dir: &Path) -> Option<PathBuf> {
 }
 
 fn load(path: &Path) -> Option<DerpMap> {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.len() > derpmap::MAX_DERP_MAP as u64 {
-        return None;
-    }
-    derpmap::decode(&std::fs::read(path).ok()?).ok()
+    let bytes = crate::fsread::read_capped(path, derpmap::MAX_DERP_MAP as u64).ok()?;
+    derpmap::decode(&bytes).ok()
 }
 
 fn store(state_dir: &Path, body: &[u8]) -> Result<(), String> {

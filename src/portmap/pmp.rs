@@ -9,6 +9,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::protocol::{natpmp, pcp, MAX_MESSAGE_LEN, SERVER_PORT};
+use crate::deadline::Later;
 
 /// First retransmission interval (RFC 6886 §3.1 starts at 250 ms and doubles).
 const FIRST_RETRY: Duration = Duration::from_millis(250);
@@ -62,12 +63,12 @@ async fn exchange<T, E>(
     // that does not listen on 5351 fails fast with ICMP "port unreachable"
     // instead of running out the whole budget.
     socket.connect(server).await?;
-    let deadline = Instant::now() + budget;
+    let deadline = Instant::now().later(budget);
     let mut retry = FIRST_RETRY;
     let mut buf = [0u8; MAX_MESSAGE_LEN + 1];
     loop {
         socket.send(request).await?;
-        let resend_at = (Instant::now() + retry).min(deadline);
+        let resend_at = Instant::now().later(retry).min(deadline);
         retry = retry.saturating_mul(2);
         loop {
             let received = tokio::time::timeout_at(resend_at, socket.recv_from(&mut buf)).await;

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
+use crate::deadline::Later;
 pub use crate::netcheck::servers::Rfc5780Server as ProofServer;
 use crate::netcheck::stun::{self, ChangeRequest, StunError, TransactionId};
 
@@ -117,7 +118,7 @@ async fn exchange(
     budget: Duration,
     traffic: &mut Traffic,
 ) -> Reply {
-    let deadline = Instant::now() + budget;
+    let deadline = Instant::now().later(budget);
     let gap = budget / TRIES;
     let mut buf = [0u8; MAX_DATAGRAM];
     for k in 0..TRIES {
@@ -127,7 +128,7 @@ async fn exchange(
         let until = if k + 1 == TRIES {
             deadline
         } else {
-            (Instant::now() + gap).min(deadline)
+            Instant::now().later(gap).min(deadline)
         };
         while let Ok(Ok((n, from))) =
             tokio::time::timeout_at(until, socket.recv_from(&mut buf)).await

@@ -13,6 +13,7 @@ use super::pmp::{self, Ignored};
 use super::protocol::{natpmp, pcp, Protocol as WireProtocol};
 use super::upnp::UpnpRouter;
 use crate::config::{MappingConfig, Protocol};
+use crate::deadline::Later;
 
 /// Time one NAT-PMP/PCP exchange may take (retransmits included).
 const PMP_BUDGET: Duration = Duration::from_millis(1500);
@@ -184,7 +185,7 @@ impl Router {
     ) -> Self {
         let mut router = Self::unprobed(addr, local, ignored);
         let mut probes = router.start_probes();
-        let deadline = Instant::now() + budget;
+        let deadline = Instant::now().later(budget);
         while let Ok(Some(done)) = tokio::time::timeout_at(deadline, probes.join_next()).await {
             if let Ok(r) = done {
                 router.merge(r);

@@ -25,6 +25,7 @@ use super::protocol::description::{self, WanService};
 use super::protocol::soap::{self, MappingRequest, SoapError, SpecificEntry, UpnpFault};
 use super::protocol::ssdp;
 use crate::config::Protocol;
+use crate::deadline::Later;
 
 /// Why a UPnP operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +130,7 @@ impl UpnpRouter {
         local: Ipv4Addr,
         ignored: &Ignored,
     ) -> Result<Self, UpnpError> {
-        let deadline = Instant::now() + DISCOVERY_BUDGET;
+        let deadline = Instant::now().later(DISCOVERY_BUDGET);
         let answer = search(router, local, deadline, ignored)
             .await
             .map_err(|_| UpnpError::NotFound(router))?;
@@ -367,7 +368,7 @@ pub async fn probe_boot_id(
     local: Ipv4Addr,
     ignored: &Ignored,
 ) -> Result<Option<u32>, UpnpError> {
-    let answer = search(router, local, Instant::now() + BOOTID_BUDGET, ignored).await?;
+    let answer = search(router, local, Instant::now().later(BOOTID_BUDGET), ignored).await?;
     Ok(answer.boot_id)
 }
 

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::nullable::{empty_as_none, null_as_default};
+
 /// Largest LocalAPI answer we decode (a status with a few thousand peers is
 /// well under this); anything bigger is refused, not buffered.
 pub const MAX_BODY: usize = 8 << 20;
@@ -75,7 +77,7 @@ pub struct TsPeer {
     /// The node's own hostname.
     pub host_name: String,
     /// MagicDNS name, may be empty.
-    #[serde(default, rename = "DNSName")]
+    #[serde(default, deserialize_with = "null_as_default", rename = "DNSName")]
     pub dns_name: String,
     /// Tailnet addresses.
     #[serde(default, rename = "TailscaleIPs", deserialize_with = "null_as_default")]
@@ -87,16 +89,16 @@ pub struct TsPeer {
     #[serde(default, deserialize_with = "null_as_default")]
     pub addrs: Vec<String>,
     /// The direct endpoint in use, empty when not direct.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub cur_addr: String,
     /// Home DERP region code.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub relay: String,
     /// Connected to the control server.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub online: bool,
     /// Traffic in the last few minutes.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub active: bool,
 }
 
@@ -111,15 +113,6 @@ impl TsPeer {
     }
 }
 
-/// Go encodes empty slices and maps as `null`.
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
 /// `POST /localapi/v0/ping?type=disco`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
@@ -128,22 +121,26 @@ pub struct PingResult {
     #[serde(rename = "IP")]
     pub ip: String,
     /// Why the ping failed, empty on success.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub err: String,
     /// Round trip.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub latency_seconds: f64,
     /// The direct endpoint that answered, empty when relayed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub endpoint: String,
     /// DERP region that carried the pong, 0 when direct.
-    #[serde(default, rename = "DERPRegionID")]
+    #[serde(default, deserialize_with = "null_as_default", rename = "DERPRegionID")]
     pub derp_region_id: i64,
     /// Its code.
-    #[serde(default, rename = "DERPRegionCode")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        rename = "DERPRegionCode"
+    )]
     pub derp_region_code: String,
     /// Peer relay that carried it, empty when none.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub peer_relay: String,
 }
 
@@ -209,10 +206,10 @@ pub struct Prefs {
     /// The user wants the node up.
     pub want_running: bool,
     /// Explicitly logged out.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub logged_out: bool,
     /// Hostname override, empty when the OS hostname is used.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub hostname: String,
 }
 
@@ -221,13 +218,13 @@ pub struct Prefs {
 #[serde(rename_all = "PascalCase")]
 pub struct Notify {
     /// Backend version, in the first message.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub version: Option<String>,
     /// New backend state (`ipn.State` as a number).
     #[serde(default)]
     pub state: Option<i64>,
     /// An error the backend wants shown.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub err_message: Option<String>,
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::deadline::Later;
 use crate::entropy::between;
 
 /// First pings of newly seen peers land within this window (or the interval
@@ -36,7 +37,7 @@ impl Schedule {
         for k in keys {
             self.due
                 .entry(k.clone())
-                .or_insert_with(|| now + between(Duration::ZERO, spread));
+                .or_insert_with(|| now.later(between(Duration::ZERO, spread)));
         }
     }
 
@@ -58,7 +59,7 @@ impl Schedule {
         due.truncate(max);
         let (lo, hi) = (self.interval * 9 / 10, self.interval * 11 / 10);
         for (_, k) in &due {
-            self.due.insert(k.clone(), now + between(lo, hi));
+            self.due.insert(k.clone(), now.later(between(lo, hi)));
         }
         due.into_iter().map(|(_, k)| k).collect()
     }

@@ -21,6 +21,7 @@ use super::keepalive::Schedule;
 use super::model::{PeerStatus, PingStatus, TailscaleStatus};
 use super::{sanity, select};
 use crate::config::Config;
+use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::portmap::model::Mapped;
 use crate::shutdown::Shutdown;
@@ -198,7 +199,7 @@ impl Actor {
         match self.refresh().await {
             Ok(()) => {
                 self.backoff = BACKOFF_MIN;
-                self.poll_at = Instant::now() + POLL;
+                self.poll_at = Instant::now().later(POLL);
             }
             Err(e) => self.lost(e),
         }
@@ -234,7 +235,8 @@ impl Actor {
             self.restun_pending = !self.mapped.mappings.is_empty();
         }
         self.note_backend_state(&st.backend_state);
-        self.apply_status(&st, prefs.map(|p| p.control_url));
+        // Shown, published and stored in events: never with credentials.
+        self.apply_status(&st, prefs.map(|p| crate::redact::url(&p.control_url)));
         if self.restun_pending && st.backend_state == "Running" {
             self.restun("tailscaled (re)started with a router mapping in place")
                 .await;
@@ -269,7 +271,7 @@ impl Actor {
         self.last_seen = None;
         let wait = jittered(self.backoff);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-        self.poll_at = Instant::now() + wait;
+        self.poll_at = Instant::now().later(wait);
         let reason = format!("{e}; retrying in {:.0?}", wait);
         if was {
             self.hub.emit(
@@ -447,7 +449,7 @@ impl Actor {
                     format!("asked tailscaled to re-STUN: {why}"),
                 );
                 // Its endpoints change within a second or two; show them.
-                self.poll_at = Instant::now() + Duration::from_secs(2);
+                self.poll_at = Instant::now().later(Duration::from_secs(2));
             }
             Err(e) => {
                 self.restun_pending = true;

@@ -20,7 +20,7 @@ pub const MAX_PACKET: usize = super::frame::MAX_BODY + 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// `mqtt_url` is not `mqtt[s]://host[:port]`.
-    #[error("telemetry.mqtt_url {0:?}: expected mqtt://host[:port] or mqtts://host[:port]")]
+    #[error("telemetry.mqtt_url {:?}: expected mqtt://host[:port] or mqtts://host[:port]", crate::redact::url(.0))]
     Url(String),
     /// A file named in the configuration cannot be read.
     #[error("telemetry.{key} {path}: {message}")]

@@ -13,10 +13,14 @@
 //! No MQTT here: the actor asks for [`Outbox::pending`] and reports acks.
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+
+use crate::safefs::{self, SafeError};
 
 use super::frame::{self, Frame};
 
@@ -38,6 +42,10 @@ pub enum OutboxError {
         /// Underlying error.
         source: std::io::Error,
     },
+    /// A symlink or another user's directory or segment (names the path
+    /// and the owner), or a system call on it failed.
+    #[error("outbox {0}")]
+    Unsafe(#[from] SafeError),
     /// The record cannot be stored.
     #[error(transparent)]
     Encode(#[from] frame::EncodeError),
@@ -78,6 +86,9 @@ struct Segment {
 /// The outbox in one directory.
 pub struct Outbox {
     dir: PathBuf,
+    /// The directory, held open: segments are opened relative to it and
+    /// never through a symlink (the daemon runs as root).
+    fd: OwnedFd,
     max_bytes: u64,
     segment_bytes: u64,
     segments: VecDeque<Segment>,
@@ -124,7 +135,7 @@ impl Outbox {
     pub fn open(dir: &Path, max_bytes: u64) -> Result<(Self, Recovery), OutboxError> {
         let max_bytes = max_bytes.max(MIN_MAX_BYTES);
         let segment_bytes = (max_bytes / SEGMENTS_PER_BOUND).max(64 * 1024);
-        fs::create_dir_all(dir).map_err(io(dir, "create directory"))?;
+        let fd = safefs::open_dir(dir)?;
         let mut ids: Vec<u64> = fs::read_dir(dir)
             .map_err(io(dir, "list directory"))?
             .flatten()
@@ -140,10 +151,12 @@ impl Outbox {
         let mut max_id = 0;
         let count = ids.len();
         for (i, first_id) in ids.into_iter().enumerate() {
-            let path = dir.join(segment_name(first_id));
+            let name = segment_name(first_id);
+            let path = dir.join(&name);
             let mut bytes = Vec::new();
-            File::open(&path)
-                .and_then(|f| f.take(max_bytes.saturating_mul(2)).read_to_end(&mut bytes))
+            safefs::open_file_at(fd.as_fd(), &name, OFlag::O_RDONLY, &path)?
+                .take(max_bytes.saturating_mul(2))
+                .read_to_end(&mut bytes)
                 .map_err(io(&path, "read segment"))?;
             let decoded = frame::decode_all(&bytes);
             recovery.corrupt_bytes += decoded.skipped as u64;
@@ -152,10 +165,9 @@ impl Outbox {
                 // The last segment is appended to: cut a torn write off first.
                 recovery.torn_tail_bytes = (bytes.len() - decoded.valid_end) as u64;
                 size = decoded.valid_end as u64;
-                OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(size).and_then(|()| f.sync_all()))
+                let f = safefs::open_file_at(fd.as_fd(), &name, OFlag::O_WRONLY, &path)?;
+                f.set_len(size)
+                    .and_then(|()| f.sync_all())
                     .map_err(io(&path, "cut torn tail"))?;
             }
             for (_, f) in decoded.frames {
@@ -196,19 +208,22 @@ impl Outbox {
             .saturating_add(1);
         let (active, new_segment) = match segments.back() {
             Some(s) => (
-                OpenOptions::new()
-                    .append(true)
-                    .open(&s.path)
-                    .map_err(io(&s.path, "open segment"))?,
+                safefs::open_file_at(
+                    fd.as_fd(),
+                    &segment_name(s.first_id),
+                    OFlag::O_WRONLY | OFlag::O_APPEND,
+                    &s.path,
+                )?,
                 None,
             ),
             None => {
-                let (file, seg) = create_segment(dir, next_id, dropped)?;
+                let (file, seg) = create_segment(dir, fd.as_fd(), next_id, dropped)?;
                 (file, Some(seg))
             }
         };
         let mut outbox = Self {
             dir: dir.to_path_buf(),
+            fd,
             max_bytes,
             segment_bytes,
             segments,
@@ -340,7 +355,7 @@ impl Outbox {
         if !self.active_has_records() {
             return Ok(());
         }
-        let (file, seg) = create_segment(&self.dir, self.next_id, self.dropped)?;
+        let (file, seg) = create_segment(&self.dir, self.fd.as_fd(), self.next_id, self.dropped)?;
         self.active = file;
         self.segments.push_back(seg);
         self.delete_resolved()
@@ -351,12 +366,12 @@ impl Outbox {
         let mut deleted = false;
         while self.segments.len() > 1 && self.segments[0].unacked == 0 {
             if let Some(s) = self.segments.pop_front() {
-                fs::remove_file(&s.path).map_err(io(&s.path, "delete segment"))?;
+                self.unlink(&s)?;
                 deleted = true;
             }
         }
         if deleted {
-            sync_dir(&self.dir)?;
+            sync_dir(&self.dir, self.fd.as_fd())?;
         }
         Ok(())
     }
@@ -376,12 +391,12 @@ impl Outbox {
                 let before = self.pending.len();
                 self.pending.retain(|r| r.segment != s.first_id);
                 dropped_now += (before - self.pending.len()) as u64;
-                fs::remove_file(&s.path).map_err(io(&s.path, "delete segment"))?;
+                self.unlink(&s)?;
             }
         }
         if dropped_now > 0 {
             self.dropped += dropped_now;
-            sync_dir(&self.dir)?;
+            sync_dir(&self.dir, self.fd.as_fd())?;
             let meta = frame::encode(&Frame::Meta {
                 dropped: self.dropped,
             })?;
@@ -391,20 +406,33 @@ impl Outbox {
     }
 }
 
-fn create_segment(dir: &Path, first_id: u64, dropped: u64) -> Result<(File, Segment), OutboxError> {
-    let path = dir.join(segment_name(first_id));
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io(&path, "create segment"))?;
+impl Outbox {
+    fn unlink(&self, s: &Segment) -> Result<(), OutboxError> {
+        nix::unistd::unlinkat(
+            self.fd.as_fd(),
+            segment_name(s.first_id).as_str(),
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )
+        .map_err(|e| io(&s.path, "delete segment")(e.into()))
+    }
+}
+
+fn create_segment(
+    dir: &Path,
+    fd: std::os::fd::BorrowedFd<'_>,
+    first_id: u64,
+    dropped: u64,
+) -> Result<(File, Segment), OutboxError> {
+    let name = segment_name(first_id);
+    let path = dir.join(&name);
+    // Exclusive: a name planted in advance is an error, never written through.
+    let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_EXCL;
+    let mut file = safefs::open_file_at(fd, &name, flags, &path)?;
     let meta = frame::encode(&Frame::Meta { dropped })?;
-    file.set_len(0)
-        .and_then(|()| file.write_all(&meta))
+    file.write_all(&meta)
         .and_then(|()| file.sync_all())
         .map_err(io(&path, "write segment header"))?;
-    sync_dir(dir)?;
+    sync_dir(dir, fd)?;
     let size = meta.len() as u64;
     Ok((
         file,
@@ -417,10 +445,8 @@ fn create_segment(dir: &Path, first_id: u64, dropped: u64) -> Result<(File, Segm
     ))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir, "fsync directory"))
+fn sync_dir(dir: &Path, fd: std::os::fd::BorrowedFd<'_>) -> Result<(), OutboxError> {
+    nix::unistd::fsync(fd).map_err(|e| io(dir, "fsync directory")(e.into()))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use super::client::{self, Broker};
 use super::outbox::Outbox;
 use super::payload::{self, topic};
 use crate::config::{Config, TelemetryConfig};
+use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::shutdown::Shutdown;
 use crate::status::{now_rfc3339, Event, State, Status, StatusHub, TelemetryStatus};
@@ -223,7 +224,7 @@ impl Actor {
         }
         match client::parse_url(&self.cfg.mqtt_url) {
             Ok(b) => {
-                self.shown.broker = Some(b.to_string());
+                self.shown.broker = Some(crate::redact::url(&b.to_string()));
                 self.broker = Some(b);
                 self.reconnect_at = Some(Instant::now());
             }
@@ -321,7 +322,7 @@ impl Actor {
             client::random_u32(),
         );
         self.attempt = self.attempt.saturating_add(1);
-        self.reconnect_at = Some(Instant::now() + wait);
+        self.reconnect_at = Some(Instant::now().later(wait));
     }
 
     fn on_session(&mut self, generation: u64, ev: Result<MqttEvent, ConnectionError>) {
@@ -489,7 +490,7 @@ impl Actor {
         }
         let fp = payload::status_fingerprint(snap);
         if fp != self.fingerprint && self.status_due.is_none() {
-            let debounced = Instant::now() + self.cfg.debounce.get();
+            let debounced = Instant::now().later(self.cfg.debounce.get());
             let spaced = self
                 .last_status
                 .map_or(debounced, |t| t + STATUS_MIN_SPACING);
@@ -504,7 +505,7 @@ impl Actor {
             self.fingerprint = payload::status_fingerprint(&snap);
             self.status_due = None;
             self.last_status = Some(Instant::now());
-            self.periodic_due = Instant::now() + self.cfg.status_interval.get();
+            self.periodic_due = Instant::now().later(self.cfg.status_interval.get());
         }
     }
 
@@ -530,7 +531,7 @@ impl Actor {
         events: &mut broadcast::Receiver<Event>,
         rx: &mut mpsc::Receiver<SessionEvent>,
     ) {
-        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        let deadline = Instant::now().later(SHUTDOWN_FLUSH);
         while let Ok(e) = events.try_recv() {
             self.record_event(e);
         }
@@ -560,7 +561,7 @@ impl Actor {
         if self.session.as_ref().is_some_and(|s| s.connected) {
             let offline = payload::state_shutdown(&now_rfc3339());
             self.publish(topic::STATE, true, offline, Tag::Other);
-            let until = Instant::now() + Duration::from_millis(150);
+            let until = Instant::now().later(Duration::from_millis(150));
             while self
                 .session
                 .as_ref()
@@ -575,7 +576,7 @@ impl Actor {
         if let Some(s) = self.session.as_ref() {
             let _ = s.client.try_disconnect();
             let generation = s.generation;
-            let until = Instant::now() + Duration::from_millis(100);
+            let until = Instant::now().later(Duration::from_millis(100));
             while let Ok(Some((g, ev))) = tokio::time::timeout_at(until, rx.recv()).await {
                 if g == generation
                     && matches!(ev, Ok(MqttEvent::Outgoing(Outgoing::Disconnect)) | Err(_))

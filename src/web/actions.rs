@@ -26,14 +26,9 @@ impl std::fmt::Debug for Token {
 /// Why the token file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    /// Reading failed.
-    #[error("cannot read the action token file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Underlying error.
-        source: std::io::Error,
-    },
+    /// Reading failed, or the path is no regular file (the message names it).
+    #[error("cannot read the action token file {0}")]
+    Read(#[from] crate::fsread::ReadError),
     /// The file is not one short line of at least [`MIN_TOKEN_CHARS`].
     #[error("the action token file {path} must hold one line of {MIN_TOKEN_CHARS} to 4096 characters without spaces")]
     Unfit {
@@ -46,16 +41,16 @@ impl Token {
     /// Read the token from `path`: one line, surrounding whitespace ignored.
     pub fn load(path: &Path) -> Result<Self, TokenError> {
         let shown = path.display().to_string();
-        let read = |source| TokenError::Read {
-            path: shown.clone(),
-            source,
+        let bytes = match crate::fsread::read_capped(path, MAX_TOKEN_FILE_BYTES) {
+            Err(crate::fsread::ReadError::TooLarge { .. }) => {
+                return Err(TokenError::Unfit { path: shown })
+            }
+            other => zeroize::Zeroizing::new(other?),
         };
-        let size = std::fs::metadata(path).map_err(read)?.len();
-        if size > MAX_TOKEN_FILE_BYTES {
-            return Err(TokenError::Unfit { path: shown });
-        }
-        let text = std::fs::read_to_string(path).map_err(read)?;
-        Self::from_text(&text).ok_or(TokenError::Unfit { path: shown })
+        let text = std::str::from_utf8(&bytes).map_err(|_| TokenError::Unfit {
+            path: shown.clone(),
+        })?;
+        Self::from_text(text).ok_or(TokenError::Unfit { path: shown })
     }
 
     /// A token from text, or None when it is too short or has spaces.

@@ -31,6 +31,7 @@ const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 's
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     peer: SocketAddr,
+    local: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
     let c = &shared.counters;
@@ -46,7 +47,27 @@ pub(crate) async fn handle(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
         return Ok(r);
     }
+    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if request::split_target(target).is_err() {
+        return Ok(reply(
+            StatusCode::URI_TOO_LONG,
+            TEXT,
+            format!(
+                "the request target is longer than {} bytes\n",
+                request::MAX_TARGET_BYTES
+            ),
+        ));
+    }
     let route = request::route(req.uri().path());
+    // Liveness tells nothing; everything else only under one of our names.
+    let host = header_str(req.headers(), header::HOST);
+    if route != Route::Healthz && !shared.hosts.allows(host, local) {
+        return Ok(reply(
+            StatusCode::MISDIRECTED_REQUEST,
+            TEXT,
+            "this page answers only to its own addresses and names (web.allowed_hosts)\n",
+        ));
+    }
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     Ok(match route {
         Route::Action(action) => {

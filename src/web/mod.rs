@@ -8,6 +8,7 @@
 
 pub mod actions;
 mod handler;
+pub mod host;
 pub mod limits;
 pub mod metrics;
 pub mod page;
@@ -35,6 +36,7 @@ use crate::poke::Pokes;
 use crate::shutdown::{self, Shutdown};
 use crate::status::{Level, State, StatusHub, WebStatus};
 
+use crate::deadline::Later;
 use actions::Token;
 use limits::{ConnectionLimits, RateLimiter, MAX_TRACKED_CLIENTS};
 use request::Action;
@@ -79,6 +81,7 @@ pub(crate) struct Shared {
     token: Option<Token>,
     token_problem: Option<String>,
     rate: RateLimiter,
+    hosts: host::HostPolicy,
     limits: Arc<ConnectionLimits>,
     counters: Arc<Counters>,
     last_refusal_event: Mutex<Option<Instant>>,
@@ -159,14 +162,14 @@ pub async fn run(
                 }
                 _ = rebind.tick(), if rebinding => generation.bind_missing(&hub),
                 _ = generation.shared.activity.notified() => {
-                    active_until = Instant::now() + ACTIVE_LINGER;
-                    next_publish.get_or_insert_with(|| Instant::now() + PUBLISH_EVERY);
+                    active_until = Instant::now().later(ACTIVE_LINGER);
+                    next_publish.get_or_insert_with(|| Instant::now().later(PUBLISH_EVERY));
                 }
                 _ = sleep_until_opt(next_publish) => {
                     generation.trim_after_burst(&mut after_burst);
                     generation.publish(&hub);
                     let busy = generation.shared.limits.open() > 0 || Instant::now() < active_until;
-                    next_publish = busy.then(|| Instant::now() + PUBLISH_EVERY);
+                    next_publish = busy.then(|| Instant::now().later(PUBLISH_EVERY));
                 }
             }
         }
@@ -214,6 +217,7 @@ impl Generation {
             hub: hub.clone(),
             pokes: pokes.clone(),
             rate: RateLimiter::new(cfg.requests_per_minute, MAX_TRACKED_CLIENTS),
+            hosts: host::HostPolicy::new(&cfg.listen, &host::own_hostnames(), &cfg.allowed_hosts),
             limits: ConnectionLimits::new(cfg.max_connections_per_ip, cfg.max_connections),
             config: cfg,
             token,

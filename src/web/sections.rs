@@ -111,19 +111,7 @@ pub fn telemetry(s: &Status) -> Telemetry {
 /// `scheme://user:secret@host/...` without `user:secret@`: URLs may carry
 /// credentials, and no secret is ever shown.
 pub fn without_credentials(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, url),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
-        Some(at) => &rest[at + 1..],
-        None => rest,
-    };
-    match scheme {
-        Some(s) => format!("{s}://{rest}"),
-        None => rest.to_string(),
-    }
+    crate::redact::url(url)
 }
 
 /// A test peer's last ping: path, endpoint, DERP region, latency, error.

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::limits::{ConnectionGuard, Refusal};
 use super::{handler, Shared};
+use crate::deadline::Later;
 use crate::shutdown::Shutdown;
 
 /// Largest request head (request line and headers), in bytes; more is
@@ -84,6 +85,10 @@ async fn connection(
     mut stop: Shutdown,
 ) {
     let _ = stream.set_nodelay(true);
+    // The address the client reached: a Host naming it is ours (0.0.0.0).
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     let activity = Activity::new();
     let in_flight = Arc::new(AtomicU32::new(0));
     let io = TokioIo::new(Tracked {
@@ -97,7 +102,7 @@ async fn connection(
             let shared = shared.clone();
             async move {
                 let _busy = busy;
-                handler::handle(shared, peer, req).await
+                handler::handle(shared, peer, local, req).await
             }
         })
     };
@@ -179,7 +184,8 @@ impl Activity {
     }
 
     fn last(&self) -> Instant {
-        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+        self.start
+            .later(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
     }
 }
 

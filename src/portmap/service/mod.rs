@@ -21,6 +21,7 @@ use super::model::Mapped;
 use super::pmp::Ignored;
 use super::router::{Grant, ProbeResult, Router};
 use crate::config::{Config, MappingConfig};
+use crate::deadline::Later;
 use crate::netcheck::servers::Rfc5780Servers;
 use crate::netwatch::NetState;
 use crate::poke::Poke;
@@ -224,8 +225,8 @@ impl Session {
             })
             .collect();
         Self {
-            next_verify: now + cfg.portmap.verify_interval.get(),
-            next_refresh: now + cfg.portmap.refresh_interval.get(),
+            next_verify: now.later(cfg.portmap.verify_interval.get()),
+            next_refresh: now.later(cfg.portmap.refresh_interval.get()),
             hub,
             cfg,
             gw,
@@ -350,14 +351,14 @@ impl Session {
             self.probe().await;
         }
         if now >= self.next_refresh {
-            self.next_refresh = now + self.cfg.portmap.refresh_interval.get();
+            self.next_refresh = now.later(self.cfg.portmap.refresh_interval.get());
             for i in 0..self.held.len() {
                 self.refresh(i).await;
             }
         }
         let verify_due = now >= self.next_verify;
         if verify_due {
-            self.next_verify = now + self.cfg.portmap.verify_interval.get();
+            self.next_verify = now.later(self.cfg.portmap.verify_interval.get());
             if self.router.is_some() {
                 self.check_boot_id(1).await;
             }
@@ -398,7 +399,7 @@ impl Session {
                 None => break,
             }
             if grace_ends.is_none() && !router.methods().is_empty() {
-                grace_ends = Some(Instant::now() + PREFERRED_GRACE);
+                grace_ends = Some(Instant::now().later(PREFERRED_GRACE));
             }
         }
         if router.methods().is_empty() {
@@ -409,7 +410,7 @@ impl Session {
                     "router {} answered none of PCP, NAT-PMP or UPnP IGD",
                     self.gw
                 ));
-                h.next_retry = Instant::now() + wait;
+                h.next_retry = Instant::now().later(wait);
             }
             self.publish_protocols(&router);
             return;
@@ -498,7 +499,7 @@ async fn port_changed(rx: &mut Option<watch::Receiver<Option<u16>>>) -> Option<O
 /// Renew at half the granted lease, but never more often than every
 /// `MIN_RENEW` (a router granting a 1 s lease must not make us spin).
 fn renew_at(g: &Grant) -> Instant {
-    g.at + Duration::from_secs(u64::from(g.lease_s) / 2).max(MIN_RENEW)
+    g.at.later(Duration::from_secs(u64::from(g.lease_s) / 2).max(MIN_RENEW))
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::Session;
 use crate::config::{Config, MappingConfig, Protocol};
+use crate::deadline::Later;
 use crate::portmap::model::{ProofState, ProofStatus};
 use crate::portmap::proof::{self, Outcome, ProofServer};
 use crate::status::Level;
@@ -304,7 +305,7 @@ impl Session {
                 self.cfg.portmap.verify_interval.get(),
                 self.proof.repairs_failed,
             );
-            self.proof.next_repair = Instant::now() + wait;
+            self.proof.next_repair = Instant::now().later(wait);
             self.proof.state = ProofState::Failed;
             self.proof.reason = Some(format!(
                 "{why}; deleted and re-added, still nothing gets through: the router's \

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::{backoff, run_in_turn, Session, RELEASE_BUDGET};
+use crate::deadline::Later;
 use crate::portmap::pmp::epoch_says_rebooted;
 use crate::portmap::router::{Grant, Method, UpnpCheck};
 use crate::status::Level;
@@ -169,7 +170,7 @@ impl Session {
     pub(super) fn failed(&mut self, i: usize, why: String) {
         let h = &mut self.held[i];
         h.failures += 1;
-        h.next_retry = Instant::now() + backoff(h.failures);
+        h.next_retry = Instant::now().later(backoff(h.failures));
         if h.failures == 1 {
             self.hub.emit(
                 "portmap",
