@@ -189,6 +189,10 @@ import json, sys
 p = json.load(sys.stdin)["portmap"]["proof"]
 print(p["attempts"], p["bytes_sent"] + p.get("bytes_received", 0), p["state"])'
 }
+proof_reason() {
+    "$native" status --json --config "$cfg" 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["portmap"]["proof"].get("reason") or "-")'
+}
 read -r p_att0 p_bytes0 _ <<<"$(proof_counts)"
 p_t0=$(date +%s.%N)
 sample=$(bench/footprint-sample.py "$warmup" "$((idle - warmup))" "$slices" "${procs[@]}")
@@ -209,5 +213,6 @@ awk -v a0="$p_att0" -v a1="$p_att1" -v b0="$p_bytes0" -v b1="$p_bytes1" -v t0="$
     d = t1 - t0; if (d <= 0) d = 1
     printf "proof (portmap.prove = %s, state %s): %d attempts, %d STUN bytes in %.0f s = %.0f bytes per gateway-day (UDP payload, both ways)\n",
         on, st, a1 - a0, b1 - b0, d, (b1 - b0) / d * 86400 }'
+[[ $p_state == proven ]] || echo "proof: $(proof_reason)"
 rss=$(awk '$1 == "edgereach" {print $2}' <<<"$sample")
 awk -v r="$rss" 'BEGIN {printf "goal: edgereach RSS <= 10 MiB native: %.2f MiB, %s\n", r / 1024, (r <= 10240) ? "ok" : "OVER"}'
