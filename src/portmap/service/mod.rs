@@ -558,27 +558,23 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn remap_now_makes_refresh_and_retries_due() {
-        let hub = StatusHub::new(crate::status::Status::starting(
-            crate::status::GatewayStatus {
-                id: "gw".into(),
-                site: String::new(),
-                version: "0".into(),
-                started_at: String::new(),
-                config_path: String::new(),
-                state_dir: String::new(),
-                last_reload: None,
-            },
-        ));
-        let cfg = Arc::new(Config::default());
-        let mut s = Session::new(
-            hub,
-            cfg,
+    /// A session with the default configuration on documentation
+    /// addresses, and the hub it publishes into (the unit tests' fixture).
+    pub(super) fn test_session() -> (StatusHub, Session) {
+        let hub = StatusHub::new(crate::web::test_status());
+        let s = Session::new(
+            hub.clone(),
+            Arc::new(Config::default()),
             Ipv4Addr::new(192, 0, 2, 1),
             Ipv4Addr::new(192, 0, 2, 10),
             Arc::new(Ignored::default()),
         );
+        (hub, s)
+    }
+
+    #[tokio::test]
+    async fn remap_now_makes_refresh_and_retries_due() {
+        let (_hub, mut s) = test_session();
         let later = Instant::now() + Duration::from_secs(600);
         s.next_refresh = later;
         s.held[0].next_retry = later;

@@ -368,30 +368,12 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
-    use std::sync::Arc;
-
     use super::*;
-    use crate::status::{GatewayStatus, Status, StatusHub};
+    use crate::status::StatusHub;
 
     #[tokio::test]
     async fn one_reboot_seen_three_ways_counts_once() {
-        let hub = StatusHub::new(Status::starting(GatewayStatus {
-            id: "gw".into(),
-            site: String::new(),
-            version: "0".into(),
-            started_at: String::new(),
-            config_path: String::new(),
-            state_dir: String::new(),
-            last_reload: None,
-        }));
-        let mut s = Session::new(
-            hub.clone(),
-            Arc::new(crate::config::Config::default()),
-            Ipv4Addr::new(192, 0, 2, 1),
-            Ipv4Addr::new(192, 0, 2, 10),
-            Arc::new(Default::default()),
-        );
+        let (hub, mut s) = crate::portmap::service::tests::test_session();
         s.router_rebooted("SSDP BOOTID 1 -> 2".into());
         s.router_rebooted("pcp epoch went from 9 to 1".into());
         s.router_rebooted("pcp epoch went from 9 to 2".into());
