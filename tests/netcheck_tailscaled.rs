@@ -8,13 +8,14 @@
 //! Need root (namespaces) and, for the first, the Go tools in
 //! /var/cache/edgereach-tools/bin; they skip without, and fail under CI=true.
 
+#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::lab::Lab;
 use common::mesh::{headscale, mesh, missing_tools};
-use common::{is_root, set_key, skip};
+use common::set_key;
 
 /// Loose on purpose (a loaded 2-core CI machine); the precise figure comes
 /// from bench/netcheck-wall.sh.
@@ -22,12 +23,9 @@ const WALL_LIMIT: Duration = Duration::from_millis(1500);
 
 #[test]
 fn empty_config_takes_the_derp_map_of_tailscaled() {
-    let name = "empty_config_takes_the_derp_map_of_tailscaled";
-    if !is_root() {
-        return skip(name, "the lab needs root (network namespaces)");
-    }
+    need_root!("empty_config_takes_the_derp_map_of_tailscaled");
     if let Some(why) = missing_tools() {
-        return skip(name, &why);
+        skip!("empty_config_takes_the_derp_map_of_tailscaled", "{why}");
     }
     let lab = Lab::up(&[]);
     let key = headscale(&lab);
@@ -86,12 +84,9 @@ fn has_event(s: &serde_json::Value, kind: &str) -> bool {
 /// 30 s, not a whole netcheck interval).
 #[test]
 fn daemon_waits_for_tailscaled_and_takes_its_map() {
-    let name = "daemon_waits_for_tailscaled_and_takes_its_map";
-    if !is_root() {
-        return skip(name, "the lab needs root (network namespaces)");
-    }
+    need_root!("daemon_waits_for_tailscaled_and_takes_its_map");
     if let Some(why) = missing_tools() {
-        return skip(name, &why);
+        skip!("daemon_waits_for_tailscaled_and_takes_its_map", "{why}");
     }
     let lab = Lab::up(&[]);
     let key = headscale(&lab);
@@ -135,10 +130,7 @@ fn daemon_waits_for_tailscaled_and_takes_its_map() {
 
 #[test]
 fn netcheck_ends_with_its_report_without_mapping_service() {
-    let name = "netcheck_ends_with_its_report_without_mapping_service";
-    if !is_root() {
-        return skip(name, "the lab needs root (network namespaces)");
-    }
+    need_root!("netcheck_ends_with_its_report_without_mapping_service");
     let lab = Lab::up(&[("LAB_UPNP", "no"), ("LAB_NATPMP", "no"), ("LAB_PCP", "no")]);
     // The first run also pays for cold caches (binary pages, DNS config).
     let _ = lab.edgereach_netcheck("gwhard", |c| c);
