@@ -297,6 +297,19 @@ CONF
     wait_mapping
 }
 
+# quiet_event_try SCENARIO WAIT WHAT CMD... : A and C quiet FIELD_QUIET_SECONDS,
+# CMD (the event, t = 0), then A tries WAIT seconds later.
+quiet_event_try() {
+    local scen=$1 wait=$2 what=$3 tref
+    shift 3
+    log "$JOB: A and C quiet ${QUIET}s, then $what"
+    snooze "$QUIET"
+    "$@"
+    reset_counters
+    tref=$(now)
+    try_from_a "$scen" "$tref" "$wait"
+}
+
 # run_job KIND RELAY MODE : KIND std (join, reboot, loss) | lease | cgnat
 run_job() {
     local kind=$1 relay=$2 mode=$3 key tref derp=no lab_env=(LAB_LAN=private LAB_EASY_NAT=hard)
@@ -334,20 +347,12 @@ run_job() {
             try_from_a join "$tref" 0
         fi
         if wants reboot; then
-            log "$JOB: A and C quiet ${QUIET}s, then the router reboots"
-            snooze "$QUIET"
-            LAB_HOLD_SECONDS=$HOLD "$LAB" reboot-router "$LABDIR"
-            reset_counters
-            tref=$(now)
-            try_from_a reboot "$tref" "$REBOOT_WAIT"
+            quiet_event_try reboot "$REBOOT_WAIT" "the router reboots" \
+                env LAB_HOLD_SECONDS="$HOLD" "$LAB" reboot-router "$LABDIR"
         fi
         if wants loss; then
-            log "$JOB: A and C quiet ${QUIET}s, then the router silently loses its forwardings"
-            snooze "$QUIET"
-            LAB_HOLD_SECONDS=$HOLD "$LAB" silent-loss "$LABDIR"
-            reset_counters
-            tref=$(now)
-            try_from_a loss "$tref" "$LOSS_WAIT"
+            quiet_event_try loss "$LOSS_WAIT" "the router silently loses its forwardings" \
+                env LAB_HOLD_SECONDS="$HOLD" "$LAB" silent-loss "$LABDIR"
         fi
         ;;
     lease)
@@ -358,12 +363,8 @@ run_job() {
         try_from_a lease "$tref" 0
         ;;
     rot)
-        log "$JOB: A and C quiet ${QUIET}s, then the router's forward rules rot (table kept)"
-        snooze "$QUIET"
-        "$LAB" silent-loss "$LABDIR" forward
-        reset_counters
-        tref=$(now)
-        try_from_a rot "$tref" "$LOSS_WAIT"
+        quiet_event_try rot "$LOSS_WAIT" "the router's forward rules rot (table kept)" \
+            "$LAB" silent-loss "$LABDIR" forward
         ;;
     cgnat)
         try_from_a cgnat "$tref" 0
