@@ -247,7 +247,7 @@ impl Identity {
         let id = Identity {
             gateway_id,
             source: source.to_string(),
-            created: crate::status::now_rfc3339(),
+            created: crate::primitives::now_rfc3339(),
         };
         dir.write_json(IDENTITY_FILE, &id)?;
         Ok(id)

@@ -52,7 +52,7 @@ impl Assignment {
             },
             derp_map_inline: matches!(r.derp_map, Some(DerpMapRef::Inline(_))),
             note: r.note.clone(),
-            registered_at: crate::status::now_rfc3339(),
+            registered_at: crate::primitives::now_rfc3339(),
             service: service.to_string(),
         }
     }

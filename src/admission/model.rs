@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::status::{Health, State};
+use crate::primitives::{Health, State};
 
 /// Registration with the admission service and what it assigned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::api::PingPath;
-use crate::status::{Health, State};
+use crate::primitives::{Health, State};
 
 /// What edgereach knows about tailscaled and its peers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -7,34 +7,18 @@
 use std::net::IpAddr;
 
 mod actions;
+mod envelope;
+mod error;
 pub(super) mod xml;
 pub use actions::*;
+use envelope::decimal;
+pub use envelope::{action_request, parse_soap_fault, Protocol};
+pub use error::{SoapError, UpnpFault, MAX_BODY_LEN};
 use xml::extract;
 pub use xml::xml_escape;
 
-/// Largest SOAP body the parsers accept, in bytes.
-pub const MAX_BODY_LEN: usize = 64 * 1024;
 /// Name of the action this module encodes.
 pub const GET_SPECIFIC_ENTRY_ACTION: &str = "GetSpecificPortMappingEntry";
-
-/// Transport protocol of a port mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
-}
-
-impl Protocol {
-    /// The IGD spelling, `"UDP"` or `"TCP"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Udp => "UDP",
-            Protocol::Tcp => "TCP",
-        }
-    }
-}
 
 /// A port mapping as returned by `GetSpecificPortMappingEntry`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,79 +33,6 @@ pub struct SpecificEntry {
     pub description: String,
     /// NewLeaseDuration in seconds remaining (0 means permanent).
     pub lease_duration: u32,
-}
-
-/// A UPnP error carried in a SOAP fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpnpFault {
-    /// errorCode, e.g. [`UpnpFault::NO_SUCH_ENTRY_IN_ARRAY`].
-    pub code: u16,
-    /// errorDescription (empty when absent).
-    pub description: String,
-}
-
-impl UpnpFault {
-    /// 402 Invalid Args.
-    pub const INVALID_ARGS: u16 = 402;
-    /// 501 Action Failed.
-    pub const ACTION_FAILED: u16 = 501;
-    /// 714 NoSuchEntryInArray: the mapping does not exist.
-    pub const NO_SUCH_ENTRY_IN_ARRAY: u16 = 714;
-    /// 718 ConflictInMappingEntry: the port is mapped to another client.
-    pub const CONFLICT_IN_MAPPING_ENTRY: u16 = 718;
-    /// 725 OnlyPermanentLeasesSupported: retry with lease duration 0.
-    pub const ONLY_PERMANENT_LEASES_SUPPORTED: u16 = 725;
-}
-
-/// What went wrong decoding a SOAP response.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SoapError {
-    /// The body exceeds [`MAX_BODY_LEN`].
-    #[error("SOAP body is {0} bytes, more than the {MAX_BODY_LEN} allowed")]
-    TooLarge(usize),
-    /// The XML is broken at this byte offset, for this reason.
-    #[error("malformed SOAP XML at byte {0}: {1}")]
-    Malformed(usize, &'static str),
-    /// The router answered with a UPnP fault.
-    #[error("router returned UPnP error {} ({})", .0.code, .0.description)]
-    Fault(UpnpFault),
-    /// Neither the expected response element nor a fault is present.
-    #[error("SOAP body has no <{0}> element")]
-    MissingResponse(&'static str),
-    /// A required argument is missing from the response.
-    #[error("SOAP response has no <{0}> element")]
-    MissingElement(&'static str),
-    /// An argument appears twice.
-    #[error("SOAP response has more than one <{0}> element")]
-    DuplicateElement(&'static str),
-    /// An argument's text (first 64 characters kept) does not parse.
-    #[error("SOAP response element <{0}> has invalid value {1:?}")]
-    InvalidValue(&'static str, String),
-}
-
-/// Builds the request for `action` of `service_type` (e.g.
-/// `urn:schemas-upnp-org:service:WANIPConnection:1`) with `args` in order:
-/// returns the SOAPAction header value (quoted, `"<service>#<action>"`) and
-/// the XML body. Argument values are escaped. Characters that cannot appear
-/// in a URN or an HTTP header (controls, spaces, quotes, backslashes,
-/// non-ASCII) are dropped from `service_type` first, so a hostile device
-/// description cannot inject headers.
-pub fn action_request(service_type: &str, action: &str, args: &[(&str, &str)]) -> (String, String) {
-    let service: String = service_type
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '\\')
-        .collect();
-    let mut body = format!(
-        "<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body>\
-<u:{action} xmlns:u=\"{}\">",
-        xml_escape(&service)
-    );
-    for (name, value) in args {
-        body.push_str(&format!("<{name}>{}</{name}>", xml_escape(value)));
-    }
-    body.push_str(&format!("</u:{action}></s:Body></s:Envelope>\r\n"));
-    (format!("\"{service}#{action}\""), body)
 }
 
 /// Builds a `GetSpecificPortMappingEntry` request (see [`action_request`]).
@@ -180,26 +91,6 @@ pub fn parse_get_specific_entry_response(body: &str) -> Result<SpecificEntry, So
         description,
         lease_duration: decimal(&lease).ok_or_else(|| invalid(4, &lease))?,
     })
-}
-
-/// Reads `errorCode` and `errorDescription` from the `UPnPError` detail of
-/// a SOAP fault. `None` if there is none, the code is not a number, or the
-/// body is oversized or malformed.
-pub fn parse_soap_fault(body: &str) -> Option<UpnpFault> {
-    let [code, description] =
-        extract(body, "UPnPError", ["errorCode", "errorDescription"]).ok()??;
-    Some(UpnpFault {
-        code: decimal(&code?).and_then(|n| u16::try_from(n).ok())?,
-        description: description.unwrap_or_default(),
-    })
-}
-
-/// Parses a plain decimal `u32` (no sign).
-fn decimal(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::envelope::{action_request, decimal, parse_soap_fault, Protocol};
+use super::error::SoapError;
 use super::xml::extract;
-use super::{action_request, decimal, parse_soap_fault, Protocol, SoapError};
 
 /// `AddPortMapping`: map a fixed external port.
 pub const ADD_PORT_MAPPING: &str = "AddPortMapping";

@@ -1,7 +1,7 @@
 //! The bounded, non-recursive tag reader behind [`super`]: no DTDs, no
 //! namespace resolution (local names only), entities decoded in leaf text.
 
-use super::{SoapError, MAX_BODY_LEN};
+use super::error::{SoapError, MAX_BODY_LEN};
 
 /// Deepest element nesting the reader accepts.
 const MAX_DEPTH: usize = 32;
