@@ -27,24 +27,31 @@ impl HumanDuration {
     }
 
     /// Parse `"30s"`, `"5m"`, `"1h"`, `"500ms"`, `"1h30m"`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
         let t = text.trim();
+        let invalid = || DurationError::Invalid(text.to_owned());
         if t.is_empty() || !t.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(Self::expected(text));
+            return Err(invalid());
         }
-        let d = humantime::parse_duration(t).map_err(|_| Self::expected(text))?;
+        let d = humantime::parse_duration(t).map_err(|_| invalid())?;
         if d > MAX_DURATION {
-            return Err(format!(
-                "duration {text:?} is too long: expected at most {} (30 days)",
-                humantime::format_duration(MAX_DURATION)
-            ));
+            return Err(DurationError::TooLong(text.to_owned()));
         }
         Ok(Self(d))
     }
+}
 
-    fn expected(text: &str) -> String {
-        format!("invalid duration {text:?}: expected a number with a unit, like \"30s\", \"5m\" or \"1h\"")
-    }
+/// Why a duration's text was refused (the text is quoted back).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a number with a unit.
+    #[error(
+        "invalid duration {0:?}: expected a number with a unit, like \"30s\", \"5m\" or \"1h\""
+    )]
+    Invalid(String),
+    /// Longer than [`MAX_DURATION`].
+    #[error("duration {0:?} is too long: expected at most 30days (30 days)")]
+    TooLong(String),
 }
 
 impl From<Duration> for HumanDuration {
@@ -113,7 +120,8 @@ mod tests {
     fn rejects_junk() {
         for bad in ["", "s", "5x", "-5s", "five minutes", "30"] {
             let err = HumanDuration::parse(bad).unwrap_err();
-            assert!(err.contains("invalid duration"), "{bad}: {err}");
+            assert!(matches!(err, DurationError::Invalid(_)), "{bad}: {err}");
+            assert!(err.to_string().contains("invalid duration"), "{bad}: {err}");
         }
     }
 
@@ -122,7 +130,8 @@ mod tests {
         assert_eq!(HumanDuration::parse("30d").unwrap().get(), MAX_DURATION);
         for huge in ["18446744073709551615s", "999999999999h", "30d 1s"] {
             let err = HumanDuration::parse(huge).unwrap_err();
-            assert!(err.contains("too long"), "{huge}: {err}");
+            assert!(matches!(err, DurationError::TooLong(_)), "{huge}: {err}");
+            assert!(err.to_string().contains("too long"), "{huge}: {err}");
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use std::time::Duration;
 
 fn err_of(text: &str) -> String {
     Config::parse(text, "test.toml").unwrap_err().to_string()

@@ -20,19 +20,17 @@ pub enum PeerSelector {
 
 impl PeerSelector {
     /// Parse an entry; the error says what is wrong with it.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, SelectorError> {
         let t = s.trim();
         if t.is_empty() {
-            return Err(
-                "empty entry: expected \"all\", \"tag:NAME\", a hostname or a tailnet IP".into(),
-            );
+            return Err(SelectorError::Empty);
         }
         if t == "all" {
             return Ok(Self::All);
         }
         if let Some(tag) = t.strip_prefix("tag:") {
             if tag.is_empty() {
-                return Err(format!("{s:?}: a tag needs a name after \"tag:\""));
+                return Err(SelectorError::EmptyTag(s.to_owned()));
             }
             return Ok(Self::Tag(t.to_string()));
         }
@@ -44,9 +42,7 @@ impl PeerSelector {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
         {
-            return Err(format!(
-                "{s:?}: not \"all\", \"tag:NAME\", a tailnet IP or a hostname"
-            ));
+            return Err(SelectorError::Invalid(s.to_owned()));
         }
         Ok(Self::Host(t.to_ascii_lowercase()))
     }
@@ -68,6 +64,20 @@ impl PeerSelector {
             }
         }
     }
+}
+
+/// Why a `keepalive_peers` entry was refused (the entry is quoted back).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// Blank.
+    #[error("empty entry: expected \"all\", \"tag:NAME\", a hostname or a tailnet IP")]
+    Empty,
+    /// `tag:` with nothing after it.
+    #[error("{0:?}: a tag needs a name after \"tag:\"")]
+    EmptyTag(String),
+    /// Neither keyword, tag, IP nor hostname.
+    #[error("{0:?}: not \"all\", \"tag:NAME\", a tailnet IP or a hostname")]
+    Invalid(String),
 }
 
 /// Parse every entry, skipping none: config validation already refused bad ones.
