@@ -126,13 +126,16 @@ pub struct Caller {
 
 impl AccessPolicy {
     /// Policy for the current process with an optional group name.
-    pub fn for_current_process(group: Option<&str>) -> Result<Self, String> {
+    pub fn for_current_process(group: Option<&str>) -> Result<Self, GroupError> {
         let group = match group {
             None => None,
             Some(name) => match nix::unistd::Group::from_name(name) {
                 Ok(Some(g)) => Some((name.to_string(), g.gid.as_raw())),
-                Ok(None) => return Err(format!("control_group {name:?} does not exist")),
-                Err(e) => return Err(format!("cannot look up control_group {name:?}: {e}")),
+                Ok(None) => return Err(GroupError::Missing(name.to_owned())),
+                Err(source) => {
+                    let name = name.to_owned();
+                    return Err(GroupError::Lookup { name, source });
+                }
             },
         };
         Ok(Self {
@@ -141,8 +144,8 @@ impl AccessPolicy {
         })
     }
 
-    /// Ok, or the refusal message naming the caller and who is allowed.
-    pub fn check(&self, caller: &Caller) -> Result<(), String> {
+    /// Ok, or the refusal naming the caller and who is allowed.
+    pub fn check(&self, caller: &Caller) -> Result<(), Refusal> {
         if caller.uid == 0 || caller.uid == self.daemon_uid {
             return Ok(());
         }
@@ -158,7 +161,7 @@ impl AccessPolicy {
         Err(self.refusal(caller))
     }
 
-    fn refusal(&self, caller: &Caller) -> String {
+    fn refusal(&self, caller: &Caller) -> Refusal {
         let who = user_name(caller.uid)
             .map(|n| format!("uid {} ({n})", caller.uid))
             .unwrap_or_else(|| format!("uid {}", caller.uid));
@@ -172,11 +175,38 @@ impl AccessPolicy {
             }
             None => allowed.push_str("; no control_group is configured"),
         }
-        format!(
-            "{who} may not use this daemon's control socket; allowed: {allowed}. \
-             Run the command as one of those, or set gateway.control_group and add the user to it"
-        )
+        Refusal { who, allowed }
     }
+}
+
+/// `gateway.control_group` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// No such group on this system.
+    #[error("control_group {0:?} does not exist")]
+    Missing(String),
+    /// The group database could not be read.
+    #[error("cannot look up control_group {name:?}: {source}")]
+    Lookup {
+        /// The configured group.
+        name: String,
+        /// Why the lookup failed.
+        source: nix::Error,
+    },
+}
+
+/// A caller the control socket refuses, with who would be allowed: the
+/// message a CLI run as the wrong user shows (the peer-credential error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{who} may not use this daemon's control socket; allowed: {allowed}. \
+     Run the command as one of those, or set gateway.control_group and add the user to it"
+)]
+pub struct Refusal {
+    /// The caller, `uid N (name)`.
+    pub who: String,
+    /// Who may connect, in words.
+    pub allowed: String,
 }
 
 fn user_name(uid: u32) -> Option<String> {
@@ -278,9 +308,9 @@ async fn serve_one(stream: UnixStream, policy: &AccessPolicy, hub: &StatusHub) {
     };
     let (read, mut write) = stream.into_split();
     let response = match policy.check(&caller) {
-        Err(msg) => {
+        Err(refusal) => {
             tracing::warn!(uid = caller.uid, "control socket: refused caller");
-            Response::refused(msg)
+            Response::refused(refusal.to_string())
         }
         Ok(()) => {
             let mut line = String::new();
@@ -384,7 +414,8 @@ mod tests {
                 gid: 4242,
                 pid: None,
             })
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(msg.starts_with("uid 4242 may not use"), "{msg}");
         assert!(msg.contains("uid 990"), "{msg}");
         assert!(msg.contains("no control_group"), "{msg}");
@@ -409,7 +440,8 @@ mod tests {
                 gid: 1000,
                 pid: None,
             })
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             msg.contains("members of group edgereach (gid 777)"),
             "{msg}"

@@ -34,7 +34,7 @@ pub enum DaemonError {
     Control(#[from] control::ControlError),
     /// The control group in the configuration is unusable.
     #[error("gateway.control_group: {0}")]
-    Group(String),
+    Group(#[from] crate::control::GroupError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),

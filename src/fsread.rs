@@ -61,17 +61,19 @@ pub fn open_regular(path: &Path, extra_flags: i32) -> Result<File, ReadError> {
         path: shown(),
         source,
     })?;
-    check_regular(&meta.file_type()).map_err(|kind| ReadError::NotRegular {
-        path: shown(),
-        kind,
-    })?;
+    if let Some(kind) = special_kind(&meta.file_type()) {
+        return Err(ReadError::NotRegular {
+            path: shown(),
+            kind,
+        });
+    }
     Ok(file)
 }
 
-/// `Err(kind)` unless `t` is a regular file.
-pub fn check_regular(t: &std::fs::FileType) -> Result<(), &'static str> {
+/// What `t` is when it is not a regular file (`None` for a regular file).
+pub fn special_kind(t: &std::fs::FileType) -> Option<&'static str> {
     let kind = if t.is_file() {
-        return Ok(());
+        return None;
     } else if t.is_dir() {
         "directory"
     } else if t.is_fifo() {
@@ -85,7 +87,7 @@ pub fn check_regular(t: &std::fs::FileType) -> Result<(), &'static str> {
     } else {
         "symbolic link"
     };
-    Err(kind)
+    Some(kind)
 }
 
 /// Read at most `cap` bytes from an opened file; more is an error.

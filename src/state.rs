@@ -96,7 +96,7 @@ impl StateDir {
             return Ok(None);
         };
         let parsed = match bytes {
-            Ok(bytes) => serde_json::from_slice::<T>(&bytes).map_err(|e| e.to_string()),
+            Ok(bytes) => serde_json::from_slice::<T>(&bytes).map_err(Unreadable::from),
             Err(why) => Err(why),
         };
         match parsed {
@@ -121,13 +121,13 @@ impl StateDir {
         }
     }
 
-    /// The bytes of `name`: `None` when missing, `Some(Err(why))` when larger
+    /// The bytes of `name`: `None` when missing, `Some(Err(..))` when larger
     /// than `cap`. Read through the directory descriptor, never a symlink.
     pub fn read_bytes(
         &self,
         name: &str,
         cap: u64,
-    ) -> Result<Option<Result<Vec<u8>, String>>, StateError> {
+    ) -> Result<Option<Result<Vec<u8>, Unreadable>>, StateError> {
         let target = self.file(name)?;
         let file = match safefs::open_file_at(self.fd.as_fd(), name, OFlag::O_RDONLY, &target) {
             Ok(f) => f,
@@ -137,7 +137,7 @@ impl StateDir {
         match crate::fsread::read_to_cap(file, cap, &target) {
             Ok(b) => Ok(Some(Ok(b))),
             Err(crate::fsread::ReadError::TooLarge { max, .. }) => {
-                Ok(Some(Err(format!("larger than {max} bytes"))))
+                Ok(Some(Err(Unreadable::TooLarge { max })))
             }
             Err(e) => Err(StateError::Io {
                 path: target.display().to_string(),
@@ -397,6 +397,20 @@ impl EventSeqStore {
         self.reserved = last;
         Ok(())
     }
+}
+
+/// Why a state file's content is set aside rather than used.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    /// Over the cap for this file.
+    #[error("larger than {max} bytes")]
+    TooLarge {
+        /// The cap.
+        max: u64,
+    },
+    /// Not the JSON expected.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
 #[cfg(test)]

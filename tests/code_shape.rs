@@ -548,3 +548,56 @@ fn checker_sees_circles_and_reexports() {
         vec![vec!["a".to_owned(), "b".to_owned(), "leaf".to_owned()]]
     );
 }
+
+/// The error type of every `Result<T, E>` written in `code` (tests removed).
+fn result_error_types(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = code;
+    while let Some(at) = find_word(rest, "Result") {
+        let tail = &rest[at + "Result".len()..];
+        rest = tail;
+        let Some(args) = tail.strip_prefix('<') else {
+            continue;
+        };
+        let (mut depth, mut split, mut end) = (0i32, None, None);
+        for (i, ch) in args.char_indices() {
+            match ch {
+                '<' | '(' | '[' => depth += 1,
+                '>' | ')' | ']' if depth > 0 => depth -= 1,
+                '>' => {
+                    end = Some(i);
+                    break;
+                }
+                ',' if depth == 0 => split = Some(i),
+                _ => {}
+            }
+        }
+        if let (Some(split), Some(end)) = (split, end) {
+            found.push(args[split + 1..end].split_whitespace().collect::<String>());
+        }
+    }
+    found
+}
+
+#[test]
+fn library_errors_are_typed_not_strings() {
+    let modules = library_modules(&src_dir());
+    let mut flattened = Vec::new();
+    for (m, module) in &modules {
+        for e in result_error_types(&module.code) {
+            if e == "String" || e == "(String,String)" || e == "&'staticstr" {
+                flattened.push(format!("{}: Result<_, {e}>", show(m)));
+            }
+        }
+    }
+    assert!(
+        flattened.is_empty(),
+        "errors flattened to strings in the library:\n{}",
+        flattened.join("\n")
+    );
+    // The reader sees through nesting, so the check can fail.
+    assert_eq!(
+        result_error_types("fn f() -> Result<Option<Result<u8, String>>, E> {}"),
+        vec!["E".to_owned(), "String".to_owned()]
+    );
+}

@@ -125,13 +125,16 @@ pub struct Target {
 
 impl Target {
     /// Parse an absolute http(s) URL.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    pub fn parse(url: &str) -> Result<Self, TargetError> {
         codec::check_url(url)?;
-        let uri: Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
+        let shown = || codec::clean(url);
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| TargetError::Uri(shown(), e.to_string()))?;
         let https = uri.scheme_str() == Some("https");
         let host = uri
             .host()
-            .ok_or_else(|| format!("{url:?}: no host"))?
+            .ok_or_else(|| TargetError::NoHost(shown()))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
@@ -141,7 +144,7 @@ impl Target {
             .map(|a| a.as_str().to_string())
             .unwrap_or_default();
         if authority.contains('@') {
-            return Err(format!("{url:?}: credentials in the URL are not allowed"));
+            return Err(TargetError::Credentials);
         }
         Ok(Self {
             https,
@@ -160,6 +163,23 @@ impl Target {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// Why a URL cannot be a request target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Not an absolute http(s) URL.
+    #[error(transparent)]
+    Form(#[from] codec::ValueError),
+    /// The URL does not parse.
+    #[error("{0:?}: {1}")]
+    Uri(String, String),
+    /// The URL names no host.
+    #[error("{0:?}: no host")]
+    NoHost(String),
+    /// The URL carries userinfo (never quoted back: it may be a password).
+    #[error("credentials in the URL are not allowed")]
+    Credentials,
 }
 
 /// A client for one configured service; cheap to clone.
@@ -270,7 +290,7 @@ impl AcsClient {
 
     /// A client for another URL with the same trust settings and no token.
     pub fn for_url(&self, url: &str, cfg: &AdmissionConfig) -> Result<Self, AcsError> {
-        let target = Target::parse(url).map_err(AcsError::Setup)?;
+        let target = Target::parse(url).map_err(|e| AcsError::Setup(e.to_string()))?;
         let tls = match (&self.tls, target.https) {
             (Some(t), true) => Some(t.clone()),
             (None, true) => Some(tls_connector(cfg)?),

@@ -181,11 +181,22 @@ pub enum CodecError {
     },
 }
 
-fn field(field: &'static str, why: impl Into<String>) -> CodecError {
+fn field(field: &'static str, why: impl std::fmt::Display) -> CodecError {
     CodecError::Field {
         field,
-        why: why.into(),
+        why: why.to_string(),
     }
+}
+
+/// An id or URL that does not have the expected form (quoted back, cleaned).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Not 1-64 letters, digits or `-_.:+`.
+    #[error("{0:?}: expected 1-{MAX_ID} letters, digits or -_.:+")]
+    Id(String),
+    /// Not an absolute http(s) URL with a host.
+    #[error("{0:?}: expected an absolute http:// or https:// URL")]
+    Url(String),
 }
 
 /// Decode and check a bootstrap answer.
@@ -285,7 +296,7 @@ pub fn error_reason(body: &[u8]) -> String {
 }
 
 /// Ids, accounts, regions: 1-64 of letters, digits, `-_.:`.
-fn check_id(s: &str) -> Result<(), String> {
+fn check_id(s: &str) -> Result<(), ValueError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_ID
         && s.chars()
@@ -293,15 +304,12 @@ fn check_id(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{:?}: expected 1-{MAX_ID} letters, digits or -_.:+",
-            clean(s)
-        ))
+        Err(ValueError::Id(clean(s)))
     }
 }
 
 /// An absolute http(s) URL with a host, no spaces, bounded.
-pub fn check_url(s: &str) -> Result<(), String> {
+pub fn check_url(s: &str) -> Result<(), ValueError> {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));
@@ -312,10 +320,7 @@ pub fn check_url(s: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{:?}: expected an absolute http:// or https:// URL",
-            clean(s)
-        ))
+        Err(ValueError::Url(clean(s)))
     }
 }
 

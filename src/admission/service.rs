@@ -52,7 +52,9 @@ pub async fn run(
                 Ok(a) => Some(a),
                 Err(e) => {
                     hub.update(|s| {
-                        s.admission.health.set(State::Unavailable, Some(e));
+                        s.admission
+                            .health
+                            .set(State::Unavailable, Some(e.to_string()));
                     });
                     None
                 }
@@ -131,8 +133,12 @@ struct Agent {
 }
 
 impl Agent {
-    fn new(hub: StatusHub, cfg: Arc<Config>, resolver: Arc<NameResolver>) -> Result<Self, String> {
-        let client = AcsClient::new(&cfg.admission, resolver).map_err(|e| e.to_string())?;
+    fn new(
+        hub: StatusHub,
+        cfg: Arc<Config>,
+        resolver: Arc<NameResolver>,
+    ) -> Result<Self, AcsError> {
+        let client = AcsClient::new(&cfg.admission, resolver)?;
         let state = StateDir::open(&cfg.gateway.state_dir()).ok();
         Ok(Self {
             hub,

@@ -46,13 +46,20 @@ pub async fn check(endpoints: &[Ipv4Addr], sent_bytes: &mut u64) -> Option<bool>
     None
 }
 
-async fn ask(ip: Ipv4Addr, sent_bytes: &mut u64) -> Result<bool, String> {
-    let stream = tokio::net::TcpStream::connect(SocketAddr::from((ip, 80)))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+/// Why one captive-portal probe got no judgeable answer.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("cannot connect: {0}")]
+    Connect(#[from] std::io::Error),
+    #[error("HTTP: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("cannot build the request: {0}")]
+    Request(#[from] hyper::http::Error),
+}
+
+async fn ask(ip: Ipv4Addr, sent_bytes: &mut u64) -> Result<bool, ProbeError> {
+    let stream = tokio::net::TcpStream::connect(SocketAddr::from((ip, 80))).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let _driver = ConnectionTask::spawn(conn);
     let chal = challenge(ip);
     let secs = std::time::SystemTime::now()
@@ -66,11 +73,10 @@ async fn ask(ip: Ipv4Addr, sent_bytes: &mut u64) -> Result<bool, String> {
             "no-cache, no-store, must-revalidate, no-transform, max-age=0",
         )
         .header("X-Tailscale-Challenge", &chal)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
+        .body(Empty::<Bytes>::new())?;
     // Request line and headers, roughly: for the report's byte count.
     *sent_bytes += 180;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await?;
     let status = resp.status();
     let echoed = resp
         .headers()

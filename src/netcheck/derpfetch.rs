@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::admission::client::AcsClient;
+use super::derpmap::DerpMapError;
+use crate::admission::client::{AcsClient, AcsError};
 use crate::config::AdmissionConfig;
 use crate::resolve::NameResolver;
-use crate::state::StateDir;
+use crate::state::{StateDir, StateError};
 
 /// The last good map fetched from `netcheck.derp_map`.
 pub const CACHE_FILE: &str = "netcheck-derp-map.json";
@@ -37,22 +38,56 @@ pub async fn refresh(
     state_dir: &Path,
     timeout: Duration,
     resolver: Arc<NameResolver>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, DerpFetchError> {
     let cfg = AdmissionConfig {
         url: url.to_string(),
         timeout: timeout.into(),
         ..AdmissionConfig::default()
     };
-    let client = AcsClient::new(&cfg, resolver).map_err(|e| format!("{url}: {e}"))?;
+    let at = |e: DerpCacheError| DerpFetchError {
+        url: crate::redact::url(url),
+        problem: e,
+    };
+    let client = AcsClient::new(&cfg, resolver).map_err(|e| at(e.into()))?;
     let body = client
         .get(super::derpmap::MAX_DERP_MAP)
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    super::derpmap::decode(&body).map_err(|e| format!("{url}: {e}"))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("{url}: {e}"))?;
-    let dir = StateDir::open(state_dir).map_err(|e| format!("{url}: cannot keep it: {e}"))?;
-    dir.write_json(CACHE_FILE, &value)
-        .map_err(|e| format!("{url}: cannot keep it: {e}"))?;
+        .map_err(|e| at(e.into()))?;
+    super::derpmap::decode(&body).map_err(|e| at(e.into()))?;
+    store(state_dir, CACHE_FILE, &body).map_err(at)?;
     Ok(state_dir.join(CACHE_FILE))
+}
+
+/// Keep the JSON `body` (already checked by its reader) as `file`.
+pub(super) fn store(state_dir: &Path, file: &str, body: &[u8]) -> Result<(), DerpCacheError> {
+    let value: serde_json::Value = serde_json::from_slice(body)?;
+    StateDir::open(state_dir)?.write_json(file, &value)?;
+    Ok(())
+}
+
+/// Fetching or keeping a DERP map failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DerpCacheError {
+    /// The HTTP fetch failed.
+    #[error(transparent)]
+    Fetch(#[from] AcsError),
+    /// The answer is no usable DERP map.
+    #[error(transparent)]
+    Decode(#[from] DerpMapError),
+    /// The answer is no JSON.
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The state directory would not take it.
+    #[error("cannot keep it: {0}")]
+    Keep(#[from] StateError),
+}
+
+/// [`refresh`] failed for this URL (credentials stripped).
+#[derive(Debug, thiserror::Error)]
+#[error("{url}: {problem}")]
+pub struct DerpFetchError {
+    /// The URL, without userinfo.
+    pub url: String,
+    /// What went wrong.
+    pub problem: DerpCacheError,
 }

@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use super::derpmap::{self, DerpMap};
 use crate::config::Config;
 use crate::deadline::Later;
-use crate::state::StateDir;
 use crate::tailscale::client::{LocalApi, LocalApiError};
 
 /// The last good map tailscaled gave, in the state directory.
@@ -63,7 +62,7 @@ pub struct TailscaledMap {
     error: TsMapError,
     next_ask: Option<Instant>,
     /// Why the last good copy could not be kept in the state directory.
-    pub store_error: Option<String>,
+    pub store_error: Option<super::derpfetch::DerpCacheError>,
 }
 
 impl Default for TailscaledMap {
@@ -99,7 +98,7 @@ impl TailscaledMap {
         let outcome = match api.derp_map().await {
             Ok(Some((map, body))) => {
                 if self.stored.as_ref() != Some(&body) {
-                    self.store_error = store(&state_dir, &body).err();
+                    self.store_error = super::derpfetch::store(&state_dir, CACHE_FILE, &body).err();
                     self.stored = self.store_error.is_none().then_some(body);
                 }
                 self.last = Some(map);
@@ -137,13 +136,6 @@ pub fn cached(state_dir: &Path) -> Option<PathBuf> {
 fn load(path: &Path) -> Option<DerpMap> {
     let bytes = crate::fsread::read_capped(path, derpmap::MAX_DERP_MAP as u64).ok()?;
     derpmap::decode(&bytes).ok()
-}
-
-fn store(state_dir: &Path, body: &[u8]) -> Result<(), String> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let dir = StateDir::open(state_dir).map_err(|e| e.to_string())?;
-    dir.write_json(CACHE_FILE, &value)
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

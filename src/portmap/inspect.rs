@@ -56,7 +56,10 @@ pub struct RouterEntry {
 }
 
 /// Probe the router on the current default route.
-pub async fn inspect(cfg: &Config, daemon: Result<PortmapStatus, String>) -> Inspection {
+pub async fn inspect<E: std::fmt::Display>(
+    cfg: &Config,
+    daemon: Result<PortmapStatus, E>,
+) -> Inspection {
     let target = NetState::read()
         .default_route
         .and_then(|r| r.router_and_source());
@@ -69,7 +72,7 @@ pub async fn inspect(cfg: &Config, daemon: Result<PortmapStatus, String>) -> Ins
         upnp_boot_id: None,
         upnp_entries: Vec::new(),
         ignored_packets: 0,
-        daemon_error: daemon.as_ref().err().cloned(),
+        daemon_error: daemon.as_ref().err().map(ToString::to_string),
         daemon: daemon.ok(),
     };
     let Some((gw, local)) = target else {

@@ -9,11 +9,26 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::pmp::{self, Ignored};
+use super::pmp::{self, Ignored, PmpError};
 use super::protocol::{natpmp, pcp, Protocol as WireProtocol};
-use super::upnp::UpnpRouter;
+use super::upnp::{UpnpError, UpnpRouter};
 use crate::config::{MappingConfig, Protocol};
 use crate::deadline::Later;
+
+/// Why a router call failed; kept typed so retries can tell a timeout from
+/// a refusal (a UPnP fault code, a PCP result code).
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// PCP or NAT-PMP: no answer, a socket error, or the router's result code.
+    #[error(transparent)]
+    Pmp(#[from] PmpError),
+    /// UPnP IGD: a fault or a failed request.
+    #[error(transparent)]
+    Upnp(#[from] UpnpError),
+    /// A UPnP step was asked of a router that has no IGD.
+    #[error("no UPnP IGD")]
+    NoIgd,
+}
 
 /// Time one NAT-PMP/PCP exchange may take (retransmits included).
 const PMP_BUDGET: Duration = Duration::from_millis(1500);
@@ -217,14 +232,12 @@ impl Router {
         external_port: u16,
         lease: Duration,
         nonce: [u8; 12],
-    ) -> Result<Grant, String> {
+    ) -> Result<Grant, RouterError> {
         let lease_s = u32::try_from(lease.as_secs()).unwrap_or(u32::MAX);
         match method {
             Method::Pcp => {
                 let req = self.pcp_request(mapping, external_port, lease_s, nonce);
-                let g = pmp::pcp_map(self.addr, &req, PMP_BUDGET, &self.ignored)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let g = pmp::pcp_map(self.addr, &req, PMP_BUDGET, &self.ignored).await?;
                 Ok(Grant {
                     method,
                     external: SocketAddrV4::new(
@@ -243,9 +256,8 @@ impl Router {
                     suggested_external_port: external_port,
                     lifetime_secs: lease_s,
                 };
-                let g = pmp::natpmp_map(self.addr, self.local, &req, PMP_BUDGET, &self.ignored)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let g =
+                    pmp::natpmp_map(self.addr, self.local, &req, PMP_BUDGET, &self.ignored).await?;
                 // The mapping answer has no address: ask for it each time, so a
                 // changed public address is noticed at the next renewal.
                 let ip = pmp::natpmp_external(self.addr, self.local, PMP_BUDGET, &self.ignored)
@@ -261,7 +273,7 @@ impl Router {
                 })
             }
             Method::Upnp => {
-                let igd = self.upnp.as_ref().ok_or("no UPnP IGD")?;
+                let igd = self.upnp.as_ref().ok_or(RouterError::NoIgd)?;
                 let g = igd
                     .add(
                         mapping.protocol,
@@ -270,8 +282,7 @@ impl Router {
                         lease_s,
                         DESCRIPTION,
                     )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 let ip = igd
                     .external_ip()
                     .await
@@ -295,12 +306,11 @@ impl Router {
         &self,
         mapping: &MappingConfig,
         grant: &Grant,
-    ) -> Result<UpnpCheck, String> {
-        let igd = self.upnp.as_ref().ok_or("no UPnP IGD")?;
+    ) -> Result<UpnpCheck, RouterError> {
+        let igd = self.upnp.as_ref().ok_or(RouterError::NoIgd)?;
         let entry = igd
             .specific_entry(mapping.protocol, grant.external.port())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let ours = entry.is_some_and(|e| {
             e.internal_client == IpAddr::V4(self.local)
                 && e.internal_port == mapping.internal_port
@@ -309,7 +319,7 @@ impl Router {
         if !ours {
             return Ok(UpnpCheck::Gone);
         }
-        let ip = igd.external_ip().await.map(v4).map_err(|e| e.to_string())?;
+        let ip = igd.external_ip().await.map(v4)?;
         if !ip.is_unspecified() && ip != *grant.external.ip() {
             return Ok(UpnpCheck::ExternalIpChanged(ip));
         }
@@ -322,28 +332,28 @@ impl Router {
         mapping: &MappingConfig,
         grant: &Grant,
         nonce: [u8; 12],
-    ) -> Result<(), String> {
+    ) -> Result<(), RouterError> {
         match grant.method {
             Method::Pcp => {
                 let req = self.pcp_request(mapping, grant.external.port(), 0, nonce);
                 pmp::pcp_map(self.addr, &req, PMP_BUDGET, &self.ignored)
                     .await
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(RouterError::from)
             }
             Method::NatPmp => {
                 let req = natpmp::MapRequest::delete(wire(mapping.protocol), mapping.internal_port);
                 pmp::natpmp_map(self.addr, self.local, &req, PMP_BUDGET, &self.ignored)
                     .await
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(RouterError::from)
             }
             Method::Upnp => match &self.upnp {
                 Some(igd) => igd
                     .remove(mapping.protocol, grant.external.port())
                     .await
-                    .map_err(|e| e.to_string()),
-                None => Err("no UPnP IGD".into()),
+                    .map_err(RouterError::from),
+                None => Err(RouterError::NoIgd),
             },
         }
     }
