@@ -3,6 +3,7 @@
 
 mod duration;
 mod locate;
+mod sparkplug;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use duration::{HumanDuration, MAX_DURATION};
+pub use sparkplug::{SparkplugConfig, TelemetryFormat};
 
 /// Where the daemon and the CLI look for the configuration by default.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/edgereach/edgereach.toml";
@@ -346,6 +348,10 @@ pub struct TelemetryConfig {
     pub outbox_max_bytes: u64,
     /// Longest wait between reconnection attempts (jittered, doubling from 1 s).
     pub reconnect_max: HumanDuration,
+    /// JSON topics, the Sparkplug B edge node, or both.
+    pub format: TelemetryFormat,
+    /// The Sparkplug B edge node's ids.
+    pub sparkplug: SparkplugConfig,
 }
 
 impl Default for TelemetryConfig {
@@ -362,6 +368,8 @@ impl Default for TelemetryConfig {
             debounce: HumanDuration::from_secs(10),
             outbox_max_bytes: 8 * 1024 * 1024,
             reconnect_max: HumanDuration::from_secs(60),
+            format: TelemetryFormat::default(),
+            sparkplug: SparkplugConfig::default(),
         }
     }
 }
@@ -457,7 +465,7 @@ impl TelemetryConfig {
                 ),
             );
         }
-        Ok(())
+        self.sparkplug.validate()
     }
 }
 

@@ -2,5 +2,8 @@
 //! the gateway as one Sparkplug edge node, `spBv1.0/{group}/N*/{edge_node}`.
 //!
 //! - [`codec`]: the protobuf payload and the host's STATE message (pure, fuzzed);
+//! - [`metrics`]: the metrics from the status snapshot, NBIRTH/NDATA/NDEATH
+//!   payloads and report-by-exception (pure);
 
 pub mod codec;
+pub mod metrics;
