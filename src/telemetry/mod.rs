@@ -6,6 +6,7 @@
 //! - [`payload`]: topics and JSON payloads (docs/telemetry.md);
 //! - [`client`]: broker URL, TLS, credentials, Last Will, backoff;
 //! - [`service`]: the actor;
+//! - [`session`]: one MQTT connection and its PUBACK accounting;
 //! - [`sparkplug`]: the Sparkplug B edge node.
 
 pub mod client;
@@ -13,4 +14,5 @@ pub mod frame;
 pub mod outbox;
 pub mod payload;
 pub mod service;
+pub mod session;
 pub mod sparkplug;

@@ -4,6 +4,9 @@
 //! - [`codec`]: the protobuf payload and the host's STATE message (pure, fuzzed);
 //! - [`metrics`]: the metrics from the status snapshot, NBIRTH/NDATA/NDEATH
 //!   payloads and report-by-exception (pure);
+//! - [`node`]: the node's MQTT session (Will/bdSeq, seq, NCMD, STATE), driven by
+//!   the telemetry actor.
 
 pub mod codec;
 pub mod metrics;
+pub mod node;
