@@ -174,6 +174,39 @@ pub struct TelemetryStatus {
     /// The last connection or outbox error, kept after recovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The Sparkplug B edge node, when `telemetry.format` includes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparkplug: Option<SparkplugStatus>,
+}
+
+/// The Sparkplug B edge node (`telemetry.sparkplug` in the status).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SparkplugStatus {
+    /// Sparkplug group id.
+    pub group: String,
+    /// Sparkplug edge node id.
+    pub edge_node: String,
+    /// The node's own MQTT connection is up.
+    pub connected: bool,
+    /// NBIRTH sent on this connection (NDATA flows).
+    pub born: bool,
+    /// `bdSeq` of the current connection (and its NDEATH Will).
+    pub bd_seq: u64,
+    /// NBIRTHs sent since start.
+    pub births: u64,
+    /// What the primary host last said (absent without one or before it spoke).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_online: Option<bool>,
+    /// NCMD messages ignored: not protobuf, too large, or with metrics that
+    /// are not `Node Control/Rebirth`.
+    pub bad_commands: u64,
+    /// NDATA and NBIRTH the broker took since start.
+    pub sent: u64,
+    /// NDATA that could not be stored.
+    pub dropped: u64,
+    /// The last connection or outbox error, kept after recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl Default for TelemetryStatus {
@@ -187,6 +220,7 @@ impl Default for TelemetryStatus {
             sent: 0,
             dropped: 0,
             last_error: None,
+            sparkplug: None,
         }
     }
 }

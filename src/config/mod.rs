@@ -4,12 +4,14 @@
 mod duration;
 mod locate;
 mod sections;
+mod sparkplug;
 mod validate;
 
 use std::path::Path;
 
 pub use duration::{DurationError, HumanDuration, MAX_DURATION};
 pub use sections::*;
+pub use sparkplug::{SparkplugConfig, TelemetryFormat};
 pub use validate::{KeyError, Problem};
 
 /// Where the daemon and the CLI look for the configuration by default.

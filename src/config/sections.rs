@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
+use super::sparkplug::{SparkplugConfig, TelemetryFormat};
 
 /// The whole configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -309,6 +310,10 @@ pub struct TelemetryConfig {
     pub outbox_max_bytes: u64,
     /// Longest wait between reconnection attempts (jittered, doubling from 1 s).
     pub reconnect_max: HumanDuration,
+    /// JSON topics, the Sparkplug B edge node, or both.
+    pub format: TelemetryFormat,
+    /// The Sparkplug B edge node's ids.
+    pub sparkplug: SparkplugConfig,
 }
 
 impl Default for TelemetryConfig {
@@ -325,6 +330,8 @@ impl Default for TelemetryConfig {
             debounce: HumanDuration::from_secs(10),
             outbox_max_bytes: 8 * 1024 * 1024,
             reconnect_max: HumanDuration::from_secs(60),
+            format: TelemetryFormat::default(),
+            sparkplug: SparkplugConfig::default(),
         }
     }
 }

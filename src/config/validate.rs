@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     AdmissionConfig, Config, GatewayConfig, HumanDuration, NetcheckConfig, PortmapConfig,
-    TailscaleConfig, TelemetryConfig, WebConfig,
+    SparkplugConfig, TailscaleConfig, TelemetryConfig, WebConfig,
 };
 use crate::tailscale::select::{PeerSelector, SelectorError};
 
@@ -346,7 +346,7 @@ impl TelemetryConfig {
                 },
             );
         }
-        Ok(())
+        self.sparkplug.validate()
     }
 
     fn validate_timing(&self) -> Checked {
@@ -377,6 +377,22 @@ impl TelemetryConfig {
             Duration::from_secs(1),
             "telemetry.reconnect_max",
         )
+    }
+}
+
+impl SparkplugConfig {
+    fn validate(&self) -> Checked {
+        for (key, v) in [
+            ("group_id", &self.group_id),
+            ("edge_node_id", &self.edge_node_id),
+            ("primary_host_id", &self.primary_host_id),
+        ] {
+            // Sparkplug ids are topic levels: no '/', '+' or '#'.
+            if !v.is_empty() {
+                check_name(v, &format!("telemetry.sparkplug.{key}"))?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
+use rumqttc::{ConnectionError, LastWill, MqttOptions, QoS, TlsConfiguration, Transport};
 
 use super::payload;
 use crate::config::TelemetryConfig;
@@ -202,24 +202,24 @@ fn file_err(key: &'static str, path: &str, e: impl std::fmt::Display) -> SetupEr
     }
 }
 
+/// The JSON connection's Last Will: the retained `offline` state.
+pub fn state_will(state_topic: &str) -> LastWill {
+    LastWill::new(state_topic, payload::state_will(), QoS::AtLeastOnce, true)
+}
+
 /// MQTT 3.1.1 options for one connection: clean session (the outbox, not the
-/// broker, keeps what is unacknowledged), the retained `offline` Last Will.
+/// broker, keeps what is unacknowledged) and the Last Will given.
 pub fn options(
     cfg: &TelemetryConfig,
     broker: &Broker,
     client_id: &str,
-    state_topic: &str,
+    will: LastWill,
 ) -> Result<MqttOptions, SetupError> {
     let mut o = MqttOptions::new(client_id, broker.host.clone(), broker.port);
     o.set_keep_alive(cfg.keepalive.get());
     o.set_clean_session(true);
     o.set_max_packet_size(MAX_PACKET, MAX_PACKET);
-    o.set_last_will(LastWill::new(
-        state_topic,
-        payload::state_will(),
-        QoS::AtLeastOnce,
-        true,
-    ));
+    o.set_last_will(will);
     if !cfg.credentials_file.is_empty() {
         let bytes = read_file("credentials_file", &cfg.credentials_file)?;
         let text = String::from_utf8(bytes).ok();
@@ -258,6 +258,60 @@ pub fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     crate::entropy::fill(&mut b);
     u32::from_le_bytes(b)
+}
+
+/// A connection error in words a technician can act on.
+pub fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            format!("the broker refused the connection ({code:?}): check telemetry.credentials_file and the broker's ACL")
+        }
+        ConnectionError::Tls(t) => {
+            let inner = match t {
+                rumqttc::TlsError::TLS(r) => Some(r),
+                rumqttc::TlsError::Io(io) => io.get_ref().and_then(|e| e.downcast_ref()),
+                _ => None,
+            };
+            match inner {
+                Some(r) => format!("TLS: {}", tls_words(r)),
+                None => format!("TLS: {t}"),
+            }
+        }
+        ConnectionError::NetworkTimeout => "no answer from the broker (timeout)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// What a rustls error means for the person fixing it; the variant name stays
+/// in, so it can be searched for.
+pub fn tls_words(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let cert = match e {
+        rustls::Error::InvalidCertificate(c) => c,
+        rustls::Error::AlertReceived(a) => {
+            return format!(
+                "the broker rejected us ({a:?}): check telemetry.client_cert and client_key"
+            )
+        }
+        other => return other.to_string(),
+    };
+    let why = match cert {
+        C::UnknownIssuer => {
+            "the broker's certificate is not signed by a CA we trust (telemetry.ca_file)"
+        }
+        C::Expired | C::ExpiredContext { .. } => "the broker's certificate has expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "the broker's certificate is not valid yet (or this gateway's clock is wrong)"
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "the broker's certificate does not name the host in telemetry.mqtt_url"
+        }
+        C::Revoked => "the broker's certificate is revoked",
+        _ => "the broker's certificate is not acceptable",
+    };
+    let variant = format!("{cert:?}");
+    let variant = variant.split([' ', '{', '(']).next().unwrap_or("");
+    format!("{why} ({variant})")
 }
 
 #[cfg(test)]

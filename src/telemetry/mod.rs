@@ -5,10 +5,14 @@
 //! - [`outbox`]: the outbox itself (files, no MQTT);
 //! - [`payload`]: topics and JSON payloads (docs/telemetry.md);
 //! - [`client`]: broker URL, TLS, credentials, Last Will, backoff;
-//! - [`service`]: the actor.
+//! - [`service`]: the actor;
+//! - [`session`]: one MQTT connection and its PUBACK accounting;
+//! - [`sparkplug`]: the Sparkplug B edge node.
 
 pub mod client;
 pub mod frame;
 pub mod outbox;
 pub mod payload;
 pub mod service;
+pub mod session;
+pub mod sparkplug;

@@ -295,6 +295,11 @@ impl Outbox {
         self.pending.range(start..).take(limit).cloned().collect()
     }
 
+    /// The id of the last record appended (0 before any).
+    pub fn last_id(&self) -> u64 {
+        self.next_id.saturating_sub(1)
+    }
+
     /// Number of records waiting.
     pub fn depth(&self) -> usize {
         self.pending.len()

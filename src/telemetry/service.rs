@@ -8,22 +8,23 @@
 //! outbox is sent again from its oldest unacknowledged record (duplicates are
 //! possible; consumers drop them by `seq`).
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectionError, Event as MqttEvent, Incoming, Outgoing, QoS};
+use rumqttc::{ConnectionError, Event as MqttEvent, Incoming, Outgoing, QoS};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use super::client::{self, Broker};
 use super::outbox::Outbox;
 use super::payload::{self, topic};
+use super::session::{Session, SessionEvent, Tag};
+use super::sparkplug::node::Node;
 use crate::config::{Config, TelemetryConfig};
 use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::shutdown::Shutdown;
-use crate::status::{now_rfc3339, Event, State, Status, StatusHub, TelemetryStatus};
+use crate::status::{now_rfc3339, Event, Health, State, Status, StatusHub, TelemetryStatus};
 
 /// Outbox records sent and not yet acknowledged, at most.
 const WINDOW: usize = 32;
@@ -32,43 +33,16 @@ const CLIENT_CAPACITY: usize = WINDOW + 16;
 /// Time a clean shutdown gives the last records to be acked (the daemon
 /// stops telemetry after every other task, within its 2 s budget).
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(250);
+/// What the Sparkplug node gets of it before the JSON connection: alone,
+/// or beside JSON (whose flush then follows).
+const NODE_FLUSH_ALONE: Duration = Duration::from_millis(350);
+const NODE_FLUSH_BOTH: Duration = Duration::from_millis(100);
 /// Change-driven status publishes are at least this far apart, whatever
 /// churns: a reason that changed every few seconds must not flood a metered
 /// link.
 const STATUS_MIN_SPACING: Duration = Duration::from_secs(60);
 /// Directory of the outbox inside the state directory.
 pub const OUTBOX_DIR: &str = "telemetry-outbox";
-
-type SessionEvent = (u64, Result<MqttEvent, ConnectionError>);
-
-/// What a publish was, to account for its PUBACK.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tag {
-    Outbox(u64),
-    Other,
-}
-
-struct Session {
-    generation: u64,
-    client: AsyncClient,
-    task: tokio::task::JoinHandle<()>,
-    connected: bool,
-    /// Publishes handed to rumqttc, not yet written (FIFO like its channel).
-    submitted: VecDeque<Tag>,
-    /// A publish rumqttc holds back on a packet-id collision.
-    collided: Option<Tag>,
-    inflight: HashMap<u16, Tag>,
-    /// Highest outbox id handed over in this session.
-    sent_up_to: u64,
-    /// Outbox records handed over and not acknowledged.
-    outstanding: usize,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 struct Actor {
     hub: StatusHub,
@@ -91,6 +65,10 @@ struct Actor {
     status_due: Option<Instant>,
     periodic_due: Instant,
     last_status: Option<Instant>,
+    /// The Sparkplug B edge node (idle unless `format` includes it).
+    node: Node,
+    /// The section's health: the JSON connection's and the node's together.
+    health: Health,
 }
 
 /// Run until shutdown.
@@ -104,7 +82,9 @@ pub async fn run(
     let mut events = hub.subscribe_events();
     let mut status_rx = hub.watch();
     let (session_tx, mut session_rx) = mpsc::channel(64);
+    let (node_tx, mut node_rx) = mpsc::channel(64);
     let cfg = config.borrow_and_update().clone();
+    let shown = hub.snapshot().telemetry;
     let mut actor = Actor {
         hub: hub.clone(),
         cfg: TelemetryConfig::default(),
@@ -117,7 +97,8 @@ pub async fn run(
         attempt: 0,
         reconnect_at: None,
         session_tx,
-        shown: hub.snapshot().telemetry,
+        health: shown.health.clone(),
+        shown,
         pushed: None,
         last_event_seq: 0,
         netcheck_runs: 0,
@@ -125,6 +106,7 @@ pub async fn run(
         status_due: None,
         periodic_due: Instant::now(),
         last_status: None,
+        node: Node::new(hub.clone(), cfg.gateway.state_dir(), node_tx),
     };
     actor.configure(&cfg);
     actor.catch_up_events();
@@ -137,6 +119,8 @@ pub async fn run(
                 while let Ok(e) = events.try_recv() {
                     actor.record_event(e);
                 }
+                let budget = if actor.enabled() { NODE_FLUSH_BOTH } else { NODE_FLUSH_ALONE };
+                actor.node.shutdown(&mut node_rx, budget).await;
                 actor.shutdown(&mut events, &mut session_rx).await;
                 return;
             }
@@ -148,6 +132,7 @@ pub async fn run(
                 actor.configure(&cfg);
             }
             Some((generation, ev)) = session_rx.recv() => actor.on_session(generation, ev),
+            Some((generation, ev)) = node_rx.recv() => actor.node.on_session(generation, ev),
             e = events.recv() => match e {
                 Ok(e) => actor.record_event(e),
                 Err(broadcast::error::RecvError::Lagged(_)) => actor.catch_up_events(),
@@ -174,12 +159,14 @@ async fn sleep_until(t: Option<Instant>) {
 }
 
 impl Actor {
+    /// Whether the JSON topics are published.
     fn enabled(&self) -> bool {
-        !self.cfg.mqtt_url.is_empty()
+        !self.cfg.mqtt_url.is_empty() && self.cfg.format.json()
     }
 
     /// Apply a (new) configuration: reopen what changed, reconnect now.
     fn configure(&mut self, cfg: &Config) {
+        self.node.configure(cfg);
         let snap = self.hub.snapshot();
         let prefix = payload::topic_prefix(
             &cfg.telemetry.topic_prefix,
@@ -197,10 +184,15 @@ impl Actor {
         self.shown.connected = false;
         if !self.enabled() {
             self.reconnect_at = None;
-            self.shown.broker = None;
-            self.shown
-                .health
-                .set(State::Disabled, Some("telemetry.mqtt_url is empty".into()));
+            self.shown.broker = client::parse_url(&self.cfg.mqtt_url)
+                .ok()
+                .map(|b| crate::redact::url(&b.to_string()));
+            let why = if self.cfg.mqtt_url.is_empty() {
+                "telemetry.mqtt_url is empty"
+            } else {
+                "telemetry.format is sparkplug"
+            };
+            self.shown.health.set(State::Disabled, Some(why.into()));
             return;
         }
         if self.outbox.is_none() || bound_changed {
@@ -249,7 +241,10 @@ impl Actor {
 
     fn next_deadline(&self) -> Option<Instant> {
         let connected = self.session.as_ref().is_some_and(|s| s.connected);
-        let mut due = self.reconnect_at;
+        let mut due = [self.reconnect_at, self.node.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min();
         if connected {
             for t in [self.status_due, Some(self.periodic_due)]
                 .into_iter()
@@ -262,6 +257,7 @@ impl Actor {
     }
 
     fn on_timer(&mut self) {
+        self.node.on_timer();
         let now = Instant::now();
         if self.reconnect_at.is_some_and(|t| t <= now) {
             self.reconnect_at = None;
@@ -280,7 +276,12 @@ impl Actor {
         let snap = self.hub.snapshot();
         let client_id = format!("edgereach-{}", snap.gateway.id);
         let state_topic = format!("{}/{}", self.prefix, topic::STATE);
-        let options = match client::options(&self.cfg, &broker, &client_id, &state_topic) {
+        let options = match client::options(
+            &self.cfg,
+            &broker,
+            &client_id,
+            client::state_will(&state_topic),
+        ) {
             Ok(o) => o,
             Err(e) => {
                 // Files may appear later (provisioning): try again, paced.
@@ -289,30 +290,13 @@ impl Actor {
                 return;
             }
         };
-        let (client, mut eventloop) = AsyncClient::new(options, CLIENT_CAPACITY);
         self.generation += 1;
-        let generation = self.generation;
-        let tx = self.session_tx.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let ev = eventloop.poll().await;
-                let end = ev.is_err();
-                if tx.send((generation, ev)).await.is_err() || end {
-                    return;
-                }
-            }
-        });
-        self.session = Some(Session {
-            generation,
-            client,
-            task,
-            connected: false,
-            submitted: VecDeque::new(),
-            collided: None,
-            inflight: HashMap::new(),
-            sent_up_to: 0,
-            outstanding: 0,
-        });
+        self.session = Some(Session::start(
+            options,
+            CLIENT_CAPACITY,
+            self.generation,
+            self.session_tx.clone(),
+        ));
     }
 
     fn retry_later(&mut self) {
@@ -343,20 +327,8 @@ impl Actor {
                 self.publish(topic::STATE, true, online, Tag::Other);
                 self.publish_status();
             }
-            Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid))) => {
-                let tag = session
-                    .collided
-                    .take()
-                    .or_else(|| session.submitted.pop_front());
-                if let (Some(tag), true) = (tag, pkid != 0) {
-                    session.inflight.insert(pkid, tag);
-                }
-            }
-            Ok(MqttEvent::Outgoing(Outgoing::AwaitAck(_))) => {
-                session.collided = session.submitted.pop_front();
-            }
-            Ok(MqttEvent::Incoming(Incoming::PubAck(ack))) => {
-                if let Some(tag) = session.inflight.remove(&ack.pkid) {
+            Ok(ev) => {
+                if let Some(tag) = session.account(&ev) {
                     self.shown.sent += 1;
                     if let Tag::Outbox(id) = tag {
                         session.outstanding = session.outstanding.saturating_sub(1);
@@ -368,7 +340,6 @@ impl Actor {
                     }
                 }
             }
-            Ok(_) => {}
             Err(e) => {
                 let was_connected = session.connected;
                 self.session = None;
@@ -386,7 +357,7 @@ impl Actor {
                 };
                 self.unavailable(format!(
                     "{what} {broker}: {}; retrying in {:.1}s",
-                    describe(&e),
+                    client::describe(&e),
                     wait.as_secs_f64()
                 ));
             }
@@ -395,24 +366,16 @@ impl Actor {
 
     /// Hand one message to rumqttc; false when it could not take it now.
     fn publish(&mut self, suffix: &str, retain: bool, payload: Vec<u8>, tag: Tag) -> bool {
-        let Some(session) = self.session.as_mut().filter(|s| s.connected) else {
+        let Some(session) = self.session.as_mut() else {
             return false;
         };
         let topic = format!("{}/{suffix}", self.prefix);
-        match session
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
-        {
-            Ok(()) => {
-                session.submitted.push_back(tag);
-                true
-            }
-            Err(_) => false,
-        }
+        session.publish(topic, QoS::AtLeastOnce, retain, payload, tag)
     }
 
     /// Send outbox records not yet handed over in this session, in order.
     fn pump(&mut self) {
+        self.node.pump();
         let Some(session) = self.session.as_ref().filter(|s| s.connected) else {
             return;
         };
@@ -455,6 +418,7 @@ impl Actor {
             return;
         }
         self.last_event_seq = e.seq;
+        self.node.record_event(&e);
         self.record(topic::EVENTS, payload::event(&e));
     }
 
@@ -482,6 +446,7 @@ impl Actor {
     }
 
     fn on_status(&mut self, snap: &Status) {
+        self.node.on_status(snap);
         if snap.netcheck.runs != self.netcheck_runs {
             self.netcheck_runs = snap.netcheck.runs;
             if let Some(r) = &snap.netcheck.report {
@@ -511,13 +476,38 @@ impl Actor {
 
     /// Put our section into the snapshot when it changed.
     fn show(&mut self) {
-        if let Some(o) = &self.outbox {
-            self.shown.outbox_depth = o.depth() as u64;
-            self.shown.outbox_bytes = o.bytes();
-            self.shown.dropped = self.shown.dropped.max(o.dropped());
+        let mut out = self.shown.clone();
+        let (mut depth, mut bytes, mut dropped) = (0, 0, 0);
+        for (d, b, dr) in [
+            self.outbox
+                .as_ref()
+                .map(|o| (o.depth() as u64, o.bytes(), o.dropped())),
+            self.node.outbox_figures(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            (depth, bytes, dropped) = (depth + d, bytes + b, dropped + dr);
         }
-        if self.pushed.as_ref() != Some(&self.shown) {
-            let shown = self.shown.clone();
+        out.outbox_depth = depth;
+        out.outbox_bytes = bytes;
+        out.dropped = self.shown.dropped.max(dropped);
+        let (state, why) = match (self.enabled(), self.node.enabled()) {
+            (_, false) => (self.shown.health.state, self.shown.health.reason.clone()),
+            (false, true) => self.node.health(),
+            (true, true) => match (self.shown.health.state, self.node.health()) {
+                (State::Ok, (State::Ok, _)) => (State::Ok, None),
+                (State::Ok, (_, why)) => (State::Degraded, why),
+                (json, _) => (json, self.shown.health.reason.clone()),
+            },
+        };
+        self.health.set(state, why);
+        out.health = self.health.clone();
+        out.connected = self.shown.connected || (!self.enabled() && self.node.shown.connected);
+        out.sparkplug = self.node.enabled().then(|| self.node.shown.clone());
+        self.shown.sparkplug = out.sparkplug.clone();
+        if self.pushed.as_ref() != Some(&out) {
+            let shown = out;
             self.pushed = Some(shown.clone());
             self.hub.update(|s| s.telemetry = shown);
         }
@@ -541,7 +531,7 @@ impl Actor {
             let settled = self
                 .session
                 .as_ref()
-                .is_none_or(|s| !s.connected || (s.submitted.is_empty() && s.inflight.is_empty()));
+                .is_none_or(|s| !s.connected || s.settled());
             if settled {
                 break;
             }
@@ -562,11 +552,7 @@ impl Actor {
             let offline = payload::state_shutdown(&now_rfc3339());
             self.publish(topic::STATE, true, offline, Tag::Other);
             let until = Instant::now().later(Duration::from_millis(150));
-            while self
-                .session
-                .as_ref()
-                .is_some_and(|s| !s.submitted.is_empty() || !s.inflight.is_empty())
-            {
+            while self.session.as_ref().is_some_and(|s| !s.settled()) {
                 match tokio::time::timeout_at(until, rx.recv()).await {
                     Ok(Some((generation, ev))) => self.on_session(generation, ev),
                     _ => break,
@@ -592,58 +578,4 @@ impl Actor {
             .set(State::Unavailable, Some("stopped".into()));
         self.show();
     }
-}
-
-/// A connection error in words a technician can act on.
-fn describe(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::ConnectionRefused(code) => {
-            format!("the broker refused the connection ({code:?}): check telemetry.credentials_file and the broker's ACL")
-        }
-        ConnectionError::Tls(t) => {
-            let inner = match t {
-                rumqttc::TlsError::TLS(r) => Some(r),
-                rumqttc::TlsError::Io(io) => io.get_ref().and_then(|e| e.downcast_ref()),
-                _ => None,
-            };
-            match inner {
-                Some(r) => format!("TLS: {}", tls_words(r)),
-                None => format!("TLS: {t}"),
-            }
-        }
-        ConnectionError::NetworkTimeout => "no answer from the broker (timeout)".into(),
-        other => other.to_string(),
-    }
-}
-
-/// What a rustls error means for the person fixing it; the variant name stays
-/// in, so it can be searched for.
-pub fn tls_words(e: &rustls::Error) -> String {
-    use rustls::CertificateError as C;
-    let cert = match e {
-        rustls::Error::InvalidCertificate(c) => c,
-        rustls::Error::AlertReceived(a) => {
-            return format!(
-                "the broker rejected us ({a:?}): check telemetry.client_cert and client_key"
-            )
-        }
-        other => return other.to_string(),
-    };
-    let why = match cert {
-        C::UnknownIssuer => {
-            "the broker's certificate is not signed by a CA we trust (telemetry.ca_file)"
-        }
-        C::Expired | C::ExpiredContext { .. } => "the broker's certificate has expired",
-        C::NotValidYet | C::NotValidYetContext { .. } => {
-            "the broker's certificate is not valid yet (or this gateway's clock is wrong)"
-        }
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            "the broker's certificate does not name the host in telemetry.mqtt_url"
-        }
-        C::Revoked => "the broker's certificate is revoked",
-        _ => "the broker's certificate is not acceptable",
-    };
-    let variant = format!("{cert:?}");
-    let variant = variant.split([' ', '{', '(']).next().unwrap_or("");
-    format!("{why} ({variant})")
 }

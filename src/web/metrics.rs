@@ -130,6 +130,26 @@ pub fn render(s: &Status, now: SystemTime) -> String {
             s.telemetry.dropped as f64,
         );
     }
+    if let Some(sp) = &s.telemetry.sparkplug {
+        o.one(
+            "edgereach_telemetry_sparkplug_born",
+            "gauge",
+            "1 while the Sparkplug edge node is connected and its NBIRTH is out.",
+            b(sp.born),
+        );
+        o.one(
+            "edgereach_telemetry_sparkplug_births_total",
+            "counter",
+            "Sparkplug NBIRTHs sent since start.",
+            sp.births as f64,
+        );
+        o.one(
+            "edgereach_telemetry_sparkplug_bad_commands_total",
+            "counter",
+            "Sparkplug NCMD messages ignored (not protobuf, too large, unknown metrics) since start.",
+            sp.bad_commands as f64,
+        );
+    }
     web(&mut o, s);
     o.one(
         "edgereach_time_seconds",
@@ -468,6 +488,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE edgereach_telemetry_dropped_total counter"));
+        assert!(!text.contains("sparkplug"));
+        s.telemetry.sparkplug = Some(crate::status::SparkplugStatus {
+            bad_commands: 4,
+            ..Default::default()
+        });
+        let text = render(&s, now);
+        assert!(text.contains("\nedgereach_telemetry_sparkplug_bad_commands_total 4\n"));
+        assert!(text.contains("\nedgereach_telemetry_sparkplug_born 0\n"));
         assert!(
             text.contains("\nedgereach_time_seconds 1800000000.25\n"),
             "{text}"

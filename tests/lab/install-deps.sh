@@ -14,7 +14,7 @@ set -euo pipefail
 # never started (see policy-rc.d below). faketime runs a lab daemon with a
 # skewed clock for the clock-skew alert.
 PKGS=(miniupnpd miniupnpd-nftables miniupnpc natpmpc coturn mosquitto
-      mosquitto-clients nftables iproute2 conntrack tcpdump python3 procps jq file
+      mosquitto-clients nftables iproute2 conntrack tcpdump python3 python3-venv procps jq file
       chromium slowhttptest wrk python3-prometheus-client openssl curl dnsmasq-base
       prometheus faketime)
 
