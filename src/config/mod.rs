@@ -3,6 +3,7 @@
 
 mod duration;
 mod locate;
+mod pinhole;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -136,6 +137,11 @@ pub struct PortmapConfig {
     pub prove: bool,
     /// The mappings to hold.
     pub mapping: Vec<MappingConfig>,
+    /// Open an IPv6 pinhole for tailscaled's port on each stable global
+    /// IPv6 address (see `pinhole`).
+    pub ipv6_pinholes: bool,
+    /// Lease asked for each pinhole; renewed at half of what is granted.
+    pub pinhole_lease: HumanDuration,
 }
 
 impl Default for PortmapConfig {
@@ -147,6 +153,8 @@ impl Default for PortmapConfig {
             refresh_interval: HumanDuration::from_secs(6 * 3600),
             prove: true,
             mapping: vec![MappingConfig::tailscale()],
+            ipv6_pinholes: pinhole::DEFAULT_ON,
+            pinhole_lease: pinhole::DEFAULT_LEASE,
         }
     }
 }
@@ -564,6 +572,7 @@ impl Config {
             Duration::from_secs(60),
             "portmap.refresh_interval",
         )?;
+        pinhole::validate(pm)?;
         let mut names = std::collections::HashSet::new();
         for m in &pm.mapping {
             if m.internal_port == 0 || m.external_port == 0 {
