@@ -112,8 +112,15 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         crate::portmap::service::Links {
             servers: servers_rx,
             mapped: mapped_tx,
-            tailscaled_port: ts_port_rx,
+            tailscaled_port: ts_port_rx.clone(),
         },
+    ));
+    tasks.spawn(crate::portmap::pinhole::run(
+        hub.clone(),
+        config_rx.clone(),
+        net_rx.clone(),
+        stop_signal.clone(),
+        ts_port_rx,
     ));
     tasks.spawn(crate::netcheck::service::run(
         hub.clone(),

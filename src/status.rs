@@ -98,6 +98,12 @@ pub struct PortmapStatus {
     pub external_ip: Option<String>,
     /// One entry per configured mapping.
     pub mappings: Vec<MappingStatus>,
+    /// IPv6 pinholes, one per stable global IPv6 address (`portmap.ipv6_pinholes`).
+    #[serde(default)]
+    pub pinholes: Vec<crate::portmap::model::PinholeStatus>,
+    /// Why there are no pinholes, when there are none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinholes_reason: Option<String>,
     /// Router reboots noticed since start.
     pub router_reboots: u64,
     /// Datagrams ignored because of their source or content.
@@ -119,6 +125,8 @@ impl Default for PortmapStatus {
             protocols_seen: Vec::new(),
             external_ip: None,
             mappings: Vec::new(),
+            pinholes: Vec::new(),
+            pinholes_reason: None,
             router_reboots: 0,
             ignored_packets: 0,
             proof: Default::default(),

@@ -3,6 +3,7 @@
 
 mod duration;
 mod locate;
+mod pinhole;
 mod sections;
 mod sparkplug;
 mod validate;

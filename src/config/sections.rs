@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
+use super::pinhole;
 use super::sparkplug::{SparkplugConfig, TelemetryFormat};
 
 /// The whole configuration.
@@ -100,6 +101,11 @@ pub struct PortmapConfig {
     pub prove: bool,
     /// The mappings to hold.
     pub mapping: Vec<MappingConfig>,
+    /// Open an IPv6 pinhole for tailscaled's port on each stable global
+    /// IPv6 address (see `pinhole`).
+    pub ipv6_pinholes: bool,
+    /// Lease asked for each pinhole; renewed at half of what is granted.
+    pub pinhole_lease: HumanDuration,
 }
 
 impl Default for PortmapConfig {
@@ -111,6 +117,8 @@ impl Default for PortmapConfig {
             refresh_interval: HumanDuration::from_secs(6 * 3600),
             prove: true,
             mapping: vec![MappingConfig::tailscale()],
+            ipv6_pinholes: pinhole::DEFAULT_ON,
+            pinhole_lease: pinhole::DEFAULT_LEASE,
         }
     }
 }

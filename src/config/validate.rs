@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::pinhole;
 use super::{
     AdmissionConfig, Config, GatewayConfig, HumanDuration, NetcheckConfig, PortmapConfig,
     SparkplugConfig, TailscaleConfig, TelemetryConfig, WebConfig,
@@ -179,6 +180,12 @@ impl PortmapConfig {
             &self.refresh_interval,
             Duration::from_secs(60),
             "portmap.refresh_interval",
+        )?;
+        within(
+            &self.pinhole_lease,
+            pinhole::MIN_LEASE,
+            pinhole::MAX_LEASE,
+            "portmap.pinhole_lease",
         )?;
         let mut names = std::collections::HashSet::new();
         for m in &self.mapping {

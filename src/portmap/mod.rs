@@ -11,6 +11,7 @@ pub mod announce;
 pub mod http;
 pub mod inspect;
 pub mod model;
+pub mod pinhole;
 pub mod pmp;
 pub mod proof;
 pub mod protocol;

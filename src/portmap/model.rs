@@ -120,3 +120,48 @@ pub struct Mapped {
     /// Mappings the router holds for us now (the canary excluded).
     pub mappings: Vec<HeldMapping>,
 }
+
+/// Where an IPv6 pinhole stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinholeState {
+    /// Not asked yet, or being asked.
+    #[default]
+    Pending,
+    /// The router granted it and the grant checked out.
+    Open,
+    /// The router refused it or gave an answer that does not stand (see
+    /// the reason); retried with backoff.
+    Failed,
+}
+
+/// One IPv6 pinhole in the portmap status, beside the IPv4 `mappings`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinholeStatus {
+    /// The gateway's global IPv6 address the pinhole opens.
+    pub address: String,
+    /// The port opened (tailscaled's UDP port).
+    pub port: u16,
+    /// `udp`.
+    pub protocol: String,
+    /// How it is asked for: `pcp`.
+    pub method: String,
+    /// The router asked (the IPv6 default gateway, `addr%interface`).
+    pub router: String,
+    /// Lease granted, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_s: Option<u64>,
+    /// When the lease ends without renewal (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// Last successful grant or renewal (RFC 3339 UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renewed: Option<String>,
+    /// Failed attempts since the last success.
+    pub failures: u32,
+    /// Where it stands.
+    pub state: PinholeState,
+    /// Why it is not simply open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

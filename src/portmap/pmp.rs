@@ -1,7 +1,7 @@
 //! NAT-PMP and PCP over UDP: one request with bounded retransmission, and
 //! answers accepted only from the default gateway's port 5351.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -18,16 +18,19 @@ const FIRST_RETRY: Duration = Duration::from_millis(250);
 #[derive(Debug, thiserror::Error)]
 pub enum PmpError {
     /// No valid answer from the router within the budget.
-    #[error("no answer from {router}:5351 within {budget:?}")]
+    #[error("no answer from {server} within {budget:?}")]
     Timeout {
-        /// The router.
-        router: Ipv4Addr,
+        /// The router's PCP/NAT-PMP server.
+        server: SocketAddr,
         /// The time allowed.
         budget: Duration,
     },
     /// The socket failed.
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
+    /// An IPv6 exchange was asked for an IPv4 request.
+    #[error("not an IPv6 request")]
+    NotIpv6,
     /// The router answered with a NAT-PMP error.
     #[error("NAT-PMP: {0}")]
     NatPmp(natpmp::NatPmpError),
@@ -57,8 +60,28 @@ async fn exchange<T, E>(
     ignored: &Ignored,
     accept: impl Fn(&[u8]) -> Option<Result<T, E>>,
 ) -> Result<Result<T, E>, PmpError> {
-    let socket = UdpSocket::bind(SocketAddr::from((local, 0))).await?;
     let server = SocketAddr::V4(SocketAddrV4::new(router, SERVER_PORT));
+    exchange_at(
+        server,
+        SocketAddr::from((local, 0)),
+        request,
+        budget,
+        ignored,
+        accept,
+    )
+    .await
+}
+
+/// [`exchange`] with any server and local address (IPv6, scoped).
+async fn exchange_at<T, E>(
+    server: SocketAddr,
+    local: SocketAddr,
+    request: &[u8],
+    budget: Duration,
+    ignored: &Ignored,
+    accept: impl Fn(&[u8]) -> Option<Result<T, E>>,
+) -> Result<Result<T, E>, PmpError> {
+    let socket = UdpSocket::bind(local).await?;
     // Connected: the kernel drops datagrams from anyone else, and a router
     // that does not listen on 5351 fails fast with ICMP "port unreachable"
     // instead of running out the whole budget.
@@ -86,7 +109,7 @@ async fn exchange<T, E>(
             }
         }
         if Instant::now() >= deadline {
-            return Err(PmpError::Timeout { router, budget });
+            return Err(PmpError::Timeout { server, budget });
         }
     }
 }
@@ -106,6 +129,32 @@ pub async fn pcp_map(
         match pcp::decode_map_response(d, request) {
             Ok(g) => Some(Ok(g)),
             // A server error for our nonce is an answer; anything else is noise.
+            Err(e @ pcp::PcpError::Server(_)) => Some(Err(e)),
+            Err(_) => None,
+        }
+    })
+    .await?;
+    answer.map_err(PmpError::Pcp)
+}
+
+/// A PCP MAP over IPv6, sent from `local` (the address being opened, as
+/// routers require) to `router` on interface `scope` (its index; needed for
+/// a link-local router address).
+pub async fn pcp_map_v6(
+    router: Ipv6Addr,
+    scope: u32,
+    request: &pcp::MapRequest,
+    budget: Duration,
+    ignored: &Ignored,
+) -> Result<pcp::MapGrant, PmpError> {
+    let IpAddr::V6(local) = request.client_addr else {
+        return Err(PmpError::NotIpv6);
+    };
+    let server = SocketAddr::V6(SocketAddrV6::new(router, SERVER_PORT, 0, scope));
+    let local = SocketAddr::V6(SocketAddrV6::new(local, 0, 0, 0));
+    let answer = exchange_at(server, local, &request.encode(), budget, ignored, |d| {
+        match pcp::decode_map_response(d, request) {
+            Ok(g) => Some(Ok(g)),
             Err(e @ pcp::PcpError::Server(_)) => Some(Err(e)),
             Err(_) => None,
         }

@@ -162,6 +162,42 @@ pub fn render(s: &Status, now: SystemTime) -> String {
 }
 
 /// `now` as Unix seconds with millisecond precision (0 before 1970).
+/// The IPv6 pinholes beside the IPv4 mappings.
+fn pinholes(o: &mut Out, s: &Status, now: SystemTime) {
+    let pm = &s.portmap;
+    o.family(
+        "edgereach_portmap_pinhole_up",
+        "gauge",
+        "1 while the router holds the IPv6 pinhole for the address and port.",
+    );
+    for p in &pm.pinholes {
+        let port = p.port.to_string();
+        o.sample(
+            "edgereach_portmap_pinhole_up",
+            &[
+                ("address", &p.address),
+                ("port", &port),
+                ("method", &p.method),
+            ],
+            b(p.state == crate::portmap::model::PinholeState::Open),
+        );
+    }
+    o.family(
+        "edgereach_portmap_pinhole_lease_remaining_seconds",
+        "gauge",
+        "Seconds until the IPv6 pinhole's lease ends without renewal.",
+    );
+    for p in &pm.pinholes {
+        if let Some(left) = p.expires.as_deref().and_then(|e| lease_left(e, now)) {
+            o.sample(
+                "edgereach_portmap_pinhole_lease_remaining_seconds",
+                &[("address", &p.address)],
+                left.as_secs() as f64,
+            );
+        }
+    }
+}
+
 fn unix_seconds(now: SystemTime) -> f64 {
     now.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as f64 / 1000.0)
@@ -203,6 +239,7 @@ fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
             );
         }
     }
+    pinholes(o, s, now);
     o.one(
         "edgereach_portmap_router_reboots_total",
         "counter",

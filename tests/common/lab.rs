@@ -215,13 +215,23 @@ pub struct UdpListener {
 
 impl Lab {
     pub fn udp_listen(&self, host: &str, port: u16, seconds: u32) -> UdpListener {
-        let out = self.dir.path().join(format!("listen-{host}-{port}.txt"));
+        self.udp_listen_mode(host, port, seconds, "listen")
+    }
+
+    /// [`Lab::udp_listen`] on a dual-stack `[::]:port` socket, as tailscaled
+    /// listens.
+    pub fn udp_listen6(&self, host: &str, port: u16, seconds: u32) -> UdpListener {
+        self.udp_listen_mode(host, port, seconds, "listen6")
+    }
+
+    fn udp_listen_mode(&self, host: &str, port: u16, seconds: u32, mode: &str) -> UdpListener {
+        let out = self.dir.path().join(format!("{mode}-{host}-{port}.txt"));
         let ns = self.get(&format!("NS_{}", host.to_uppercase())).to_string();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/udpreach.py");
         let child = Command::new("ip")
             .args(["netns", "exec", &ns, "/usr/bin/python3"])
             .arg(&script)
-            .args(["listen", &port.to_string(), &seconds.to_string()])
+            .args([mode, &port.to_string(), &seconds.to_string()])
             .stdout(std::fs::File::create(&out).unwrap())
             .spawn()
             .unwrap();

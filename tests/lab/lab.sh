@@ -37,6 +37,12 @@
 #                           onto 203.0.113.4 and drops unsolicited inbound.
 #                           miniupnpd then reports 100.127.3.2 as the external
 #                           address (see gen_miniupnpd_conf).
+#   LAB_IPV6=yes|no         (default no) IPv6 on the fake internet
+#                           (2001:db8::/32), a routed global /64 behind each
+#                           router with a stateful firewall (inbound dropped
+#                           unless miniupnpd opened a pinhole), miniupnpd with
+#                           IPv6, IGDv2 and PCP, coturn on IPv6 too; addresses
+#                           in LABDIR/env (IPV6=yes, *6_*). See lab-v6.sh.
 # miniupnpd 2.3.1 has only enable_upnp and enable_natpmp; the latter turns on
 # NAT-PMP AND PCP together (one socket, UDP 5351; `enable_pcp_pmp` is a later
 # alias). LAB_NATPMP/LAB_PCP=no therefore drop that protocol's version byte in
@@ -48,6 +54,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/lab-conf.sh"
 # shellcheck source=lab-proc.sh
 source "$HERE/lab-proc.sh"
+# shellcheck source=lab-v6.sh
+source "$HERE/lab-v6.sh"
 
 # Documentation ranges only (RFC 5737).
 INET_IP=203.0.113.1 HARD_WAN_IP=203.0.113.2 EASY_WAN_IP=203.0.113.3
@@ -110,6 +118,7 @@ init_lab() {
         LAB_CGNAT=$(sed -n 's/^CGNAT=//p' "$LABDIR/env")
         LAB_EASY_NAT=$(sed -n 's/^EASY_NAT=//p' "$LABDIR/env")
         LAB_MAX_LEASE=$(sed -n 's/^MAX_LEASE=//p' "$LABDIR/env")
+        LAB_IPV6=$(sed -n 's/^IPV6=//p' "$LABDIR/env")
     fi
     set_options
 }
@@ -117,6 +126,7 @@ init_lab() {
 # set_options: validate the field-scenario options and derive addresses.
 set_options() {
     LAB_EASY_NAT=${LAB_EASY_NAT:-easy} LAB_CGNAT=${LAB_CGNAT:-no} LAB_MAX_LEASE=${LAB_MAX_LEASE:-}
+    LAB_IPV6=${LAB_IPV6:-no}
     [[ $LAB_EASY_NAT == easy || $LAB_EASY_NAT == hard ]] ||
         die "LAB_EASY_NAT must be easy or hard (got '$LAB_EASY_NAT')"
     [[ $LAB_CGNAT == yes || $LAB_CGNAT == no ]] || die "LAB_CGNAT must be yes or no (got '$LAB_CGNAT')"
@@ -135,6 +145,7 @@ set_options() {
     fi
     # shellcheck disable=SC2034
     EASY_PUBLIC_IP=$EASY_WAN_IP
+    set_v6_options
 }
 
 ns() { printf '%s%s' "$PFX" "$1"; }
@@ -268,6 +279,7 @@ build_topology() {
     maybe_fail links
 
     for k in rhard reasy; do nsx "$k" sysctl -qw net.ipv4.ip_forward=1; done
+    build_topology_v6
 }
 
 load_firewalls() {
@@ -295,7 +307,7 @@ start_coturn() {
 coturn_ready() {
     daemon_alive coturn || die "coturn exited; see $LABDIR/logs/coturn.log"
     listening srv u "$STUN1_IP" "$STUN_PORT" && listening srv u "$STUN2_IP" "$STUN_PORT" &&
-        listening srv u "$STUN1_IP" "$STUN_ALT_PORT"
+        listening srv u "$STUN1_IP" "$STUN_ALT_PORT" && coturn_v6_ready
 }
 
 # LAB_CGNAT=yes: a STUN server on the carrier's inside, for miniupnpd's check
@@ -353,6 +365,7 @@ miniupnpd_ready() {
     if [[ $LAB_NATPMP == yes || $LAB_PCP == yes ]]; then
         listening rhard u "*" "$NATPMP_PORT" || return 1
     fi
+    miniupnpd_v6_ready || return 1
     sed -n '/^=== start/h; /^=== start/!H; ${x;p}' "$logf" | grep -q 'Port forwarding is now enabled'
 }
 
@@ -382,6 +395,7 @@ write_env() {
         fi
         printf 'MINIUPNPD_CONF=%s\nLEASE_FILE=%s\nLOGDIR=%s\n' "$LABDIR/miniupnpd.conf" \
             "$LABDIR/run/miniupnpd.leases" "$LABDIR/logs"
+        write_env_v6
     } >"$LABDIR/env.tmp"
     mv "$LABDIR/env.tmp" "$LABDIR/env"
 }
@@ -428,7 +442,7 @@ cmd_up() {
     maybe_fail env
     UP_DONE=1
     log "lab $LAB_ID up in $((SECONDS - t0))s (UPnP=$LAB_UPNP NAT-PMP=$LAB_NATPMP PCP=$LAB_PCP" \
-        "second router=$LAB_EASY_NAT CGNAT=$LAB_CGNAT max lease=${LAB_MAX_LEASE:-default}); env: $LABDIR/env"
+        "second router=$LAB_EASY_NAT CGNAT=$LAB_CGNAT max lease=${LAB_MAX_LEASE:-default}$(v6_on && echo ' IPv6=yes')); env: $LABDIR/env"
 }
 
 teardown() {

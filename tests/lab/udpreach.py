@@ -2,19 +2,28 @@
 """UDP reachability for lab tests (stdlib only, bounded).
 
   udpreach.py listen PORT SECONDS        print "got SEQ T" per datagram
+  udpreach.py listen6 PORT SECONDS       the same on a dual-stack [::]:PORT
+                                         socket (as tailscaled listens)
   udpreach.py send HOST PORT COUNT GAP   send "SEQ" datagrams, each from a
                                          fresh source port (conntrack keeps
-                                         flows alive across rule changes)
+                                         flows alive across rule changes);
+                                         HOST may be an IPv6 address
 """
 import socket
 import sys
 import time
 
 
-def listen(port, seconds):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
+def listen(port, seconds, dual=False):
+    if dual:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("::", port))
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
     end = time.monotonic() + seconds
     print("ready", flush=True)
     while True:
@@ -31,7 +40,8 @@ def listen(port, seconds):
 
 def send(host, port, count, gap):
     for seq in range(count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_DGRAM)
         s.sendto(str(seq).encode(), (host, port))
         s.close()
         print("sent %d %.3f" % (seq, time.time()), flush=True)
@@ -42,7 +52,9 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "listen":
         listen(int(sys.argv[2]), float(sys.argv[3]))
+    elif mode == "listen6":
+        listen(int(sys.argv[2]), float(sys.argv[3]), dual=True)
     elif mode == "send":
         send(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     else:
-        sys.exit("usage: udpreach.py listen PORT SECONDS | send HOST PORT COUNT GAP")
+        sys.exit("usage: udpreach.py listen|listen6 PORT SECONDS | send HOST PORT COUNT GAP")

@@ -38,6 +38,7 @@ macro_rules! result_codes {
 pub mod description;
 pub mod natpmp;
 pub mod pcp;
+pub mod pinhole;
 pub mod soap;
 pub mod ssdp;
 
