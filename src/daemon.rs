@@ -42,31 +42,8 @@ pub enum DaemonError {
 
 /// Run the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError> {
-    let state = StateDir::open(&config.gateway.state_dir())?;
-    let machine_id = std::fs::read_to_string("/etc/machine-id").ok();
-    let identity = Identity::load_or_create(&state, machine_id.as_deref())?;
-    let gateway_id = config
-        .gateway
-        .id
-        .clone()
-        .unwrap_or_else(|| identity.gateway_id.clone());
-    let (seq_store, last_seq) = EventSeqStore::open(&state)?;
-    let hub = StatusHub::with_event_seq(
-        Status::starting(GatewayStatus {
-            id: gateway_id.clone(),
-            site: config.gateway.site.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: now_rfc3339(),
-            config_path: config_path.display().to_string(),
-            state_dir: state.path().display().to_string(),
-            last_reload: None,
-        }),
-        seq_store,
-        last_seq,
-    );
-
-    let policy = AccessPolicy::for_current_process(config.gateway.control_group.as_deref())
-        .map_err(DaemonError::Group)?;
+    let (hub, gateway_id) = open_hub(&config, &config_path)?;
+    let policy = AccessPolicy::for_current_process(config.gateway.control_group.as_deref())?;
     let socket_path = config.gateway.control_socket();
     let listener = control::bind(&socket_path)?;
 
@@ -95,109 +72,46 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         hub.clone(),
         stop_signal.clone(),
     ));
-    // The page's actions reach the actors only through these pokes.
-    let pokes = crate::poke::Pokes::default();
-    // The actors' own channels: netcheck's RFC 5780 servers (for portmap's
-    // proof), what portmap holds (for tailscale's re-STUN) and tailscaled's
-    // real UDP port (for the mappings that follow it).
-    let (servers_tx, servers_rx) = watch::channel(Vec::new());
-    let (mapped_tx, mapped_rx) = watch::channel(crate::portmap::model::Mapped::default());
-    let (ts_port_tx, ts_port_rx) = watch::channel(None);
-    tasks.spawn(crate::portmap::service::run(
-        hub.clone(),
-        config_rx.clone(),
-        net_rx.clone(),
-        stop_signal.clone(),
-        pokes.portmap.clone(),
-        crate::portmap::service::Links {
-            servers: servers_rx,
-            mapped: mapped_tx,
-            tailscaled_port: ts_port_rx.clone(),
-        },
-    ));
-    tasks.spawn(crate::portmap::pinhole::run(
-        hub.clone(),
-        config_rx.clone(),
-        net_rx.clone(),
-        stop_signal.clone(),
-        ts_port_rx,
-    ));
-    tasks.spawn(crate::netcheck::service::run(
-        hub.clone(),
-        config_rx.clone(),
-        net_rx.clone(),
-        stop_signal.clone(),
-        pokes.netcheck.clone(),
-        servers_tx,
-    ));
-    tasks.spawn(crate::web::run(
-        hub.clone(),
-        config_rx.clone(),
-        net_rx.clone(),
-        stop_signal.clone(),
-        pokes,
-    ));
-    tasks.spawn(crate::tailscale::service::run(
-        hub.clone(),
-        config_rx.clone(),
-        net_rx.clone(),
-        stop_signal.clone(),
-        crate::tailscale::service::Links {
-            mapped: mapped_rx,
-            port: ts_port_tx,
-        },
-    ));
-    tasks.spawn(crate::admission::service::run(
-        hub.clone(),
-        config_rx.clone(),
-        net_rx.clone(),
-        stop_signal.clone(),
-    ));
+    let wiring = Wiring {
+        hub: hub.clone(),
+        config: config_rx.clone(),
+        net: net_rx.clone(),
+        stop: stop_signal,
+    };
+    spawn_actors(&mut tasks, &wiring);
     // Telemetry stops last: the events of the others' shutdown (mappings
     // released) must still reach its outbox.
     let (telemetry_stop, telemetry_signal) = shutdown::channel();
-    let mut telemetry = tokio::spawn(crate::telemetry::service::run(
+    let telemetry = tokio::spawn(crate::telemetry::service::run(
         hub.clone(),
-        config_rx.clone(),
-        net_rx.clone(),
+        config_rx,
+        net_rx,
         telemetry_signal,
     ));
 
-    let expected_tasks = tasks.len();
-    // systemd: READY once the first status exists and the socket is served;
-    // watchdog pings only while every task is still running.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
-    loop {
-        let ping = async {
-            match watchdog {
-                Some(every) => tokio::time::sleep(every).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = ping => {
-                if tasks.len() == expected_tasks && !telemetry.is_finished() {
-                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
-                } else {
-                    tracing::error!("a task has ended: withholding the watchdog ping so systemd restarts us");
-                }
-            }
-            sig = signals.next() => match sig {
-                DaemonSignal::Reload => reload(&hub, &config_path, &config_tx),
-                DaemonSignal::Stop(name) => {
-                    hub.emit("daemon", "stopping", Level::Info, format!("{name} received; shutting down"));
-                    break;
-                }
-            },
-            Some(done) = tasks.join_next() => {
-                // A task ending early is a bug; say so loudly and keep serving.
-                let what = match done { Ok(()) => "returned".to_string(), Err(e) => e.to_string() };
-                hub.emit("daemon", "task.ended", Level::Error, format!("a capability task ended unexpectedly: {what}"));
-            }
-        }
-    }
+    serve(
+        &hub,
+        &mut signals,
+        &mut tasks,
+        &telemetry,
+        &config_path,
+        &config_tx,
+    )
+    .await;
 
+    shut_down(stop, &mut tasks, telemetry_stop, telemetry).await;
+    hub.close_event_seq();
+    let _ = std::fs::remove_file(&socket_path);
+    Ok(())
+}
+
+/// Stop the actors within the grace period, telemetry last.
+async fn shut_down(
+    stop: shutdown::ShutdownTrigger,
+    tasks: &mut JoinSet<()>,
+    telemetry_stop: shutdown::ShutdownTrigger,
+    mut telemetry: tokio::task::JoinHandle<()>,
+) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     stop.trigger();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE - TELEMETRY_GRACE, async {
@@ -218,9 +132,150 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         );
         telemetry.abort();
     }
-    hub.close_event_seq();
-    let _ = std::fs::remove_file(&socket_path);
-    Ok(())
+}
+
+/// The state directory, the gateway's identity and the hub that starts
+/// the status with them; returns the hub and the gateway id.
+fn open_hub(config: &Config, config_path: &Path) -> Result<(StatusHub, String), DaemonError> {
+    let state = StateDir::open(&config.gateway.state_dir())?;
+    let machine_id = std::fs::read_to_string("/etc/machine-id").ok();
+    let identity = Identity::load_or_create(&state, machine_id.as_deref())?;
+    let gateway_id = config
+        .gateway
+        .id
+        .clone()
+        .unwrap_or_else(|| identity.gateway_id.clone());
+    let (seq_store, last_seq) = EventSeqStore::open(&state)?;
+    let hub = StatusHub::with_event_seq(
+        Status::starting(GatewayStatus {
+            id: gateway_id.clone(),
+            site: config.gateway.site.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: now_rfc3339(),
+            config_path: config_path.display().to_string(),
+            state_dir: state.path().display().to_string(),
+            last_reload: None,
+        }),
+        seq_store,
+        last_seq,
+    );
+    Ok((hub, gateway_id))
+}
+
+/// What every capability actor is started with.
+struct Wiring {
+    hub: StatusHub,
+    config: watch::Receiver<Arc<Config>>,
+    net: watch::Receiver<NetState>,
+    stop: shutdown::Shutdown,
+}
+
+/// Start the capability actors, wired by the channels they own.
+fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
+    // The page's actions reach the actors only through these pokes.
+    let pokes = crate::poke::Pokes::default();
+    // The actors' own channels: netcheck's RFC 5780 servers (for portmap's
+    // proof), what portmap holds (for tailscale's re-STUN) and tailscaled's
+    // real UDP port (for the mappings and pinholes that follow it).
+    let (servers_tx, servers_rx) = watch::channel(Vec::new());
+    let (mapped_tx, mapped_rx) = watch::channel(crate::portmap::model::Mapped::default());
+    let (ts_port_tx, ts_port_rx) = watch::channel(None);
+    let (hub, config, net, stop) = (&w.hub, &w.config, &w.net, &w.stop);
+    tasks.spawn(crate::portmap::service::run(
+        hub.clone(),
+        config.clone(),
+        net.clone(),
+        stop.clone(),
+        pokes.portmap.clone(),
+        crate::portmap::service::Links {
+            servers: servers_rx,
+            mapped: mapped_tx,
+            tailscaled_port: ts_port_rx.clone(),
+        },
+    ));
+    tasks.spawn(crate::portmap::pinhole::run(
+        hub.clone(),
+        config.clone(),
+        net.clone(),
+        stop.clone(),
+        ts_port_rx,
+    ));
+    tasks.spawn(crate::netcheck::service::run(
+        hub.clone(),
+        config.clone(),
+        net.clone(),
+        stop.clone(),
+        pokes.netcheck.clone(),
+        servers_tx,
+    ));
+    tasks.spawn(crate::web::run(
+        hub.clone(),
+        config.clone(),
+        net.clone(),
+        stop.clone(),
+        pokes,
+    ));
+    tasks.spawn(crate::tailscale::service::run(
+        hub.clone(),
+        config.clone(),
+        net.clone(),
+        stop.clone(),
+        crate::tailscale::service::Links {
+            mapped: mapped_rx,
+            port: ts_port_tx,
+        },
+    ));
+    tasks.spawn(crate::admission::service::run(
+        hub.clone(),
+        config.clone(),
+        net.clone(),
+        stop.clone(),
+    ));
+}
+
+/// Serve until SIGTERM/SIGINT: reload on SIGHUP, report a task that ends,
+/// and ping systemd's watchdog only while every task still runs.
+async fn serve(
+    hub: &StatusHub,
+    signals: &mut Signals,
+    tasks: &mut JoinSet<()>,
+    telemetry: &tokio::task::JoinHandle<()>,
+    config_path: &Path,
+    config_tx: &watch::Sender<Arc<Config>>,
+) {
+    let expected_tasks = tasks.len();
+    // systemd: READY once the first status exists and the socket is served.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
+    loop {
+        let ping = async {
+            match watchdog {
+                Some(every) => tokio::time::sleep(every).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = ping => {
+                if tasks.len() == expected_tasks && !telemetry.is_finished() {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    tracing::error!("a task has ended: withholding the watchdog ping so systemd restarts us");
+                }
+            }
+            sig = signals.next() => match sig {
+                DaemonSignal::Reload => reload(hub, config_path, config_tx),
+                DaemonSignal::Stop(name) => {
+                    hub.emit("daemon", "stopping", Level::Info, format!("{name} received; shutting down"));
+                    return;
+                }
+            },
+            Some(done) = tasks.join_next() => {
+                // A task ending early is a bug; say so loudly and keep serving.
+                let what = match done { Ok(()) => "returned".to_string(), Err(e) => e.to_string() };
+                hub.emit("daemon", "task.ended", Level::Error, format!("a capability task ended unexpectedly: {what}"));
+            }
+        }
+    }
 }
 
 fn reload(hub: &StatusHub, path: &Path, tx: &watch::Sender<Arc<Config>>) {
