@@ -65,6 +65,8 @@ pub struct Node {
     ex: Exceptions,
     host_ts: u64,
     data_due: Option<Instant>,
+    /// When a change was last recorded at its leading edge.
+    last_data: Option<Instant>,
     gauges_due: Instant,
     last_event: Option<Event>,
     /// What the status shows (`telemetry.sparkplug`).
@@ -93,6 +95,7 @@ impl Node {
             ex: Exceptions::default(),
             host_ts: 0,
             data_due: None,
+            last_data: None,
             gauges_due: Instant::now(),
             last_event: None,
             shown: SparkplugStatus::default(),
@@ -307,7 +310,9 @@ impl Node {
             Err(e) => {
                 if matches!(
                     &e,
-                    ConnectionError::MqttState(rumqttc::StateError::Deserialization(_))
+                    ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                        rumqttc::Error::PayloadSizeLimitExceeded(_)
+                    ))
                 ) {
                     // A packet past MAX_INCOMING (or not MQTT): count it.
                     self.shown.bad_commands += 1;
@@ -428,7 +433,23 @@ impl Node {
             return;
         }
         if self.data_due.is_none() && self.ex.changed(&samples) {
-            self.data_due = Some(Instant::now().later(self.cfg.debounce.get()));
+            // Leading edge: the first change after a quiet debounce goes at
+            // once (a short-lived state is seen); the trailing edge gathers
+            // what follows within the debounce into one NDATA.
+            let now = Instant::now();
+            let quiet = self
+                .last_data
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.debounce.get());
+            if quiet {
+                self.last_data = Some(now);
+                if let Some(p) = self
+                    .ex
+                    .data(&samples, false, metrics::millis(SystemTime::now()))
+                {
+                    self.record(codec::encode(&p));
+                }
+            }
+            self.data_due = Some(now.later(self.cfg.debounce.get()));
         }
     }
 
