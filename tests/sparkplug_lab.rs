@@ -433,9 +433,10 @@ fn broker_outage_births_then_sends_the_missed_data_in_order() {
         .filter_map(|e| e["seq"].as_u64())
         .max()
         .unwrap();
-    host.wait("the newest event", Duration::from_secs(20), |l| {
+    // In NDATA (the NBIRTH carries the newest event too).
+    host.wait("the newest event", Duration::from_secs(60), |l| {
         l.iter()
-            .any(|x| x["metrics"]["Event/Seq"].as_u64() >= Some(last_event))
+            .any(|x| x["type"] == "NDATA" && x["metrics"]["Event/Seq"].as_u64() >= Some(last_event))
     });
     let drained = back.elapsed();
 
