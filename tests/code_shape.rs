@@ -601,3 +601,27 @@ fn library_errors_are_typed_not_strings() {
         vec!["E".to_owned(), "String".to_owned()]
     );
 }
+
+/// Every source file stays readable in one sitting: at most 600 lines
+/// (tests and binaries included).
+#[test]
+fn source_files_stay_under_600_lines() {
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f)
+                .expect("read source")
+                .lines()
+                .count();
+            (lines > 600).then(|| format!("{}: {lines} lines", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "files over 600 lines:\n{}",
+        long.join("\n")
+    );
+}
