@@ -126,12 +126,7 @@ pub async fn pcp_map(
         IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
     };
     let answer = exchange(router, local, &request.encode(), budget, ignored, |d| {
-        match pcp::decode_map_response(d, request) {
-            Ok(g) => Some(Ok(g)),
-            // A server error for our nonce is an answer; anything else is noise.
-            Err(e @ pcp::PcpError::Server(_)) => Some(Err(e)),
-            Err(_) => None,
-        }
+        map_answer(d, request)
     })
     .await?;
     answer.map_err(PmpError::Pcp)
@@ -153,14 +148,23 @@ pub async fn pcp_map_v6(
     let server = SocketAddr::V6(SocketAddrV6::new(router, SERVER_PORT, 0, scope));
     let local = SocketAddr::V6(SocketAddrV6::new(local, 0, 0, 0));
     let answer = exchange_at(server, local, &request.encode(), budget, ignored, |d| {
-        match pcp::decode_map_response(d, request) {
-            Ok(g) => Some(Ok(g)),
-            Err(e @ pcp::PcpError::Server(_)) => Some(Err(e)),
-            Err(_) => None,
-        }
+        map_answer(d, request)
     })
     .await?;
     answer.map_err(PmpError::Pcp)
+}
+
+/// What a datagram says to our MAP `request`, for either family: a grant, a
+/// server error for our nonce (an answer too), or `None` for noise.
+fn map_answer(
+    datagram: &[u8],
+    request: &pcp::MapRequest,
+) -> Option<Result<pcp::MapGrant, pcp::PcpError>> {
+    match pcp::decode_map_response(datagram, request) {
+        Ok(g) => Some(Ok(g)),
+        Err(e @ pcp::PcpError::Server(_)) => Some(Err(e)),
+        Err(_) => None,
+    }
 }
 
 /// A PCP ANNOUNCE: whether the router speaks PCP, and its epoch.
