@@ -247,6 +247,20 @@ impl Lab {
 
     /// Send `count` numbered datagrams from `host`, `gap` seconds apart; blocks.
     pub fn udp_send(&self, host: &str, to: &str, port: u16, count: u32, gap: f64) {
+        self.udp_send_numbered(host, to, port, count, gap, 0);
+    }
+
+    /// As [`Lab::udp_send`], the datagrams numbered from `first` (so a
+    /// round's datagrams can be told from a late one of an earlier round).
+    pub fn udp_send_numbered(
+        &self,
+        host: &str,
+        to: &str,
+        port: u16,
+        count: u32,
+        gap: f64,
+        first: u32,
+    ) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lab/udpreach.py");
         let ns = self.get(&format!("NS_{}", host.to_uppercase())).to_string();
         let st = Command::new("ip")
@@ -258,6 +272,7 @@ impl Lab {
                 &port.to_string(),
                 &count.to_string(),
                 &gap.to_string(),
+                &first.to_string(),
             ])
             .stdout(std::process::Stdio::null())
             .status()

@@ -38,8 +38,8 @@ def listen(port, seconds, dual=False):
         print("got %s %.3f" % (data.decode(errors="replace"), time.time()), flush=True)
 
 
-def send(host, port, count, gap):
-    for seq in range(count):
+def send(host, port, count, gap, first=0):
+    for seq in range(first, first + count):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         s = socket.socket(family, socket.SOCK_DGRAM)
         s.sendto(str(seq).encode(), (host, port))
@@ -55,6 +55,7 @@ if __name__ == "__main__":
     elif mode == "listen6":
         listen(int(sys.argv[2]), float(sys.argv[3]), dual=True)
     elif mode == "send":
-        send(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+        first = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+        send(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), first)
     else:
-        sys.exit("usage: udpreach.py listen|listen6 PORT SECONDS | send HOST PORT COUNT GAP")
+        sys.exit("usage: udpreach.py listen|listen6 PORT SECONDS | send HOST PORT COUNT GAP [FIRST_SEQ]")
