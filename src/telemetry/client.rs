@@ -253,6 +253,15 @@ pub fn backoff(attempt: u32, max: Duration, random: u32) -> Duration {
     half + jitter
 }
 
+/// When to try again after failed attempt number `attempt` (counted here):
+/// [`backoff`] from now, jittered.
+pub fn retry_at(attempt: &mut u32, max: Duration) -> tokio::time::Instant {
+    use crate::deadline::Later;
+    let wait = backoff(*attempt, max, random_u32());
+    *attempt = attempt.saturating_add(1);
+    tokio::time::Instant::now().later(wait)
+}
+
 /// A random number for [`backoff`].
 pub fn random_u32() -> u32 {
     let mut b = [0u8; 4];

@@ -300,13 +300,8 @@ impl Actor {
     }
 
     fn retry_later(&mut self) {
-        let wait = client::backoff(
-            self.attempt,
-            self.cfg.reconnect_max.get(),
-            client::random_u32(),
-        );
-        self.attempt = self.attempt.saturating_add(1);
-        self.reconnect_at = Some(Instant::now().later(wait));
+        let max = self.cfg.reconnect_max.get();
+        self.reconnect_at = Some(client::retry_at(&mut self.attempt, max));
     }
 
     fn on_session(&mut self, generation: u64, ev: Result<MqttEvent, ConnectionError>) {

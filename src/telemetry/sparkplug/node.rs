@@ -257,13 +257,8 @@ impl Node {
     }
 
     fn retry_later(&mut self) {
-        let wait = client::backoff(
-            self.attempt,
-            self.cfg.reconnect_max.get(),
-            client::random_u32(),
-        );
-        self.attempt = self.attempt.saturating_add(1);
-        self.reconnect_at = Some(Instant::now().later(wait));
+        let max = self.cfg.reconnect_max.get();
+        self.reconnect_at = Some(client::retry_at(&mut self.attempt, max));
     }
 
     /// The connection is gone (or given up): no birth until the next one.
