@@ -6,7 +6,12 @@
 #
 #   lab.sh up LABDIR                 build (LABDIR: existing, empty)
 #   lab.sh down LABDIR               tear down (idempotent)
-#   lab.sh reboot-router LABDIR      restart the hard router's miniupnpd/nft state
+#   lab.sh reboot-router LABDIR [UPNP_LATE_SECS]  restart the hard router's
+#                                    miniupnpd/nft state; with UPNP_LATE_SECS
+#                                    (0-120) the router forwards again at once
+#                                    but miniupnpd starts that much later, as on
+#                                    routers whose UPnP daemon comes up after
+#                                    the WAN (the command returns once it runs)
 #   lab.sh silent-loss LABDIR [all|forward]  the hard router's forwarding
 #                                    rules vanish unannounced (miniupnpd keeps
 #                                    running); forward: only the forward rules,
@@ -490,7 +495,8 @@ cmd_leftovers() {
 cmd_reboot_router() {
     init_lab "$1"
     [[ -f $LABDIR/env ]] || die "no lab in $LABDIR"
-    local t0 t1
+    local t0 t1 late=${2:-0}
+    [[ $late =~ ^[0-9]+$ ]] && ((late <= 120)) || die "UPNP_LATE_SECS must be 0-120 whole seconds (got '$late')"
     t0=$(date +%s.%N)
     LAB_UPNP=$(sed -n 's/^UPNP=//p' "$LABDIR/env")
     LAB_NATPMP=$(sed -n 's/^NATPMP=//p' "$LABDIR/env")
@@ -506,6 +512,10 @@ cmd_reboot_router() {
     rm -f "$LABDIR/run/miniupnpd.leases"
     if command -v conntrack >/dev/null; then
         nsx rhard conntrack -F 2>/dev/null || true
+    fi
+    if ((late > 0)); then
+        log "router $(ns rhard) forwards again; miniupnpd starts in ${late}s"
+        sleep "$late"
     fi
     start_miniupnpd
     start_hold_release "${maps[@]}"
@@ -651,7 +661,7 @@ main() {
     case $cmd in
         up) cmd_up "$1" ;;
         down) cmd_down "$1" ;;
-        reboot-router) cmd_reboot_router "$1" ;;
+        reboot-router) cmd_reboot_router "$@" ;;
         silent-loss) cmd_silent_loss "$@" ;;
         udp-block) cmd_udp_block "$@" ;;
         broker) cmd_broker "$@" ;;

@@ -161,6 +161,9 @@ struct Held {
     canary: bool,
     nonce: [u8; 12],
     grant: Option<Grant>,
+    /// The last grant, kept when the mapping is lost: a router that comes
+    /// back with a younger epoch rebooted meanwhile (RFC 6886 §3.6).
+    last_grant: Option<Grant>,
     failures: u32,
     /// The router lost it (deleted, rebooted, renewal refused) since it was granted.
     lost: bool,
@@ -216,6 +219,7 @@ impl Session {
                     canary,
                     nonce,
                     grant: None,
+                    last_grant: None,
                     failures: 0,
                     lost: false,
                     last_verified: None,
@@ -416,7 +420,10 @@ impl Session {
             return;
         }
         if let Some(igd) = &router.upnp {
-            self.boot_id = igd.boot_id(&self.ignored).await.ok().flatten();
+            // Compared with the BOOTID from before the router was lost: a
+            // router that went away and came back may have rebooted.
+            let now = igd.boot_id(&self.ignored).await.ok().flatten();
+            self.boot_id_seen(now);
         }
         self.publish_protocols(&router);
         self.router = Some(router);

@@ -92,7 +92,11 @@ impl Session {
         let name = self.held[i].cfg.name.clone();
         let wanted = self.held[i].cfg.external_port;
         let was_lost = had.is_none() && self.held[i].lost;
-        if let (Some(old), Some(epoch)) = (had, grant.epoch) {
+        // The grant before, or the last one of the same protocol when the
+        // mapping was lost meanwhile (the router may have rebooted while
+        // it did not answer).
+        let before = had.or(self.held[i].last_grant.filter(|g| g.method == grant.method));
+        if let (Some(old), Some(epoch)) = (before, grant.epoch) {
             if old
                 .epoch
                 .is_some_and(|e| epoch_says_rebooted(e, old.at.elapsed(), epoch))
@@ -103,6 +107,8 @@ impl Session {
                     old.epoch
                 ));
             }
+        }
+        if let Some(old) = had {
             if old.external != grant.external {
                 self.hub.emit(
                     "portmap",
@@ -150,6 +156,7 @@ impl Session {
             }
         }
         self.held[i].grant = Some(grant);
+        self.held[i].last_grant = Some(grant);
         self.held[i].lost = false;
         self.verified(i, grant);
     }
@@ -215,9 +222,14 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(300)).await;
             answer = igd.boot_id(&self.ignored).await;
         }
-        let Ok(now) = answer else {
-            return;
-        };
+        if let Ok(now) = answer {
+            self.boot_id_seen(now);
+        }
+    }
+
+    /// A BOOTID the router gave: a new one means it rebooted, and its UPnP
+    /// mappings are gone.
+    pub(super) fn boot_id_seen(&mut self, now: Option<u32>) {
         if now.is_some() && self.boot_id.is_some() && now != self.boot_id {
             self.router_rebooted(format!("SSDP BOOTID {:?} -> {:?}", self.boot_id, now));
             for h in &mut self.held {
@@ -391,5 +403,45 @@ mod tests {
         s.router_rebooted("SSDP BOOTID 2 -> 3".into());
         assert_eq!(hub.snapshot().portmap.router_reboots, 2);
         assert_eq!(kinds(&hub), 2);
+    }
+
+    fn pcp_grant(epoch: u32, ago: Duration) -> Grant {
+        Grant {
+            method: Method::Pcp,
+            external: "203.0.113.2:41641".parse().unwrap(),
+            lease_s: 3600,
+            epoch: Some(epoch),
+            at: Instant::now().checked_sub(ago).unwrap_or_else(Instant::now),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reboot_while_the_mapping_was_lost_is_still_counted() {
+        let (hub, mut s) = crate::portmap::service::tests::test_session();
+        s.granted(0, None, pcp_grant(500, Duration::from_secs(20)));
+        // The router stops answering: the mapping is lost, then it comes
+        // back with an epoch younger than the 20 s since.
+        s.held[0].grant = None;
+        s.held[0].lost = true;
+        s.granted(0, None, pcp_grant(3, Duration::ZERO));
+        assert_eq!(hub.snapshot().portmap.router_reboots, 1);
+        // A re-grant whose epoch went on counting is no reboot.
+        s.last_reboot = None;
+        s.held[0].grant = None;
+        let g = pcp_grant(3, Duration::from_secs(30));
+        s.held[0].last_grant = Some(g);
+        s.granted(0, None, pcp_grant(33, Duration::ZERO));
+        assert_eq!(hub.snapshot().portmap.router_reboots, 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_boot_id_after_the_router_was_lost_is_a_reboot() {
+        let (hub, mut s) = crate::portmap::service::tests::test_session();
+        s.boot_id_seen(Some(7));
+        s.boot_id_seen(Some(7));
+        assert_eq!(hub.snapshot().portmap.router_reboots, 0);
+        s.boot_id_seen(None);
+        s.boot_id_seen(Some(8));
+        assert_eq!(hub.snapshot().portmap.router_reboots, 1);
     }
 }
