@@ -4,7 +4,9 @@
 //! NBIRTH/NDATA/NDEATH decode, seq continuity and bdSeq pairing, the
 //! primary host's STATE, rebirth on NCMD within 1 s, bad NCMDs counted and
 //! ignored, NDEATH after `kill -9`, and a broker outage with router reboots
-//! after which NBIRTH comes first and then the missed NDATA, in order.
+//! after which NBIRTH comes first and then the missed NDATA, in order; a
+//! router reboot whose UPnP daemon comes up late moves the verdict at the
+//! host; and `format = "both"`: JSON and Sparkplug side by side, a Will each.
 //!
 //! `EDGEREACH_SPARKPLUG_OUTAGE_SECS` sets the outage (default 20; the
 //! issue's 10 minutes is `EDGEREACH_SPARKPLUG_OUTAGE_SECS=600`, by hand).
@@ -537,4 +539,82 @@ fn broker_outage_births_then_sends_the_missed_data_in_order() {
         first_seq,
         last_event
     );
+}
+
+/// The retained JSON message on `topic`, as a fresh subscriber gets it.
+fn retained_json(lab: &Lab, topic: &str) -> Option<Value> {
+    let out = lab.exec(
+        "peer",
+        &[
+            "mosquitto_sub",
+            "-h",
+            lab.get("MQTT_IP"),
+            "-t",
+            topic,
+            "-C",
+            "1",
+            "-W",
+            "3",
+        ],
+    );
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[test]
+fn format_both_speaks_json_and_sparkplug_with_a_will_each() {
+    need_root!("format_both_speaks_json_and_sparkplug_with_a_will_each");
+    let lab = Lab::up(&[]);
+    let host = Host::start(&lab, "");
+    let mut d = lab.daemon("gwhard", |c| {
+        with_sparkplug(&lab, "")(c).replace("format = \"sparkplug\"", "format = \"both\"")
+    });
+    host.wait("NBIRTH", Duration::from_secs(20), |l| {
+        l.iter().any(|x| x["type"] == "NBIRTH")
+    });
+    // One truth: once the mapping is made, the JSON status and the
+    // Sparkplug metrics carry the daemon's external address.
+    d.wait_for("mapping made", Duration::from_secs(30), |s| {
+        s["portmap"]["mappings"][0]["external"].is_string()
+    });
+    let external = d.status().unwrap()["portmap"]["mappings"][0]["external"].clone();
+    let prefix = format!("edgereach/{GROUP}/{EDGE}");
+    let limit = Instant::now() + Duration::from_secs(20);
+    loop {
+        let json = retained_json(&lab, &format!("{prefix}/status"))
+            .map(|v| v["status"]["portmap"]["mappings"][0]["external"].clone());
+        let sparkplug = host
+            .lines()
+            .iter()
+            .rev()
+            .find_map(|x| x["metrics"].get("Mappings/tailscale/External").cloned());
+        if json.as_ref() == Some(&external) && sparkplug.as_ref() == Some(&external) {
+            break;
+        }
+        assert!(
+            Instant::now() < limit,
+            "daemon {external}, JSON {json:?}, Sparkplug {sparkplug:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bd = host.messages("NBIRTH").last().unwrap()["bd_seq"].as_u64();
+    let state = retained_json(&lab, &format!("{prefix}/state")).expect("retained state");
+    assert_eq!(state["state"], "online", "{state}");
+    // Two connections, two Wills: kill -9 brings the NDEATH and the JSON
+    // offline state.
+    kill9(&mut d);
+    host.wait("NDEATH after kill -9", Duration::from_secs(10), |l| {
+        l.iter().any(|x| x["type"] == "NDEATH")
+    });
+    assert_eq!(host.messages("NDEATH")[0]["bd_seq"].as_u64(), bd);
+    let limit = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = retained_json(&lab, &format!("{prefix}/state"));
+        if s.as_ref().is_some_and(|s| s["state"] == "offline") {
+            eprintln!("format = both: JSON status and Sparkplug say {external}; after kill -9 NDEATH bdSeq {bd:?} and JSON state {s:?}");
+            break;
+        }
+        assert!(Instant::now() < limit, "JSON state still {s:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    host.assert_clean();
 }
