@@ -42,20 +42,7 @@ pub fn render_status(s: &Status) -> String {
         )
     });
     line(&mut out, "network", &s.network.health, route);
-    line(&mut out, "portmap", &s.portmap.health, None);
-    for m in &s.portmap.mappings {
-        let _ = writeln!(
-            out,
-            "  {:<8} {} ({:?}{})",
-            m.name,
-            m.route(),
-            m.state,
-            m.reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        );
-    }
+    render_portmap(&mut out, &s.portmap);
     let nc = s.netcheck.report.as_ref().map(|r| {
         format!(
             "UDP {}, public {}, hard NAT {}, filtering {}",
@@ -118,6 +105,43 @@ fn render_admission(out: &mut String, a: &crate::admission::model::AdmissionStat
     }
     if let Some(e) = &a.last_error {
         let _ = writeln!(out, "  last error: {e}");
+    }
+}
+
+/// The IPv4 mappings, then the IPv6 pinholes.
+fn render_portmap(out: &mut String, pm: &crate::status::PortmapStatus) {
+    line(out, "portmap", &pm.health, None);
+    for m in &pm.mappings {
+        let _ = writeln!(
+            out,
+            "  {:<8} {} ({:?}{})",
+            m.name,
+            m.route(),
+            m.state,
+            m.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    for p in &pm.pinholes {
+        let _ = writeln!(
+            out,
+            "  pinhole  {} [{}]:{} via {} by {} ({}{})",
+            p.protocol,
+            p.address,
+            p.port,
+            p.router,
+            p.method,
+            p.state.name(),
+            p.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    if let (true, Some(why)) = (pm.pinholes.is_empty(), &pm.pinholes_reason) {
+        let _ = writeln!(out, "  pinholes none: {why}");
     }
 }
 

@@ -7,6 +7,7 @@
 #[macro_use]
 mod common;
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::lab::{Lab, LabDaemon};
@@ -68,6 +69,29 @@ fn pinhole_open(s: &serde_json::Value, addr: &str) -> bool {
     })
 }
 
+/// The page's pinhole table and `edgereach status` name the open pinhole.
+fn shown_in_views(lab: &Lab, d: &LabDaemon, addr: &str) {
+    let fetch = "import urllib.request, sys; \
+        sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8088/', timeout=5).read().decode())";
+    let out = lab.exec("gwhard", &["/usr/bin/python3", "-c", fetch]);
+    let page = String::from_utf8_lossy(&out.stdout);
+    let table = page.split("<table id=\"pinholes\">").nth(1).unwrap_or("");
+    assert!(
+        table.contains(&format!("udp [{addr}]:{PORT}")) && table.contains("open"),
+        "page: {page}"
+    );
+    let out = Command::new(common::bin())
+        .args(["status", "--config"])
+        .arg(&d.config)
+        .output()
+        .expect("edgereach status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("pinhole  udp [{addr}]:{PORT}")) && text.contains("(open"),
+        "edgereach status: {text}"
+    );
+}
+
 fn start(lab: &Lab) -> (LabDaemon, Instant) {
     let lease = format!("\"{LEASE_S}s\"");
     let t0 = Instant::now();
@@ -100,6 +124,7 @@ fn pcp_pinhole_opens_follows_repairs_and_goes() {
         "pinhole open (status and router rule) {:?} after daemon start",
         t0.elapsed()
     );
+    shown_in_views(&lab, &d, &gw6);
     let got = inbound(&lab, &gw6, 5);
     eprintln!("while it stands: {got}/5 datagrams from outside reached [{gw6}]:{PORT}");
     assert_eq!(got, 5);

@@ -135,6 +135,17 @@ pub enum PinholeState {
     Failed,
 }
 
+impl PinholeState {
+    /// Name as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            PinholeState::Pending => "pending",
+            PinholeState::Open => "open",
+            PinholeState::Failed => "failed",
+        }
+    }
+}
+
 /// One IPv6 pinhole in the portmap status, beside the IPv4 `mappings`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinholeStatus {

@@ -181,6 +181,47 @@ fn mappings(o: &mut String, s: &Status, now: SystemTime) {
     }
     o.push_str("</table></div>");
     proof(o, s);
+    pinholes(o, s, now);
+}
+
+/// The IPv6 pinholes, beside the IPv4 mappings: a router's firewall drops
+/// unsolicited inbound IPv6 just as a NAT does.
+fn pinholes(o: &mut String, s: &Status, now: SystemTime) {
+    let pm = &s.portmap;
+    if pm.pinholes.is_empty() {
+        if let Some(why) = &pm.pinholes_reason {
+            let _ = write!(o, "<p id=\"pinholes\">IPv6 pinholes: {}.</p>", escape(why));
+        }
+        return;
+    }
+    o.push_str(
+        "<div class=\"scroll\"><table id=\"pinholes\"><tr><th>IPv6 pinhole</th><th>Router</th>\
+         <th>Lease left</th><th>Last renewed</th><th>State</th></tr>",
+    );
+    for p in &pm.pinholes {
+        let lease = p
+            .expires
+            .as_deref()
+            .and_then(|e| lease_left(e, now))
+            .map_or_else(|| NONE.to_string(), short_duration);
+        let state = match &p.reason {
+            Some(r) => format!("{}: {}", p.state.name(), escape(r)),
+            None => p.state.name().to_string(),
+        };
+        let _ = write!(
+            o,
+            "<tr><td>{} [{}]:{}</td><td>{} by {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.protocol),
+            escape(&p.address),
+            p.port,
+            escape(&p.router),
+            escape(&p.method),
+            lease,
+            or_none(p.last_renewed.as_deref()),
+            state,
+        );
+    }
+    o.push_str("</table></div>");
 }
 
 /// The end-to-end proof, in plain words under the table.

@@ -202,3 +202,60 @@ fn lease_left_counts_down_and_stops_at_zero() {
         "3h 02m"
     );
 }
+
+#[test]
+fn pinholes_show_beside_the_mappings_with_lease_and_reason() {
+    use crate::portmap::model::{PinholeState, PinholeStatus};
+    let mut s = status();
+    s.portmap.pinholes = vec![
+        PinholeStatus {
+            address: "2001:db8:1:2::10".into(),
+            port: 41641,
+            protocol: "udp".into(),
+            method: "pcp".into(),
+            router: "fe80::1%eth0".into(),
+            lease_s: Some(3600),
+            expires: Some("2026-01-01T00:40:00Z".into()),
+            last_renewed: Some("2026-01-01T00:00:00Z".into()),
+            state: PinholeState::Open,
+            ..Default::default()
+        },
+        PinholeStatus {
+            address: "2001:db8:1:2::<b>".into(),
+            port: 41641,
+            protocol: "udp".into(),
+            method: "pcp".into(),
+            router: "fe80::1%eth0".into(),
+            failures: 2,
+            state: PinholeState::Failed,
+            reason: Some("router answered NOT_AUTHORIZED".into()),
+            ..Default::default()
+        },
+    ];
+    let html = render(&s, at("2026-01-01T00:10:00Z"), None, false);
+    let table = html
+        .split("<table id=\"pinholes\">")
+        .nth(1)
+        .expect("pinholes table");
+    assert!(table.contains("udp [2001:db8:1:2::10]:41641"), "{table}");
+    assert!(table.contains("fe80::1%eth0 by pcp"), "{table}");
+    assert!(table.contains("30m"), "lease left: {table}");
+    assert!(
+        table.contains("failed: router answered NOT_AUTHORIZED"),
+        "{table}"
+    );
+    assert!(
+        table.contains("&lt;b&gt;") && !table.contains("<b>"),
+        "escaped"
+    );
+    // None yet: the reason instead of an empty table.
+    s.portmap.pinholes.clear();
+    s.portmap.pinholes_reason = Some("no IPv6 default route with a router".into());
+    let html = render(&s, at("2026-01-01T00:10:00Z"), None, false);
+    assert!(html.contains("IPv6 pinholes: no IPv6 default route with a router."));
+    let text = crate::view::render_status(&s);
+    assert!(
+        text.contains("pinholes none: no IPv6 default route"),
+        "{text}"
+    );
+}
