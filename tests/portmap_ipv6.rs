@@ -69,7 +69,8 @@ fn pinhole_open(s: &serde_json::Value, addr: &str) -> bool {
     })
 }
 
-/// The page's pinhole table and `edgereach status` name the open pinhole.
+/// The page's pinhole table, `edgereach status` and `edgereach portmap`
+/// (which asks the IPv6 router itself) name the open pinhole.
 fn shown_in_views(lab: &Lab, d: &LabDaemon, addr: &str) {
     let fetch = "import urllib.request, sys; \
         sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8088/', timeout=5).read().decode())";
@@ -90,6 +91,32 @@ fn shown_in_views(lab: &Lab, d: &LabDaemon, addr: &str) {
         text.contains(&format!("pinhole  udp [{addr}]:{PORT}")) && text.contains("(open"),
         "edgereach status: {text}"
     );
+    let out = Command::new("ip")
+        .args(["netns", "exec", lab.get("NS_GWHARD"), common::bin()])
+        .args(["portmap", "--json", "--config"])
+        .arg(&d.config)
+        .output()
+        .expect("edgereach portmap");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("edgereach portmap --json: {e}: {out:?}"));
+    let probed = v["ipv6"]["addresses"]
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["address"] == addr).cloned());
+    assert!(
+        v["ipv6"]["router"]
+            .as_str()
+            .is_some_and(|r| r.contains('%'))
+            && probed.as_ref().is_some_and(|a| a["pcp_epoch"].is_u64()),
+        "edgereach portmap: {v}"
+    );
+    let pinhole = &v["daemon"]["pinholes"];
+    assert!(
+        pinhole
+            .as_array()
+            .is_some_and(|l| l.iter().any(|p| p["address"] == addr)),
+        "{v}"
+    );
+    eprintln!("edgereach portmap: ipv6 {}", v["ipv6"]);
 }
 
 fn start(lab: &Lab) -> (LabDaemon, Instant) {

@@ -29,6 +29,8 @@ pub struct Inspection {
     pub upnp_boot_id: Option<u32>,
     /// UPnP table entries for the configured external ports.
     pub upnp_entries: Vec<RouterEntry>,
+    /// The IPv6 side: the router pinholes would be asked of.
+    pub ipv6: Ipv6Probe,
     /// Datagrams ignored during the probe (foreign source or malformed).
     pub ignored_packets: u64,
     /// The daemon's portmap section.
@@ -36,6 +38,60 @@ pub struct Inspection {
     /// Why the daemon's view could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daemon_error: Option<String>,
+}
+
+/// The IPv6 default router, probed just now from each stable address.
+#[derive(Debug, Default, Serialize)]
+pub struct Ipv6Probe {
+    /// `addr%interface` of the IPv6 default router.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub router: Option<String>,
+    /// Why there is nothing to open pinholes on (no route, no stable address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Each stable global address and whether PCP answered an ANNOUNCE
+    /// sent from it (what a pinhole request needs).
+    pub addresses: Vec<Ipv6Answer>,
+}
+
+/// One address's PCP ANNOUNCE to the IPv6 router.
+#[derive(Debug, Serialize)]
+pub struct Ipv6Answer {
+    /// The stable global address.
+    pub address: String,
+    /// The router's PCP epoch, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcp_epoch: Option<u32>,
+    /// Why PCP did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Ask the IPv6 default router, from each stable address, whether it speaks PCP.
+async fn probe_ipv6(ignored: &super::pmp::Ignored) -> Ipv6Probe {
+    let target = match super::pinhole::read_target() {
+        Ok(t) => t,
+        Err(e) => {
+            return Ipv6Probe {
+                reason: Some(e.to_string()),
+                ..Ipv6Probe::default()
+            }
+        }
+    };
+    let mut out = Ipv6Probe {
+        router: Some(format!("{}%{}", target.router, target.ifname)),
+        ..Ipv6Probe::default()
+    };
+    let budget = std::time::Duration::from_millis(1500);
+    for a in &target.addrs {
+        let r = super::pmp::pcp_announce_v6(target.router, target.scope, *a, budget, ignored).await;
+        out.addresses.push(Ipv6Answer {
+            address: a.to_string(),
+            error: r.as_ref().err().map(ToString::to_string),
+            pcp_epoch: r.ok(),
+        });
+    }
+    out
 }
 
 /// One UPnP table entry for a configured mapping.
@@ -71,14 +127,17 @@ pub async fn inspect<E: std::fmt::Display>(
         upnp_external: None,
         upnp_boot_id: None,
         upnp_entries: Vec::new(),
+        ipv6: Ipv6Probe::default(),
         ignored_packets: 0,
         daemon_error: daemon.as_ref().err().map(ToString::to_string),
         daemon: daemon.ok(),
     };
+    let ignored = Arc::new(Ignored::default());
+    out.ipv6 = probe_ipv6(&ignored).await;
     let Some((gw, local)) = target else {
+        out.ignored_packets = ignored.0.load(std::sync::atomic::Ordering::Relaxed);
         return out;
     };
-    let ignored = Arc::new(Ignored::default());
     let router = Router::probe(gw, local, ignored.clone()).await;
     out.router = Some(gw.to_string());
     out.local = Some(local.to_string());
@@ -183,6 +242,7 @@ pub fn render(i: &Inspection) -> String {
             );
         }
     }
+    render_ipv6(&mut o, &i.ipv6);
     match (&i.daemon, &i.daemon_error) {
         (Some(p), _) => {
             let _ = writeln!(
@@ -206,10 +266,41 @@ pub fn render(i: &Inspection) -> String {
                     m.last_verified.as_deref().unwrap_or("never")
                 );
             }
+            for p in &p.pinholes {
+                let _ = writeln!(
+                    o,
+                    "  pinhole {} [{}]:{} by {}, {}, lease {}s, renewed {}",
+                    p.protocol,
+                    p.address,
+                    p.port,
+                    p.method,
+                    p.state.name(),
+                    p.lease_s.unwrap_or(0),
+                    p.last_renewed.as_deref().unwrap_or("never")
+                );
+            }
         }
         (None, e) => {
             let _ = writeln!(o, "daemon: {}", e.as_deref().unwrap_or("no answer"));
         }
     }
     o
+}
+
+fn render_ipv6(o: &mut String, v6: &Ipv6Probe) {
+    match (&v6.router, &v6.reason) {
+        (Some(r), _) => {
+            let _ = writeln!(o, "ipv6 router {r}");
+        }
+        (None, why) => {
+            let _ = writeln!(o, "ipv6: {}", why.as_deref().unwrap_or("not probed"));
+        }
+    }
+    for a in &v6.addresses {
+        let said = match (a.pcp_epoch, &a.error) {
+            (Some(e), _) => format!("yes, epoch {e}"),
+            (None, e) => format!("no ({})", e.as_deref().unwrap_or("no answer")),
+        };
+        let _ = writeln!(o, "  pcp from {}: {said}", a.address);
+    }
 }

@@ -43,16 +43,16 @@ const HINT_SPACING: Duration = Duration::from_secs(1);
 /// Where the pinholes are asked for: the IPv6 default router and the
 /// stable global addresses on its interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Target {
-    router: Ipv6Addr,
-    ifname: String,
-    scope: u32,
-    addrs: Vec<Ipv6Addr>,
+pub(super) struct Target {
+    pub(super) router: Ipv6Addr,
+    pub(super) ifname: String,
+    pub(super) scope: u32,
+    pub(super) addrs: Vec<Ipv6Addr>,
 }
 
 /// Why no pinhole is asked for (shown as `portmap.pinholes_reason`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum NoPinholes {
+pub(super) enum NoPinholes {
     #[error("portmap.enabled or portmap.ipv6_pinholes is false")]
     Off,
     #[error("no mapping follows tailscaled's port")]
@@ -64,7 +64,7 @@ enum NoPinholes {
 }
 
 /// The kernel's view now, from `/proc` (re-read on every network change).
-fn read_target() -> Result<Target, NoPinholes> {
+pub(super) fn read_target() -> Result<Target, NoPinholes> {
     let routes = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
     let route = wire::parse_ipv6_default_route(&routes).ok_or(NoPinholes::NoRoute)?;
     let addrs_text = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();

@@ -175,17 +175,35 @@ pub async fn pcp_announce(
     ignored: &Ignored,
 ) -> Result<u32, PmpError> {
     let req = pcp::announce_request(IpAddr::V4(local));
-    let answer = exchange(router, local, &req, budget, ignored, |d| {
-        match pcp::decode_response(d, pcp::Opcode::Announce) {
-            Ok(r) if r.result == pcp::ResultCode::Success => Some(Ok(r.epoch_secs)),
-            Ok(r) => Some(Err(pcp::PcpError::Server(r.result))),
-            // A NAT-PMP-only router answers "unsupported version" in its own format.
-            Err(pcp::PcpError::Version { .. }) => Some(Err(pcp::PcpError::Version { got: 0 })),
-            Err(_) => None,
-        }
-    })
-    .await?;
+    let answer = exchange(router, local, &req, budget, ignored, announce_answer).await?;
     answer.map_err(PmpError::Pcp)
+}
+
+/// [`pcp_announce`] to an IPv6 router (link-local: `scope` is its
+/// interface index), sent from `local`.
+pub async fn pcp_announce_v6(
+    router: Ipv6Addr,
+    scope: u32,
+    local: Ipv6Addr,
+    budget: Duration,
+    ignored: &Ignored,
+) -> Result<u32, PmpError> {
+    let req = pcp::announce_request(IpAddr::V6(local));
+    let server = SocketAddr::V6(SocketAddrV6::new(router, SERVER_PORT, 0, scope));
+    let from = SocketAddr::V6(SocketAddrV6::new(local, 0, 0, 0));
+    let answer = exchange_at(server, from, &req, budget, ignored, announce_answer).await?;
+    answer.map_err(PmpError::Pcp)
+}
+
+/// What a datagram says to our ANNOUNCE: the epoch, an error, or noise.
+fn announce_answer(d: &[u8]) -> Option<Result<u32, pcp::PcpError>> {
+    match pcp::decode_response(d, pcp::Opcode::Announce) {
+        Ok(r) if r.result == pcp::ResultCode::Success => Some(Ok(r.epoch_secs)),
+        Ok(r) => Some(Err(pcp::PcpError::Server(r.result))),
+        // A NAT-PMP-only router answers "unsupported version" in its own format.
+        Err(pcp::PcpError::Version { .. }) => Some(Err(pcp::PcpError::Version { got: 0 })),
+        Err(_) => None,
+    }
 }
 
 /// A NAT-PMP mapping request (create, renew or, with lifetime 0, delete).
