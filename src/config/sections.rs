@@ -1,7 +1,6 @@
 //! The configuration's sections and their defaults: plain data that serde
 //! reads. The checks live in `validate`, reading and locating in `mod`.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -123,15 +122,7 @@ impl Default for PortmapConfig {
     }
 }
 
-/// Transport protocol of a mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
-}
+pub use crate::primitives::Protocol;
 
 /// `[[portmap.mapping]]`
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -383,14 +374,5 @@ impl Default for WebConfig {
             action_token_file: String::new(),
             allowed_hosts: Vec::new(),
         }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Udp => "udp",
-            Protocol::Tcp => "tcp",
-        })
     }
 }

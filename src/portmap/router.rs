@@ -10,9 +10,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::pmp::{self, Ignored, PmpError};
-use super::protocol::{natpmp, pcp, Protocol as WireProtocol};
+use super::protocol::{natpmp, pcp};
 use super::upnp::{UpnpError, UpnpRouter};
-use crate::config::{MappingConfig, Protocol};
+use crate::config::MappingConfig;
 use crate::deadline::Later;
 
 /// Why a router call failed; kept typed so retries can tell a timeout from
@@ -107,13 +107,6 @@ pub struct Router {
     pub upnp: Option<UpnpRouter>,
     /// Datagrams ignored for source or content.
     pub ignored: Arc<Ignored>,
-}
-
-fn wire(p: Protocol) -> WireProtocol {
-    match p {
-        Protocol::Udp => WireProtocol::Udp,
-        Protocol::Tcp => WireProtocol::Tcp,
-    }
 }
 
 fn v4(ip: IpAddr) -> Ipv4Addr {
@@ -251,7 +244,7 @@ impl Router {
             }
             Method::NatPmp => {
                 let req = natpmp::MapRequest {
-                    protocol: wire(mapping.protocol),
+                    protocol: mapping.protocol,
                     internal_port: mapping.internal_port,
                     suggested_external_port: external_port,
                     lifetime_secs: lease_s,
@@ -342,7 +335,7 @@ impl Router {
                     .map_err(RouterError::from)
             }
             Method::NatPmp => {
-                let req = natpmp::MapRequest::delete(wire(mapping.protocol), mapping.internal_port);
+                let req = natpmp::MapRequest::delete(mapping.protocol, mapping.internal_port);
                 pmp::natpmp_map(self.addr, self.local, &req, PMP_BUDGET, &self.ignored)
                     .await
                     .map(|_| ())
@@ -398,7 +391,7 @@ impl Router {
             lifetime_secs: lease_s,
             client_addr: IpAddr::V4(self.local),
             nonce,
-            protocol: wire(mapping.protocol),
+            protocol: mapping.protocol,
             internal_port: mapping.internal_port,
             suggested_external_port: external_port,
             suggested_external_addr: None,

@@ -106,13 +106,6 @@ pub struct UpnpRouter {
     local: Ipv4Addr,
 }
 
-fn soap_protocol(p: Protocol) -> soap::Protocol {
-    match p {
-        Protocol::Udp => soap::Protocol::Udp,
-        Protocol::Tcp => soap::Protocol::Tcp,
-    }
-}
-
 /// Whether `url`'s host is `router`.
 fn check_host(url: &str, router: Ipv4Addr, step: &'static str) -> Result<(), UpnpError> {
     let (ip, _, _) = ssdp::location_host(url).map_err(|e| req_err(step, e))?;
@@ -205,7 +198,7 @@ impl UpnpRouter {
         description: &'a str,
     ) -> MappingRequest<'a> {
         MappingRequest {
-            protocol: soap_protocol(protocol),
+            protocol,
             external_port,
             internal_client: self.local,
             internal_port,
@@ -314,11 +307,8 @@ impl UpnpRouter {
     /// Delete a mapping.
     pub async fn remove(&self, protocol: Protocol, external_port: u16) -> Result<(), UpnpError> {
         const ACTION: &str = soap::DELETE_PORT_MAPPING;
-        let request = soap::delete_port_mapping_request(
-            &self.service.service_type,
-            soap_protocol(protocol),
-            external_port,
-        );
+        let request =
+            soap::delete_port_mapping_request(&self.service.service_type, protocol, external_port);
         let body = self.call(ACTION, request).await?;
         Self::decoded(
             ACTION,
@@ -333,11 +323,8 @@ impl UpnpRouter {
         external_port: u16,
     ) -> Result<Option<SpecificEntry>, UpnpError> {
         const ACTION: &str = soap::GET_SPECIFIC_ENTRY_ACTION;
-        let request = soap::get_specific_entry_request(
-            &self.service.service_type,
-            external_port,
-            soap_protocol(protocol),
-        );
+        let request =
+            soap::get_specific_entry_request(&self.service.service_type, external_port, protocol);
         match self.call(ACTION, request).await {
             Err(e) if e.fault_code() == Some(UpnpFault::NO_SUCH_ENTRY_IN_ARRAY) => Ok(None),
             Err(e) => Err(e),

@@ -7,6 +7,9 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub mod redact;
+pub mod transport;
+
+pub use transport::Protocol;
 
 /// Health of one capability, as every section reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

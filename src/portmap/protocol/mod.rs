@@ -48,33 +48,7 @@ pub const SERVER_PORT: u16 = 5351;
 /// Largest datagram either decoder accepts (the PCP maximum, RFC 6887 §7).
 pub const MAX_MESSAGE_LEN: usize = 1100;
 
-/// Transport protocol of a mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// UDP, IANA protocol number 17.
-    Udp,
-    /// TCP, IANA protocol number 6.
-    Tcp,
-}
-
-impl Protocol {
-    /// The IANA protocol number, as carried in PCP.
-    pub const fn iana_number(self) -> u8 {
-        match self {
-            Self::Udp => 17,
-            Self::Tcp => 6,
-        }
-    }
-
-    /// Parses an IANA protocol number; `None` for anything but 6 and 17.
-    pub const fn from_iana_number(n: u8) -> Option<Self> {
-        match n {
-            17 => Some(Self::Udp),
-            6 => Some(Self::Tcp),
-            _ => None,
-        }
-    }
-}
+pub use crate::primitives::Protocol;
 
 /// What kind of answer arrived on port 5351, judged from its first four bytes.
 ///

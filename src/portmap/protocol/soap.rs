@@ -47,7 +47,7 @@ pub fn get_specific_entry_request(
         &[
             ("NewRemoteHost", ""),
             ("NewExternalPort", &external_port.to_string()),
-            ("NewProtocol", protocol.as_str()),
+            ("NewProtocol", protocol.igd_name()),
         ],
     )
 }

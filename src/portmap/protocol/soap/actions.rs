@@ -40,7 +40,7 @@ fn mapping_request(service_type: &str, action: &str, m: &MappingRequest) -> (Str
         &[
             ("NewRemoteHost", ""),
             ("NewExternalPort", &m.external_port.to_string()),
-            ("NewProtocol", m.protocol.as_str()),
+            ("NewProtocol", m.protocol.igd_name()),
             ("NewInternalPort", &m.internal_port.to_string()),
             ("NewInternalClient", &m.internal_client.to_string()),
             ("NewEnabled", "1"),
@@ -72,7 +72,7 @@ pub fn delete_port_mapping_request(
         &[
             ("NewRemoteHost", ""),
             ("NewExternalPort", &external_port.to_string()),
-            ("NewProtocol", protocol.as_str()),
+            ("NewProtocol", protocol.igd_name()),
         ],
     )
 }

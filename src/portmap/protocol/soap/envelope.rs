@@ -3,24 +3,7 @@
 use super::error::UpnpFault;
 use super::xml::{extract, xml_escape};
 
-/// Transport protocol of a port mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// UDP.
-    Udp,
-    /// TCP.
-    Tcp,
-}
-
-impl Protocol {
-    /// The IGD spelling, `"UDP"` or `"TCP"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Udp => "UDP",
-            Protocol::Tcp => "TCP",
-        }
-    }
-}
+pub use crate::primitives::Protocol;
 
 /// Builds the request for `action` of `service_type` (e.g.
 /// `urn:schemas-upnp-org:service:WANIPConnection:1`) with `args` in order:
