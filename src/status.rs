@@ -239,7 +239,7 @@ pub struct MappingStatus {
     /// Configured name.
     pub name: String,
     /// `udp` or `tcp`.
-    pub protocol: String,
+    pub protocol: crate::primitives::Protocol,
     /// Protocol used with the router: `pcp`, `nat-pmp` or `upnp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,

@@ -153,8 +153,8 @@ pub struct PinholeStatus {
     pub address: String,
     /// The port opened (tailscaled's UDP port).
     pub port: u16,
-    /// `udp`.
-    pub protocol: String,
+    /// `udp` (tailscaled speaks UDP only).
+    pub protocol: crate::primitives::Protocol,
     /// How it is asked for: `pcp`.
     pub method: String,
     /// The router asked (the IPv6 default gateway, `addr%interface`).

@@ -315,7 +315,7 @@ impl Session {
                 PinholeStatus {
                     address: h.addr.to_string(),
                     port: self.port,
-                    protocol: "udp".into(),
+                    protocol: crate::primitives::Protocol::Udp,
                     method: "pcp".into(),
                     router: self.router_text(),
                     lease_s: granted.map(|(g, _, _)| u64::from(g.lease_s)),

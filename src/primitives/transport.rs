@@ -6,11 +6,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Transport protocol of a mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Transport protocol of a mapping. The default is UDP: what tailscaled
+/// speaks, and all a pinhole is opened for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// UDP, IANA protocol number 17.
+    #[default]
     Udp,
     /// TCP, IANA protocol number 6.
     Tcp,

@@ -216,7 +216,7 @@ fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
             "edgereach_portmap_mapping_up",
             &[
                 ("mapping", &m.name),
-                ("protocol", &m.protocol),
+                ("protocol", m.protocol.name()),
                 ("method", m.method.as_deref().unwrap_or("")),
             ],
             b(m.state == State::Ok && m.external.is_some()),

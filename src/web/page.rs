@@ -167,7 +167,7 @@ fn mappings(o: &mut String, s: &Status, now: SystemTime) {
         let _ = write!(
             o,
             "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&m.protocol),
+            m.protocol,
             escape(&m.name),
             or_none(m.external.as_deref()),
             lease,
@@ -211,7 +211,7 @@ fn pinholes(o: &mut String, s: &Status, now: SystemTime) {
         let _ = write!(
             o,
             "<tr><td>{} [{}]:{}</td><td>{} by {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&p.protocol),
+            p.protocol,
             escape(&p.address),
             p.port,
             escape(&p.router),

@@ -105,7 +105,7 @@ impl Session {
 fn mapping_status(h: &Held, internal: String) -> MappingStatus {
     MappingStatus {
         name: h.cfg.name.clone(),
-        protocol: h.cfg.protocol.to_string(),
+        protocol: h.cfg.protocol,
         method: h.grant.map(|g| g.method.name().to_string()),
         internal,
         external: h.grant.map(|g| g.external.to_string()),

@@ -21,7 +21,7 @@ fn starting() -> Status {
 fn mapping(name: &str, expires: &str) -> MappingStatus {
     MappingStatus {
         name: name.into(),
-        protocol: "udp".into(),
+        protocol: crate::primitives::Protocol::Udp,
         method: Some("pcp".into()),
         internal: "192.0.2.10:41641".into(),
         external: Some("203.0.113.2:41641".into()),

@@ -21,7 +21,7 @@ fn status() -> Status {
     s.portmap.health = Health::new(State::Ok, None);
     s.portmap.mappings = vec![MappingStatus {
         name: "tailscale".into(),
-        protocol: "udp".into(),
+        protocol: crate::primitives::Protocol::Udp,
         method: Some("pcp".into()),
         internal: "192.0.2.10:41641".into(),
         external: Some("203.0.113.2:41641".into()),
@@ -211,7 +211,7 @@ fn pinholes_show_beside_the_mappings_with_lease_and_reason() {
         PinholeStatus {
             address: "2001:db8:1:2::10".into(),
             port: 41641,
-            protocol: "udp".into(),
+            protocol: crate::primitives::Protocol::Udp,
             method: "pcp".into(),
             router: "fe80::1%eth0".into(),
             lease_s: Some(3600),
@@ -223,7 +223,7 @@ fn pinholes_show_beside_the_mappings_with_lease_and_reason() {
         PinholeStatus {
             address: "2001:db8:1:2::<b>".into(),
             port: 41641,
-            protocol: "udp".into(),
+            protocol: crate::primitives::Protocol::Udp,
             method: "pcp".into(),
             router: "fe80::1%eth0".into(),
             failures: 2,

@@ -30,7 +30,7 @@ fn mapped(s: &mut Status) {
     s.portmap.health = Health::new(State::Ok, None);
     s.portmap.mappings = vec![MappingStatus {
         name: "tailscale".into(),
-        protocol: "udp".into(),
+        protocol: crate::primitives::Protocol::Udp,
         method: Some("pcp".into()),
         internal: "192.0.2.10:41641".into(),
         external: Some("203.0.113.2:41641".into()),
