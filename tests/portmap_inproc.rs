@@ -1,0 +1,249 @@
+//! The portmap actor in-process, without root: the daemon's own
+//! `portmap::service::run` against a fake router on a loopback address
+//! (tests/fakerouter: NAT-PMP and PCP written by hand from the RFCs), on
+//! tokio's paused clock, so hours of leases pass in milliseconds. The
+//! namespace lab keeps proving the same against the real miniupnpd.
+
+mod fakerouter;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgereach::config::{Config, HumanDuration};
+use edgereach::netwatch::NetState;
+use edgereach::poke::Poke;
+use edgereach::portmap::model::Mapped;
+use edgereach::portmap::service::{self, Links};
+use edgereach::status::{DefaultRoute, GatewayStatus, State, Status, StatusHub};
+use fakerouter::{FakeRouter, Seen, Speaks};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+const LEASE_S: u64 = 120;
+
+struct Actor {
+    hub: StatusHub,
+    stop: Option<edgereach::shutdown::ShutdownTrigger>,
+    task: tokio::task::JoinHandle<()>,
+    _inputs: Inputs,
+}
+
+/// The actor's input channels, kept open for its lifetime (a closed
+/// channel reads as shutdown).
+#[allow(dead_code)]
+struct Inputs {
+    config: watch::Sender<Arc<Config>>,
+    net: watch::Sender<NetState>,
+    servers: watch::Sender<edgereach::netcheck::servers::Rfc5780Servers>,
+    tailscaled_port: watch::Sender<Option<u16>>,
+}
+
+/// The portmap actor with `router` as default gateway, leases of LEASE_S,
+/// no proof (no STUN server here) and checks only by renewal.
+fn start(router: Ipv4Addr) -> Actor {
+    let mut cfg = Config::default();
+    cfg.portmap.lease = HumanDuration::from_secs(LEASE_S);
+    cfg.portmap.verify_interval = HumanDuration::from_secs(3600);
+    cfg.portmap.refresh_interval = HumanDuration::from_secs(24 * 3600);
+    cfg.portmap.prove = false;
+    cfg.portmap.ipv6_pinholes = false;
+    let hub = StatusHub::new(Status::starting(GatewayStatus {
+        id: "gw-inproc".into(),
+        site: "test".into(),
+        version: "0".into(),
+        started_at: "2026-01-01T00:00:00Z".into(),
+        config_path: "-".into(),
+        state_dir: "-".into(),
+        last_reload: None,
+    }));
+    let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
+    let (net_tx, net_rx) = watch::channel(NetState {
+        default_route: Some(DefaultRoute {
+            interface: "lo".into(),
+            gateway: Some(router.to_string()),
+            source: Some("127.0.0.1".into()),
+        }),
+        ipv6_default_route: false,
+        addresses: Vec::new(),
+    });
+    let (servers_tx, servers_rx) = watch::channel(Vec::new());
+    let (port_tx, port_rx) = watch::channel(None);
+    let (mapped_tx, _) = watch::channel(Mapped::default());
+    let (stop, shutdown) = edgereach::shutdown::channel();
+    let links = Links {
+        servers: servers_rx,
+        mapped: mapped_tx,
+        tailscaled_port: port_rx,
+    };
+    let task = tokio::spawn(service::run(
+        hub.clone(),
+        cfg_rx,
+        net_rx,
+        shutdown,
+        Poke::new(),
+        links,
+    ));
+    Actor {
+        hub,
+        stop: Some(stop),
+        task,
+        _inputs: Inputs {
+            config: cfg_tx,
+            net: net_tx,
+            servers: servers_tx,
+            tailscaled_port: port_tx,
+        },
+    }
+}
+
+impl Actor {
+    /// Wait (virtual time) until `pred` holds on the status; panics after `limit`.
+    async fn wait(&self, what: &str, limit: Duration, pred: impl Fn(&Status) -> bool) {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if pred(&self.hub.snapshot()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{what} not within {limit:?}: {:?}",
+            self.hub.snapshot().portmap
+        );
+    }
+
+    async fn stop(mut self) {
+        if let Some(t) = self.stop.take() {
+            t.trigger();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+fn mapped(s: &Status) -> bool {
+    s.portmap
+        .mappings
+        .first()
+        .is_some_and(|m| m.state == State::Ok && m.external.is_some())
+}
+
+/// Seconds between successive map requests of `kind` asking a lease.
+fn gaps(seen: &[Seen], kind: &str) -> Vec<f64> {
+    let at: Vec<Instant> = seen
+        .iter()
+        .filter(|s| s.kind == kind && s.lifetime > 0 && s.answered)
+        .map(|s| s.at)
+        .collect();
+    at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn pcp_lease_is_renewed_at_half_life_a_reboot_is_counted_and_release_is_sent() {
+    let router = FakeRouter::start(Ipv4Addr::new(127, 0, 0, 11), Speaks::Pcp).await;
+    let actor = start(router.addr);
+    actor.wait("mapped", Duration::from_secs(10), mapped).await;
+    let s = actor.hub.snapshot();
+    let m = &s.portmap.mappings[0];
+    assert_eq!(m.method.as_deref(), Some("pcp"), "{m:?}");
+    assert_eq!(m.external.as_deref(), Some("203.0.113.2:41641"));
+
+    // Ten lease halves.
+    tokio::time::sleep(Duration::from_secs(10 * LEASE_S / 2 + 1)).await;
+    let g = gaps(&router.seen(), "pcp-map");
+    assert!(g.len() >= 10, "renewals: {g:?}");
+    let half = (LEASE_S / 2) as f64;
+    assert!(
+        g.iter().all(|d| (d - half).abs() < 1.5),
+        "renewed every {half} s: {g:?}"
+    );
+    assert_eq!(actor.hub.snapshot().portmap.router_reboots, 0);
+
+    // The router reboots silently: the next renewal's epoch tells it.
+    router.reboot();
+    tokio::time::sleep(Duration::from_secs(LEASE_S / 2 + 1)).await;
+    let s = actor.hub.snapshot();
+    assert_eq!(s.portmap.router_reboots, 1, "{:?}", s.portmap);
+    assert!(mapped(&s));
+
+    // Shutdown deletes the mapping: a MAP with lifetime 0.
+    actor.stop().await;
+    let last = router
+        .seen()
+        .into_iter()
+        .rev()
+        .find(|s| s.kind == "pcp-map");
+    assert_eq!(last.map(|s| s.lifetime), Some(0), "release sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nat_pmp_only_router_is_mapped_by_nat_pmp() {
+    let router = FakeRouter::start(Ipv4Addr::new(127, 0, 0, 12), Speaks::NatPmpOnly).await;
+    let actor = start(router.addr);
+    actor.wait("mapped", Duration::from_secs(10), mapped).await;
+    let s = actor.hub.snapshot();
+    let m = &s.portmap.mappings[0];
+    assert_eq!(m.method.as_deref(), Some("nat-pmp"), "{m:?}");
+    assert_eq!(m.external.as_deref(), Some("203.0.113.2:41641"));
+    tokio::time::sleep(Duration::from_secs(3 * LEASE_S / 2 + 1)).await;
+    let g = gaps(&router.seen(), "natpmp-map");
+    assert!(
+        g.len() >= 3 && g.iter().all(|d| (d - 60.0).abs() < 1.5),
+        "{g:?}"
+    );
+    actor.stop().await;
+    let last = router
+        .seen()
+        .into_iter()
+        .rev()
+        .find(|s| s.kind == "natpmp-map");
+    assert_eq!(last.map(|s| s.lifetime), Some(0), "release sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_router_is_retried_with_growing_bounded_backoff() {
+    let router = FakeRouter::start(Ipv4Addr::new(127, 0, 0, 13), Speaks::Pcp).await;
+    router.set_silent(true);
+    let actor = start(router.addr);
+    // An hour of a router that never answers.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let announces: Vec<Instant> = router
+        .seen()
+        .iter()
+        .filter(|s| s.kind == "pcp-announce")
+        .map(|s| s.at)
+        .collect();
+    let starts: Vec<Instant> = announces
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| *i == 0 || (**t - announces[i - 1]) > Duration::from_secs(5))
+        .map(|(_, t)| *t)
+        .collect();
+    let g: Vec<u64> = starts.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+    let s = actor.hub.snapshot();
+    assert!(!mapped(&s));
+    eprintln!(
+        "silent router, 1 h: {} PCP announces in {} probe rounds, gaps {g:?} s",
+        announces.len(),
+        starts.len()
+    );
+    assert!(starts.len() >= 3, "retried: {g:?}");
+    assert!(announces.len() < 400, "no hot loop: {}", announces.len());
+    // Growing from the second round on (the first also waits out the
+    // first probe's UPnP search), and capped near a minute (MAX_BACKOFF 60 s
+    // plus one probe round), never beyond.
+    let later = &g[1.min(g.len())..];
+    assert!(later.windows(2).all(|w| w[1] + 1 >= w[0]), "growing: {g:?}");
+    assert!(g.iter().all(|&d| d <= 70), "bounded: {g:?}");
+    assert!(g.last().is_some_and(|&d| d >= 60), "reaches the cap: {g:?}");
+    // It answers again: mapped at the next retry.
+    router.set_silent(false);
+    actor
+        .wait(
+            "mapped after the router answers",
+            Duration::from_secs(3600),
+            mapped,
+        )
+        .await;
+    actor.stop().await;
+}
