@@ -247,3 +247,31 @@ async fn a_silent_router_is_retried_with_growing_bounded_backoff() {
         .await;
     actor.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_router_that_comes_back_rebooted_after_the_mapping_was_lost_counts_a_reboot() {
+    let router = FakeRouter::start(Ipv4Addr::new(127, 0, 0, 14), Speaks::Pcp).await;
+    let actor = start(router.addr);
+    actor.wait("mapped", Duration::from_secs(10), mapped).await;
+    // Off past the lease: renewals fail and the mapping is lost.
+    router.set_silent(true);
+    tokio::time::sleep(Duration::from_secs(LEASE_S + 30)).await;
+    assert!(
+        !mapped(&actor.hub.snapshot()),
+        "lost while the router is off"
+    );
+    // Back, rebooted: its epoch is younger than the time since the last grant.
+    router.reboot();
+    router.set_silent(false);
+    actor
+        .wait("mapped again", Duration::from_secs(300), mapped)
+        .await;
+    let s = actor.hub.snapshot();
+    assert_eq!(s.portmap.router_reboots, 1, "{:?}", s.portmap);
+    assert!(
+        s.events.iter().any(|e| e.kind == "router.rebooted"),
+        "{:?}",
+        s.events
+    );
+    actor.stop().await;
+}
