@@ -134,3 +134,25 @@ async fn a_new_boot_id_is_a_reboot_and_the_mapping_is_made_again() {
     assert!(igd.table().contains_key(&41641), "{:?}", igd.table());
     actor.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_mapping_gone_from_the_table_is_found_at_the_next_check_and_restored() {
+    let addr = Ipv4Addr::new(127, 0, 0, 24);
+    let igd = FakeIgd::start(addr, IgdOptions::default()).await;
+    let actor = start_with(addr, |c| {
+        c.portmap.verify_interval = HumanDuration::from_secs(30);
+    });
+    actor.wait("mapped", Duration::from_secs(30), mapped).await;
+    igd.forget();
+    actor
+        .wait("restored", Duration::from_secs(40), |s| {
+            s.events.iter().any(|e| e.kind == "mapping.lost")
+                && s.events.iter().any(|e| e.kind == "mapping.recovered")
+                && mapped(s)
+        })
+        .await;
+    let s = actor.hub.snapshot();
+    assert_eq!(s.portmap.router_reboots, 0, "a loss, not a reboot");
+    assert!(igd.table().contains_key(&41641));
+    actor.stop().await;
+}

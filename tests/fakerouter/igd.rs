@@ -87,6 +87,11 @@ impl FakeIgd {
         self.state.lock().unwrap().table.clone()
     }
 
+    /// A silent loss: the table empties, nothing is announced, same BOOTID.
+    pub fn forget(&self) {
+        self.state.lock().unwrap().table.clear();
+    }
+
     /// A reboot: a new BOOTID and an empty table.
     pub fn reboot(&self) {
         let mut st = self.state.lock().unwrap();
