@@ -1,16 +1,16 @@
 //! The portmap actor in-process, without root: the daemon's own
 //! `portmap::service::run` against a fake router on a loopback address
-//! (tests/fakerouter: NAT-PMP and PCP written by hand from the RFCs), on
+//! (tests/fakes/router.rs: NAT-PMP and PCP written by hand from the RFCs), on
 //! tokio's paused clock, so hours of leases pass in milliseconds. The
 //! namespace lab keeps proving the same against the real miniupnpd.
 
-mod fakerouter;
+mod fakes;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use fakerouter::actor::{gaps, mapped, start, LEASE_S};
-use fakerouter::{FakeRouter, Speaks};
+use fakes::portmap_actor::{gaps, mapped, start, LEASE_S};
+use fakes::router::{FakeRouter, Speaks};
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]

@@ -1,18 +1,18 @@
 //! The portmap actor in-process against a fake UPnP IGD on a loopback
-//! address (tests/fakerouter/igd.rs: SSDP, the device description and the
+//! address (tests/fakes/igd.rs: SSDP, the device description and the
 //! SOAP actions written by hand), no root, on tokio's paused clock: a
 //! router that takes only permanent leases (725), a port another client
 //! holds (718), and a reboot told by BOOTID. The lab test
 //! tests/portmap_725.rs does the same with the Python fake in namespaces.
 
-mod fakerouter;
+mod fakes;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use edgereach::config::HumanDuration;
-use fakerouter::actor::{mapped, start_with};
-use fakerouter::igd::{FakeIgd, IgdOptions};
+use fakes::igd::{FakeIgd, IgdOptions};
+use fakes::portmap_actor::{mapped, start_with};
 
 fn adds(igd: &FakeIgd) -> Vec<(u32, bool)> {
     igd.seen()

@@ -543,21 +543,7 @@ fn broker_outage_births_then_sends_the_missed_data_in_order() {
 
 /// The retained JSON message on `topic`, as a fresh subscriber gets it.
 fn retained_json(lab: &Lab, topic: &str) -> Option<Value> {
-    let out = lab.exec(
-        "peer",
-        &[
-            "mosquitto_sub",
-            "-h",
-            lab.get("MQTT_IP"),
-            "-t",
-            topic,
-            "-C",
-            "1",
-            "-W",
-            "3",
-        ],
-    );
-    serde_json::from_slice(&out.stdout).ok()
+    lab.mqtt_retained(topic).map(|r| r.payload)
 }
 
 #[test]

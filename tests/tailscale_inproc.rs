@@ -1,11 +1,11 @@
 //! The tailscale actor in-process, without root or tailscaled: the daemon's
 //! own `tailscale::service::run` against a fake LocalAPI on a unix socket
-//! (tests/fakelocalapi), on tokio's paused clock: disco keepalive pings at
+//! (tests/fakes/localapi.rs), on tokio's paused clock: disco keepalive pings at
 //! the configured period, the path they show in the status, and a re-STUN
 //! when portmap makes a new mapping. The lab (tests/tailscale_lab.rs) does
 //! the same against a real tailscaled.
 
-mod fakelocalapi;
+mod fakes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +13,10 @@ use std::time::Duration;
 use edgereach::config::{Config, HumanDuration};
 use edgereach::netwatch::NetState;
 use edgereach::portmap::model::{HeldMapping, Mapped};
-use edgereach::status::{GatewayStatus, Status, StatusHub};
+use edgereach::status::StatusHub;
 use edgereach::tailscale::api::PingPath;
 use edgereach::tailscale::service::{self, Links};
-use fakelocalapi::FakeLocalApi;
+use fakes::localapi::FakeLocalApi;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -36,15 +36,7 @@ fn start(socket: &std::path::Path) -> Actor {
     cfg.tailscale.enabled = true;
     cfg.tailscale.socket = socket.to_path_buf();
     cfg.tailscale.keepalive_interval = HumanDuration::from_secs(KEEPALIVE_S);
-    let hub = StatusHub::new(Status::starting(GatewayStatus {
-        id: "gw-inproc".into(),
-        site: "test".into(),
-        version: "0".into(),
-        started_at: "2026-01-01T00:00:00Z".into(),
-        config_path: "-".into(),
-        state_dir: "-".into(),
-        last_reload: None,
-    }));
+    let hub = fakes::hub();
     let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
     let (net_tx, net_rx) = watch::channel(NetState::default());
     let (mapped_tx, mapped_rx) = watch::channel(Mapped::default());

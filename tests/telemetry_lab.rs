@@ -118,29 +118,10 @@ impl Drop for Sub {
 
 /// The retained message on `topic` as a fresh subscriber gets it.
 fn retained(lab: &Lab, topic: &str) -> Option<Msg> {
-    let out = lab.exec(
-        "peer",
-        &[
-            "mosquitto_sub",
-            "-h",
-            lab.get("MQTT_IP"),
-            "-t",
-            topic,
-            "-C",
-            "1",
-            "-W",
-            "3",
-            "-F",
-            "%r %t %p",
-        ],
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (r, rest) = text.trim().split_once(' ')?;
-    let (topic, payload) = rest.split_once(' ')?;
-    Some(Msg {
-        retained: r == "1",
-        topic: topic.to_string(),
-        payload: serde_json::from_str(payload).ok()?,
+    lab.mqtt_retained(topic).map(|r| Msg {
+        retained: r.retained,
+        topic: r.topic,
+        payload: r.payload,
     })
 }
 

@@ -385,3 +385,44 @@ impl Lab {
         );
     }
 }
+
+/// A retained MQTT message as a fresh subscriber gets it.
+pub struct Retained {
+    /// The broker flagged it retained.
+    pub retained: bool,
+    /// Its topic.
+    pub topic: String,
+    /// Its JSON payload.
+    pub payload: serde_json::Value,
+}
+
+impl Lab {
+    /// The retained JSON message on `topic` (wildcards allowed), read by a
+    /// fresh `mosquitto_sub` in the peer host; None within 3 s or not JSON.
+    pub fn mqtt_retained(&self, topic: &str) -> Option<Retained> {
+        let out = self.exec(
+            "peer",
+            &[
+                "mosquitto_sub",
+                "-h",
+                self.get("MQTT_IP"),
+                "-t",
+                topic,
+                "-C",
+                "1",
+                "-W",
+                "3",
+                "-F",
+                "%r %t %p",
+            ],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (r, rest) = text.trim().split_once(' ')?;
+        let (topic, payload) = rest.split_once(' ')?;
+        Some(Retained {
+            retained: r == "1",
+            topic: topic.to_string(),
+            payload: serde_json::from_str(payload).ok()?,
+        })
+    }
+}

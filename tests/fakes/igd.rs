@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::Instant;
 
-use super::Seen;
+use super::router::Seen;
 
 const WANIP: &str = "urn:schemas-upnp-org:service:WANIPConnection:1";
 

@@ -6,11 +6,6 @@
 //! and no port clash between tests. Scriptable: which protocols it speaks,
 //! a reboot (epoch back to 0, mappings forgotten) and silence.
 
-#![allow(dead_code)] // each test binary uses part of it
-
-pub mod actor;
-pub mod igd;
-
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 

@@ -4,8 +4,6 @@
 //! captured in the lab). Scriptable: whether pings come back direct or
 //! through DERP. Every request is recorded with tokio's clock.
 
-#![allow(dead_code)] // each test binary uses part of it
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 

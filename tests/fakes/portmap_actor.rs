@@ -10,11 +10,11 @@ use edgereach::netwatch::NetState;
 use edgereach::poke::Poke;
 use edgereach::portmap::model::Mapped;
 use edgereach::portmap::service::{self, Links};
-use edgereach::status::{DefaultRoute, GatewayStatus, State, Status, StatusHub};
+use edgereach::status::{DefaultRoute, State, Status, StatusHub};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Seen;
+use super::router::Seen;
 
 pub const LEASE_S: u64 = 120;
 
@@ -51,15 +51,7 @@ pub fn start_with(router: Ipv4Addr, tweak: impl FnOnce(&mut Config)) -> Actor {
     cfg.portmap.prove = false;
     cfg.portmap.ipv6_pinholes = false;
     tweak(&mut cfg);
-    let hub = StatusHub::new(Status::starting(GatewayStatus {
-        id: "gw-inproc".into(),
-        site: "test".into(),
-        version: "0".into(),
-        started_at: "2026-01-01T00:00:00Z".into(),
-        config_path: "-".into(),
-        state_dir: "-".into(),
-        last_reload: None,
-    }));
+    let hub = super::hub();
     let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
     let (net_tx, net_rx) = watch::channel(NetState {
         default_route: Some(DefaultRoute {
