@@ -450,9 +450,15 @@ impl StatusHub {
         }
     }
 
-    /// Change the snapshot in place; watchers are woken once.
+    /// Change the snapshot in place; watchers are woken once, and only when
+    /// `f` really changed something (an actor re-publishing what it already
+    /// said wakes no view).
     pub fn update(&self, f: impl FnOnce(&mut Status)) {
-        self.inner.status.send_modify(f);
+        self.inner.status.send_if_modified(|s| {
+            let before = s.clone();
+            f(s);
+            *s != before
+        });
     }
 
     /// A copy of the current snapshot.
@@ -574,5 +580,19 @@ mod tests {
         assert_eq!(h.since, "old");
         h.set(State::Degraded, Some("worse".into()));
         assert_ne!(h.since, "old");
+    }
+
+    #[test]
+    fn watchers_wake_only_on_a_real_change() {
+        let hub = StatusHub::new(Status::starting(gateway()));
+        let mut rx = hub.watch();
+        rx.borrow_and_update();
+        hub.update(|s| s.portmap.router_reboots = 0);
+        assert!(!rx.has_changed().unwrap(), "the same value wakes nobody");
+        hub.update(|s| s.portmap.router_reboots = 1);
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        hub.update(|s| s.portmap.router_reboots = 1);
+        assert!(!rx.has_changed().unwrap());
     }
 }
