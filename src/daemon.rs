@@ -14,7 +14,7 @@ use crate::control::{self, AccessPolicy};
 use crate::netwatch::{self, NetState};
 use crate::shutdown;
 use crate::state::{EventSeqStore, Identity, StateDir};
-use crate::status::{now_rfc3339, GatewayStatus, Level, Status, StatusHub};
+use crate::status::{GatewayStatus, Level, Status, StatusHub, Timestamp};
 
 /// Time the tasks get to finish after SIGTERM before they are cut off; the
 /// whole shutdown must stay well inside systemd's and the spec's 2 s.
@@ -151,7 +151,7 @@ fn open_hub(config: &Config, config_path: &Path) -> Result<(StatusHub, String), 
             id: gateway_id.clone(),
             site: config.gateway.site.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: now_rfc3339(),
+            started_at: Timestamp::now(),
             config_path: config_path.display().to_string(),
             state_dir: state.path().display().to_string(),
             last_reload: None,
@@ -281,7 +281,7 @@ async fn serve(
 fn reload(hub: &StatusHub, path: &Path, tx: &watch::Sender<Arc<Config>>) {
     match Config::load(path) {
         Ok(new) => {
-            let outcome = format!("{}: reloaded {}", now_rfc3339(), path.display());
+            let outcome = format!("{}: reloaded {}", Timestamp::now(), path.display());
             hub.update(|s| {
                 s.gateway.site = new.gateway.site.clone();
                 s.gateway.last_reload = Some(outcome);
@@ -295,7 +295,7 @@ fn reload(hub: &StatusHub, path: &Path, tx: &watch::Sender<Arc<Config>>) {
             );
         }
         Err(e) => {
-            let outcome = format!("{}: kept the old configuration: {e}", now_rfc3339());
+            let outcome = format!("{}: kept the old configuration: {e}", Timestamp::now());
             hub.update(|s| s.gateway.last_reload = Some(outcome));
             hub.emit(
                 "daemon",

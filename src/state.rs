@@ -226,8 +226,8 @@ pub struct Identity {
     pub gateway_id: String,
     /// Where the id came from: `machine-id` or `random`.
     pub source: String,
-    /// When it was created (RFC 3339 UTC).
-    pub created: String,
+    /// When it was created.
+    pub created: crate::primitives::Timestamp,
 }
 
 /// File name of the stored identity.
@@ -247,7 +247,7 @@ impl Identity {
         let id = Identity {
             gateway_id,
             source: source.to_string(),
-            created: crate::primitives::now_rfc3339(),
+            created: crate::primitives::Timestamp::now(),
         };
         dir.write_json(IDENTITY_FILE, &id)?;
         Ok(id)

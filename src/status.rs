@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-pub use crate::primitives::{now_rfc3339, Event, Health, Level, State};
+pub use crate::primitives::{Event, Health, Level, State, Timestamp};
 
 /// How many recent events the snapshot keeps for views that show history.
 pub const RECENT_EVENTS: usize = 50;
@@ -22,8 +22,8 @@ pub struct GatewayStatus {
     pub site: String,
     /// edgereach version.
     pub version: String,
-    /// Daemon start time (RFC 3339 UTC).
-    pub started_at: String,
+    /// Daemon start time.
+    pub started_at: Timestamp,
     /// Configuration file in use.
     pub config_path: String,
     /// Machine-level state directory.
@@ -253,16 +253,16 @@ pub struct MappingStatus {
     /// Lease granted, in seconds (0 = permanent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_s: Option<u64>,
-    /// When the lease ends without renewal (RFC 3339 UTC).
+    /// When the lease ends without renewal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<String>,
-    /// Last successful check on the router (RFC 3339 UTC).
+    pub expires: Option<Timestamp>,
+    /// Last successful check on the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_verified: Option<String>,
+    pub last_verified: Option<Timestamp>,
     /// The last time a packet from outside was seen to get through the router
-    /// for it (RFC 3339 UTC); see `portmap.proof`.
+    /// for it; see `portmap.proof`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proven_at: Option<String>,
+    pub proven_at: Option<Timestamp>,
     /// How it was proven (`stun-rfc5780`), with `proven_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
@@ -494,7 +494,7 @@ impl StatusHub {
         }
         let event = Event {
             seq: number,
-            time: now_rfc3339(),
+            time: Timestamp::now(),
             source: source.to_string(),
             kind: kind.to_string(),
             level,
@@ -528,7 +528,7 @@ mod tests {
             id: "gw-test".into(),
             site: "lab".into(),
             version: "0".into(),
-            started_at: now_rfc3339(),
+            started_at: Timestamp::now(),
             config_path: "x".into(),
             state_dir: "y".into(),
             last_reload: None,
@@ -575,11 +575,12 @@ mod tests {
     #[test]
     fn since_moves_only_on_state_change() {
         let mut h = Health::new(State::Ok, None);
-        h.since = "old".into();
+        let old = Timestamp::default();
+        h.since = old;
         h.set(State::Ok, Some("same state".into()));
-        assert_eq!(h.since, "old");
+        assert_eq!(h.since, old);
         h.set(State::Degraded, Some("worse".into()));
-        assert_ne!(h.since, "old");
+        assert_ne!(h.since, old);
     }
 
     #[test]

@@ -99,8 +99,9 @@ fn render_admission(out: &mut String, a: &crate::admission::model::AdmissionStat
             out,
             "  cluster {c} at {u}{}, last registered {}, next attempt {}",
             if a.from_storage { " (stored)" } else { "" },
-            a.last_registration.as_deref().unwrap_or("never"),
-            a.next_attempt.as_deref().unwrap_or("-")
+            a.last_registration
+                .map_or("never".to_string(), |t| t.to_string()),
+            a.next_attempt.map_or("-".to_string(), |t| t.to_string())
         );
     }
     if let Some(e) = &a.last_error {

@@ -447,7 +447,7 @@ fn credentials_in_urls_never_reach_status_events_or_log() {
         id: "gw-1".into(),
         site: String::new(),
         version: "0".into(),
-        started_at: String::new(),
+        started_at: Default::default(),
         config_path: String::new(),
         state_dir: String::new(),
         last_reload: None,
@@ -471,7 +471,7 @@ fn credentials_in_urls_never_reach_status_events_or_log() {
             derp_map_url: Some("https://u:secret@derp.example/map.json".into()),
             derp_map_inline: false,
             note: None,
-            registered_at: "2026-01-01T00:00:00Z".into(),
+            registered_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             service: "https://acs.example".into(),
         };
         s.admission.show(&a, false);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{BootstrapResponse, DerpMapRef};
+use crate::primitives::Timestamp;
 use crate::state::{StateDir, StateError};
 
 /// File name of the stored assignment.
@@ -33,8 +34,8 @@ pub struct Assignment {
     /// The service's note.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// When the service gave it (RFC 3339 UTC).
-    pub registered_at: String,
+    /// When the service gave it.
+    pub registered_at: Timestamp,
     /// The service URL that gave it.
     pub service: String,
 }
@@ -52,7 +53,7 @@ impl Assignment {
             },
             derp_map_inline: matches!(r.derp_map, Some(DerpMapRef::Inline(_))),
             note: r.note.clone(),
-            registered_at: crate::primitives::now_rfc3339(),
+            registered_at: Timestamp::now(),
             service: service.to_string(),
         }
     }
@@ -68,7 +69,7 @@ impl Assignment {
             derp_map_url: None,
             derp_map_inline: false,
             note: None,
-            registered_at: String::new(),
+            registered_at: Timestamp::default(),
             service: String::new(),
         }
     }

@@ -101,7 +101,7 @@ impl NetcheckSummary {
     pub fn of(r: &crate::netcheck::report::Report) -> Self {
         let preferred = r.preferred_region.as_ref().map(|p| p.code.clone());
         Self {
-            time: r.time.clone(),
+            time: r.time.to_string(),
             udp: r.udp,
             ipv4: r.ipv4.clone(),
             mapping_varies_by_dest_ip: r.mapping_varies_by_dest_ip,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::primitives::{Health, State};
+use crate::primitives::{Health, State, Timestamp};
 
 /// Registration with the admission service and what it assigned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,12 +26,12 @@ pub struct AdmissionStatus {
     pub note: Option<String>,
     /// True while the assignment shown is the stored one from an earlier run.
     pub from_storage: bool,
-    /// Last successful registration (RFC 3339 UTC).
-    pub last_registration: Option<String>,
+    /// Last successful registration.
+    pub last_registration: Option<Timestamp>,
     /// Last attempt, successful or not.
-    pub last_attempt: Option<String>,
+    pub last_attempt: Option<Timestamp>,
     /// Next planned attempt.
-    pub next_attempt: Option<String>,
+    pub next_attempt: Option<Timestamp>,
     /// The last failure, until a registration succeeds.
     pub last_error: Option<String>,
     /// Successful registrations since start.
@@ -80,7 +80,7 @@ impl AdmissionStatus {
         self.note = a.note.clone();
         self.from_storage = from_storage;
         if from_storage {
-            self.last_registration = Some(a.registered_at.clone());
+            self.last_registration = Some(a.registered_at);
         }
     }
 }

@@ -6,7 +6,7 @@
 //! needs a person, and hammering the service would not change its mind.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -23,7 +23,7 @@ use crate::netwatch::NetState;
 use crate::resolve::NameResolver;
 use crate::shutdown::Shutdown;
 use crate::state::StateDir;
-use crate::status::{now_rfc3339, Level, State, Status, StatusHub};
+use crate::status::{Level, State, Status, StatusHub, Timestamp};
 use crate::tailscale::client::LocalApi;
 
 const SOURCE: &str = "admission";
@@ -223,7 +223,7 @@ impl Agent {
     async fn attempt(&mut self) -> Duration {
         let snap = self.hub.snapshot();
         let req = request(&self.cfg, &snap, self.current.as_ref());
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         self.hub.update(|s| s.admission.last_attempt = Some(now));
         match self.client.bootstrap(&req).await {
             Ok(reg) => {
@@ -285,7 +285,7 @@ impl Agent {
         self.failures = 0;
         self.last_failure_kind = None;
         let peer = reg.peer.to_string();
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         self.hub.update(|s| {
             let a = &mut s.admission;
             a.show(&fresh, false);
@@ -499,9 +499,9 @@ fn failure_class(e: &AcsError) -> String {
     }
 }
 
-/// RFC 3339 time `d` from now.
-fn at(d: Duration) -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now() + d).to_string()
+/// The time `d` from now.
+fn at(d: Duration) -> Timestamp {
+    Timestamp::in_(d)
 }
 
 #[cfg(test)]
@@ -513,7 +513,7 @@ mod tests {
             id: "gw-1".into(),
             site: String::new(),
             version: String::new(),
-            started_at: String::new(),
+            started_at: Timestamp::default(),
             config_path: String::new(),
             state_dir: String::new(),
             last_reload: None,

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::primitives::Timestamp;
+
 /// NAT filtering behaviour (RFC 4787 / RFC 5780 terms).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -41,8 +43,8 @@ pub struct RegionRef {
 /// One netcheck result.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    /// When the run finished (RFC 3339 UTC).
-    pub time: String,
+    /// When the run finished.
+    pub time: Timestamp,
     /// Whether any STUN answer came back over UDP.
     pub udp: bool,
     /// Public IPv4 `ip:port` as a STUN server saw it.

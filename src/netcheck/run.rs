@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -12,6 +12,7 @@ use super::derpmap;
 use super::probe::{self, Target};
 use super::report::{keep_preferred, ms, RegionRef, Report};
 use crate::config::NetcheckConfig;
+use crate::primitives::Timestamp;
 use crate::resolve::{split_host_port, NameResolver};
 
 /// Total time a report may take (tailscale's ReportTimeout).
@@ -273,7 +274,7 @@ pub async fn run(
         }
     }
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    report.time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    report.time = Timestamp::now();
     history.last = Some(report.clone());
     Ok(report)
 }

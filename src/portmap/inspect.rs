@@ -263,7 +263,8 @@ pub fn render(i: &Inspection) -> String {
                     m.route(),
                     m.state,
                     m.lease_s.unwrap_or(0),
-                    m.last_verified.as_deref().unwrap_or("never")
+                    m.last_verified
+                        .map_or("never".to_string(), |t| t.to_string())
                 );
             }
             for p in &p.pinholes {
@@ -276,7 +277,8 @@ pub fn render(i: &Inspection) -> String {
                     p.method,
                     p.state.name(),
                     p.lease_s.unwrap_or(0),
-                    p.last_renewed.as_deref().unwrap_or("never")
+                    p.last_renewed
+                        .map_or("never".to_string(), |t| t.to_string())
                 );
             }
         }

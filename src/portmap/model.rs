@@ -1,9 +1,11 @@
 //! Portmap's own status types (what the views render) and the typed view it
-//! hands to other actors. A leaf: imports nothing from the crate.
+//! hands to other actors. A leaf: imports only the shared status primitives.
 
 use std::net::SocketAddrV4;
 
 use serde::{Deserialize, Serialize};
+
+use crate::primitives::Timestamp;
 
 /// Where the end-to-end proof stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,15 +36,11 @@ impl ProofStatus {
         if self.state != ProofState::Proven {
             return false;
         }
-        let Some(at) = self
-            .proven_at
-            .as_deref()
-            .and_then(|t| humantime::parse_rfc3339(t).ok())
-        else {
+        let Some(at) = self.proven_at else {
             return false;
         };
         let limit = std::time::Duration::from_secs(self.interval_s.saturating_mul(2) + 15);
-        now.duration_since(at).map_or(true, |age| age <= limit)
+        at.age_at(now) <= limit
     }
 }
 
@@ -81,12 +79,12 @@ pub struct ProofStatus {
     /// Our public address as the STUN server saw it (the canary's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public: Option<String>,
-    /// The last successful proof (RFC 3339 UTC).
+    /// The last successful proof.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proven_at: Option<String>,
-    /// The last attempt, whatever its outcome (RFC 3339 UTC).
+    pub proven_at: Option<Timestamp>,
+    /// The last attempt, whatever its outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_attempt: Option<String>,
+    pub last_attempt: Option<Timestamp>,
     /// How often it runs (`portmap.verify_interval`), in seconds: a proof
     /// older than two periods is stale.
     pub interval_s: u64,
@@ -162,12 +160,12 @@ pub struct PinholeStatus {
     /// Lease granted, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_s: Option<u64>,
-    /// When the lease ends without renewal (RFC 3339 UTC).
+    /// When the lease ends without renewal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<String>,
-    /// Last successful grant or renewal (RFC 3339 UTC).
+    pub expires: Option<Timestamp>,
+    /// Last successful grant or renewal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_renewed: Option<String>,
+    pub last_renewed: Option<Timestamp>,
     /// Failed attempts since the last success.
     pub failures: u32,
     /// Where it stands.

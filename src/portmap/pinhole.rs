@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::shutdown::Shutdown;
-use crate::status::{Level, StatusHub};
+use crate::status::{Level, StatusHub, Timestamp};
 
 /// Time one PCP exchange may take (retransmits included).
 const PCP_BUDGET: Duration = Duration::from_millis(1500);
@@ -321,10 +321,9 @@ impl Session {
                     lease_s: granted.map(|(g, _, _)| u64::from(g.lease_s)),
                     expires: granted.map(|(g, _, at)| {
                         let end = *at + Duration::from_secs(u64::from(g.lease_s));
-                        humantime::format_rfc3339_seconds(end).to_string()
+                        Timestamp::at(end)
                     }),
-                    last_renewed: granted
-                        .map(|(_, _, at)| humantime::format_rfc3339_seconds(*at).to_string()),
+                    last_renewed: granted.map(|(_, _, at)| Timestamp::at(*at)),
                     failures: h.failures,
                     state: match (granted, h.failures) {
                         (Some(_), _) => PinholeState::Open,

@@ -2,13 +2,13 @@
 //! time. A leaf: it imports nothing else of the crate, so every capability's
 //! section type (`model.rs`) can use it while `status` composes the sections.
 
-use std::time::SystemTime;
-
 use serde::{Deserialize, Serialize};
 
 pub mod redact;
+pub mod time;
 pub mod transport;
 
+pub use time::{Timestamp, TimestampError};
 pub use transport::Protocol;
 
 /// Health of one capability, as every section reports it.
@@ -33,8 +33,8 @@ pub struct Health {
     /// Why the capability is not simply ok, in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// When `state` last changed (RFC 3339 UTC).
-    pub since: String,
+    /// When `state` last changed.
+    pub since: Timestamp,
 }
 
 impl Health {
@@ -43,14 +43,14 @@ impl Health {
         Self {
             state,
             reason,
-            since: now_rfc3339(),
+            since: Timestamp::now(),
         }
     }
 
     /// Replace state and reason; `since` moves only when the state changes.
     pub fn set(&mut self, state: State, reason: Option<String>) {
         if self.state != state {
-            self.since = now_rfc3339();
+            self.since = Timestamp::now();
         }
         self.state = state;
         // Reasons quote URLs and their errors: never with credentials.
@@ -75,8 +75,8 @@ pub enum Level {
 pub struct Event {
     /// Monotonically increasing, across daemon restarts too.
     pub seq: u64,
-    /// RFC 3339 UTC.
-    pub time: String,
+    /// When it happened.
+    pub time: Timestamp,
     /// Capability that emitted it (e.g. `network`, `portmap`).
     pub source: String,
     /// Machine-readable kind, e.g. `default_route.changed`.
@@ -85,9 +85,4 @@ pub struct Event {
     pub level: Level,
     /// Plain words for a technician.
     pub message: String,
-}
-
-/// Current time as RFC 3339 UTC with seconds precision.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }

@@ -130,7 +130,7 @@ mod tests {
             cur_addr: None,
             relay: None,
             last_ping: path.map(|path| PingStatus {
-                time: "t".into(),
+                time: crate::status::Timestamp::default(),
                 path,
                 endpoint: None,
                 derp_region: None,

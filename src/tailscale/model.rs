@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::api::PingPath;
-use crate::primitives::{Health, State};
+use crate::primitives::{Health, State, Timestamp};
 
 /// What edgereach knows about tailscaled and its peers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -34,7 +34,7 @@ pub struct TailscaleStatus {
     /// Re-STUN requests made (mapping changes, tailscaled returning).
     pub restuns: u64,
     /// When the last re-STUN was asked for.
-    pub last_restun: Option<String>,
+    pub last_restun: Option<Timestamp>,
     /// Keepalive pings sent and failed since start.
     pub pings_sent: u64,
     /// Of those, how many got no pong.
@@ -104,8 +104,8 @@ pub struct PeerStatus {
 /// How one ping went.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PingStatus {
-    /// When (RFC 3339 UTC).
-    pub time: String,
+    /// When.
+    pub time: Timestamp,
     /// Direct, DERP, peer relay or failed.
     pub path: PingPath,
     /// The direct endpoint that answered.

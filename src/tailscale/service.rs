@@ -25,7 +25,7 @@ use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::portmap::model::Mapped;
 use crate::shutdown::Shutdown;
-use crate::status::{now_rfc3339, Level, State, StatusHub};
+use crate::status::{Level, State, StatusHub, Timestamp};
 
 /// How often the peer list is refreshed while tailscaled answers.
 const POLL: Duration = Duration::from_secs(10);
@@ -437,7 +437,7 @@ impl Actor {
         match self.api.restun().await {
             Ok(()) => {
                 self.restun_pending = false;
-                let now = now_rfc3339();
+                let now = Timestamp::now();
                 self.hub.update(|s| {
                     s.tailscale.restuns += 1;
                     s.tailscale.last_restun = Some(now);
@@ -484,7 +484,7 @@ impl Actor {
         };
         let ping = match &result {
             Ok(r) => PingStatus {
-                time: now_rfc3339(),
+                time: Timestamp::now(),
                 path: r.path(),
                 endpoint: non_empty(&r.endpoint),
                 derp_region: non_empty(&r.derp_region_code)
@@ -493,7 +493,7 @@ impl Actor {
                 error: non_empty(&r.err),
             },
             Err(e) => PingStatus {
-                time: now_rfc3339(),
+                time: Timestamp::now(),
                 path: PingPath::Failed,
                 endpoint: None,
                 derp_region: None,

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::netcheck::report::Report;
-use crate::status::{Event, Status};
+use crate::status::{Event, Status, Timestamp};
 
 /// Version of every payload's schema (`"v"`); bumped on incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -36,7 +36,7 @@ fn to_vec(v: &Value) -> Vec<u8> {
 }
 
 /// `state` when connected.
-pub fn state_online(time: &str, version: &str) -> Vec<u8> {
+pub fn state_online(time: Timestamp, version: &str) -> Vec<u8> {
     to_vec(&json!({"v": SCHEMA_VERSION, "state": "online", "time": time, "version": version}))
 }
 
@@ -47,12 +47,12 @@ pub fn state_will() -> Vec<u8> {
 }
 
 /// `state` published by a clean shutdown.
-pub fn state_shutdown(time: &str) -> Vec<u8> {
+pub fn state_shutdown(time: Timestamp) -> Vec<u8> {
     to_vec(&json!({"v": SCHEMA_VERSION, "state": "offline", "cause": "shutdown", "time": time}))
 }
 
 /// `status`: the whole snapshot except `events` (they have their own topic).
-pub fn status(s: &Status, time: &str) -> Vec<u8> {
+pub fn status(s: &Status, time: Timestamp) -> Vec<u8> {
     let mut snap = serde_json::to_value(s).unwrap_or(Value::Null);
     if let Some(o) = snap.as_object_mut() {
         o.remove("events");
@@ -145,7 +145,7 @@ mod tests {
             id: "gw-1".into(),
             site: "plant-7".into(),
             version: "0.1.0".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
+            started_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             config_path: "/etc/edgereach/edgereach.toml".into(),
             state_dir: "/var/lib/edgereach".into(),
             last_reload: None,
@@ -182,15 +182,17 @@ mod tests {
             raw,
             r#"{"cause":"connection-lost","state":"offline","v":1}"#
         );
-        assert!(!String::from_utf8(status(&hub.snapshot(), "t"))
-            .unwrap()
-            .contains(": "));
+        assert!(
+            !String::from_utf8(status(&hub.snapshot(), Timestamp::now()))
+                .unwrap()
+                .contains(": ")
+        );
         let n: Value = serde_json::from_slice(&netcheck(&Report::default())).unwrap();
         assert_eq!(n["report"]["udp"], false);
     }
 
     fn status_payload_value(s: &Status) -> Value {
-        serde_json::from_slice(&status(s, "2026-01-01T00:00:00Z")).unwrap()
+        serde_json::from_slice(&status(s, "2026-01-01T00:00:00Z".parse().unwrap())).unwrap()
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::config::{Config, TelemetryConfig};
 use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::shutdown::Shutdown;
-use crate::status::{now_rfc3339, Event, Health, State, Status, StatusHub, TelemetryStatus};
+use crate::status::{Event, Health, State, Status, StatusHub, TelemetryStatus, Timestamp};
 
 /// Outbox records sent and not yet acknowledged, at most.
 const WINDOW: usize = 32;
@@ -318,7 +318,7 @@ impl Actor {
                     "telemetry: connected to {}",
                     self.shown.broker.as_deref().unwrap_or("?")
                 );
-                let online = payload::state_online(&now_rfc3339(), env!("CARGO_PKG_VERSION"));
+                let online = payload::state_online(Timestamp::now(), env!("CARGO_PKG_VERSION"));
                 self.publish(topic::STATE, true, online, Tag::Other);
                 self.publish_status();
             }
@@ -460,7 +460,7 @@ impl Actor {
 
     fn publish_status(&mut self) {
         let snap = self.hub.snapshot();
-        let body = payload::status(&snap, &now_rfc3339());
+        let body = payload::status(&snap, Timestamp::now());
         if self.publish(topic::STATUS, true, body, Tag::Other) {
             self.fingerprint = payload::status_fingerprint(&snap);
             self.status_due = None;
@@ -544,7 +544,7 @@ impl Actor {
             self.record_event(e);
         }
         if self.session.as_ref().is_some_and(|s| s.connected) {
-            let offline = payload::state_shutdown(&now_rfc3339());
+            let offline = payload::state_shutdown(Timestamp::now());
             self.publish(topic::STATE, true, offline, Tag::Other);
             let until = Instant::now().later(Duration::from_millis(150));
             while self.session.as_ref().is_some_and(|s| !s.settled()) {

@@ -5,7 +5,6 @@ use std::time::SystemTime;
 
 use crate::status::{Health, State, Status};
 
-use super::page::lease_left;
 use super::sections::{self, PeerPath};
 use super::verdict;
 
@@ -188,7 +187,7 @@ fn pinholes(o: &mut Out, s: &Status, now: SystemTime) {
         "Seconds until the IPv6 pinhole's lease ends without renewal.",
     );
     for p in &pm.pinholes {
-        if let Some(left) = p.expires.as_deref().and_then(|e| lease_left(e, now)) {
+        if let Some(left) = p.expires.map(|e| e.left_at(now)) {
             o.sample(
                 "edgereach_portmap_pinhole_lease_remaining_seconds",
                 &[("address", &p.address)],
@@ -231,7 +230,7 @@ fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
         if m.lease_s == Some(0) {
             continue;
         }
-        if let Some(left) = m.expires.as_deref().and_then(|e| lease_left(e, now)) {
+        if let Some(left) = m.expires.map(|e| e.left_at(now)) {
             o.sample(
                 "edgereach_portmap_lease_remaining_seconds",
                 &[("mapping", &m.name)],

@@ -416,7 +416,7 @@ pub(crate) fn test_status() -> crate::status::Status {
         id: "gw-test".into(),
         site: "lab".into(),
         version: "0.0.0".into(),
-        started_at: "2026-01-01T00:00:00Z".into(),
+        started_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         config_path: "/etc/edgereach/edgereach.toml".into(),
         state_dir: "/var/lib/edgereach".into(),
         last_reload: None,

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-use crate::status::{Health, Level, State, Status};
+use crate::status::{Health, Level, State, Status, Timestamp};
 
 use super::request::Action;
 use super::sections::{self, PeerPath};
@@ -38,12 +38,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// Time until an RFC 3339 `expires` stamp, zero once past.
-pub fn lease_left(expires: &str, now: SystemTime) -> Option<Duration> {
-    let at = humantime::parse_rfc3339(expires).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn short_duration(d: Duration) -> String {
@@ -99,8 +93,8 @@ pub fn render(s: &Status, now: SystemTime, notice: Option<Notice>, actions: bool
         escape(&g.id),
         escape(site),
         escape(&g.version),
-        escape(&g.started_at),
-        escape(&humantime::format_rfc3339_seconds(now).to_string()),
+        g.started_at,
+        Timestamp::at(now),
     );
     mappings(&mut o, s, now);
     netcheck(&mut o, s);
@@ -121,8 +115,12 @@ pub fn render(s: &Status, now: SystemTime, notice: Option<Notice>, actions: bool
 }
 
 fn health_words(h: &Health) -> String {
-    let word = state_word(h.state);
-    match &h.reason {
+    state_words(h.state, h.reason.as_deref())
+}
+
+fn state_words(state: State, reason: Option<&str>) -> String {
+    let word = state_word(state);
+    match reason {
         Some(r) => format!("<span class=\"{word}\">{word}</span>: {}", escape(r)),
         None => format!("<span class=\"{word}\">{word}</span>"),
     }
@@ -139,6 +137,10 @@ fn state_word(s: State) -> &'static str {
 
 fn or_none(v: Option<&str>) -> String {
     v.map_or_else(|| NONE.to_string(), escape)
+}
+
+fn time_or_none(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| NONE.to_string(), |t| t.to_string())
 }
 
 fn mappings(o: &mut String, s: &Status, now: SystemTime) {
@@ -159,9 +161,9 @@ fn mappings(o: &mut String, s: &Status, now: SystemTime) {
          <th>Lease left</th><th>Proven from outside</th><th>State</th></tr>",
     );
     for m in &pm.mappings {
-        let lease = match (m.lease_s, m.expires.as_deref()) {
+        let lease = match (m.lease_s, m.expires) {
             (Some(0), _) => "permanent".to_string(),
-            (_, Some(e)) => lease_left(e, now).map_or_else(|| NONE.to_string(), short_duration),
+            (_, Some(e)) => short_duration(e.left_at(now)),
             _ => NONE.to_string(),
         };
         let _ = write!(
@@ -171,12 +173,8 @@ fn mappings(o: &mut String, s: &Status, now: SystemTime) {
             escape(&m.name),
             or_none(m.external.as_deref()),
             lease,
-            or_none(m.proven_at.as_deref()),
-            health_words(&Health {
-                state: m.state,
-                reason: m.reason.clone(),
-                since: String::new()
-            }),
+            time_or_none(m.proven_at),
+            state_words(m.state, m.reason.as_deref()),
         );
     }
     o.push_str("</table></div>");
@@ -201,9 +199,7 @@ fn pinholes(o: &mut String, s: &Status, now: SystemTime) {
     for p in &pm.pinholes {
         let lease = p
             .expires
-            .as_deref()
-            .and_then(|e| lease_left(e, now))
-            .map_or_else(|| NONE.to_string(), short_duration);
+            .map_or_else(|| NONE.to_string(), |e| short_duration(e.left_at(now)));
         let state = match &p.reason {
             Some(r) => format!("{}: {}", p.state.name(), escape(r)),
             None => p.state.name().to_string(),
@@ -217,7 +213,7 @@ fn pinholes(o: &mut String, s: &Status, now: SystemTime) {
             escape(&p.router),
             escape(&p.method),
             lease,
-            or_none(p.last_renewed.as_deref()),
+            time_or_none(p.last_renewed),
             state,
         );
     }
@@ -231,7 +227,7 @@ fn proof(o: &mut String, s: &Status) {
     let words = match p.state {
         ProofState::Proven => format!(
             "a packet from outside got through the router at {} (STUN server {}, seen as {})",
-            or_none(p.proven_at.as_deref()),
+            time_or_none(p.proven_at),
             or_none(p.server.as_deref()),
             or_none(p.public.as_deref())
         ),
@@ -300,7 +296,7 @@ fn netcheck(o: &mut String, s: &Status) {
         },
         r.mapping_lifetime_s
             .map_or_else(|| NONE.to_string(), |t| format!("at least {t}s")),
-        escape(&r.time),
+        r.time,
         r.duration_ms,
         nc.runs,
     );
@@ -426,7 +422,7 @@ fn events(o: &mut String, s: &Status) {
         let _ = write!(
             o,
             "<li{class}><span class=\"meta\">{} {}</span> {}</li>",
-            escape(e.time.get(11..19).unwrap_or(&e.time)),
+            e.time.to_string().get(11..19).unwrap_or_default(),
             escape(&e.source),
             escape(&e.message)
         );

@@ -136,7 +136,7 @@ pub(crate) fn test_peer(name: &str, ping: Option<TestPing<'_>>) -> PeerStatus {
         relay: None,
         last_ping: ping.map(
             |(path, ep, derp, lat, err)| crate::tailscale::model::PingStatus {
-                time: "2026-01-01T00:00:00Z".into(),
+                time: "2026-01-01T00:00:00Z".parse().unwrap(),
                 path,
                 endpoint: ep.map(Into::into),
                 derp_region: derp.map(Into::into),

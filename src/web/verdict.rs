@@ -230,7 +230,7 @@ fn from_mapping(
             Reach::Direct,
             format!(
                 "{route}; a packet from outside got through it at {}).",
-                proof.proven_at.as_deref().unwrap_or("?")
+                proof.proven_at.map_or("?".to_string(), |t| t.to_string())
             ),
         )),
         ProofState::Undecided | ProofState::Off => Some(verdict(

@@ -19,7 +19,7 @@ pub fn hub() -> StatusHub {
         id: "gw-inproc".into(),
         site: "test".into(),
         version: "0".into(),
-        started_at: "2026-01-01T00:00:00Z".into(),
+        started_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         config_path: "-".into(),
         state_dir: "-".into(),
         last_reload: None,

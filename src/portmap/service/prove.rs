@@ -18,7 +18,7 @@ use crate::config::{Config, MappingConfig, Protocol};
 use crate::deadline::Later;
 use crate::portmap::model::{ProofState, ProofStatus};
 use crate::portmap::proof::{self, Outcome, ProofServer};
-use crate::status::Level;
+use crate::status::{Level, Timestamp};
 
 /// Name of the canary mapping in events.
 pub(super) const CANARY: &str = "canary";
@@ -132,15 +132,14 @@ impl Proof {
 
     /// The status section.
     pub(super) fn status(&self, canary: Option<String>) -> ProofStatus {
-        let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
         ProofStatus {
             reason: self.reason.clone(),
             method: (self.state != ProofState::Off).then(|| METHOD.to_string()),
             server: self.server.map(|s| s.to_string()),
             canary,
             public: self.public.map(|s| s.to_string()),
-            proven_at: self.proven_at.map(time),
-            last_attempt: self.last_attempt.map(time),
+            proven_at: self.proven_at.map(Timestamp::at),
+            last_attempt: self.last_attempt.map(Timestamp::at),
             interval_s: self.interval_s,
             ..self.counters.status(self.state)
         }

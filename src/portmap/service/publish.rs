@@ -3,16 +3,12 @@
 
 use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::{overall, Held, Session};
 use crate::config::MappingConfig;
 use crate::portmap::model::{HeldMapping, ProofState};
-use crate::status::{MappingStatus, State};
-
-fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
-}
+use crate::status::{MappingStatus, State, Timestamp};
 
 impl Session {
     pub(super) fn publish(&mut self) {
@@ -35,7 +31,7 @@ impl Session {
                 let same_way = h.grant.is_some_and(|g| Some(g.method) == canary_method);
                 let mut m = mapping_status(h, lan(&h.cfg));
                 if same_way {
-                    m.proven_at = proven.map(rfc3339);
+                    m.proven_at = proven.map(Timestamp::at);
                     m.proof = m.proven_at.as_ref().map(|_| "stun-rfc5780".to_string());
                     if let (Some(why), State::Ok) = (&proof_bad, m.state) {
                         m.state = State::Degraded;
@@ -115,9 +111,9 @@ fn mapping_status(h: &Held, internal: String) -> MappingStatus {
         lease_s: h.grant.map(|g| u64::from(g.lease_s)),
         expires: h.grant.filter(|g| g.lease_s > 0).map(|g| {
             let left = Duration::from_secs(u64::from(g.lease_s)).saturating_sub(g.at.elapsed());
-            rfc3339(SystemTime::now() + left)
+            Timestamp::in_(left)
         }),
-        last_verified: h.last_verified.map(rfc3339),
+        last_verified: h.last_verified.map(Timestamp::at),
         proven_at: None,
         proof: None,
         failures: h.failures,

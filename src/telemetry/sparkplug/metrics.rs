@@ -175,11 +175,7 @@ pub fn sample(s: &Status, now: SystemTime, bad_commands: u64) -> Vec<Sample> {
         let slot = slots.get(m.name.as_str()).copied().unwrap_or_default();
         let left = match m.lease_s {
             Some(0) => None,
-            _ => m
-                .expires
-                .as_deref()
-                .and_then(|e| crate::web::page::lease_left(e, now))
-                .map(|d| Value::Long(d.as_secs())),
+            _ => m.expires.map(|e| Value::Long(e.left_at(now).as_secs())),
         };
         let values = [
             text(state_name(m.state)),
@@ -223,8 +219,8 @@ fn event_values(e: Option<&Event>) -> [Option<Value>; 5] {
     }
 }
 
-fn event_time(e: &Event, fallback: u64) -> u64 {
-    humantime::parse_rfc3339(&e.time).map_or(fallback, millis)
+fn event_time(e: &Event) -> u64 {
+    e.time.unix_millis()
 }
 
 /// NDEATH: `bdSeq` alone (the MQTT Will of the connection with that bdSeq).
@@ -244,7 +240,7 @@ pub fn death(bd_seq: u64, now_ms: u64) -> Payload {
 
 /// NDATA for one event: the five event metrics, at the event's time.
 pub fn event(e: &Event, now_ms: u64) -> Payload {
-    let ts = event_time(e, now_ms);
+    let ts = event_time(e);
     let metrics = EVENT_TABLE
         .iter()
         .zip(event_values(Some(e)))
@@ -285,7 +281,7 @@ impl Exceptions {
                 Metric::named(&s.name, Some(s.alias), s.datatype, now_ms, s.value.clone())
             }),
         );
-        let ets = last_event.map_or(now_ms, |e| event_time(e, now_ms));
+        let ets = last_event.map_or(now_ms, event_time);
         metrics.extend(EVENT_TABLE.iter().zip(event_values(last_event)).map(
             |(&(alias, name, datatype), v)| Metric::named(name, Some(alias), datatype, ets, v),
         ));

@@ -52,7 +52,7 @@ fn proven(s: &mut Status, age_s: u64) {
     let at = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
     s.portmap.proof = ProofStatus {
         state: ProofState::Proven,
-        proven_at: Some(humantime::format_rfc3339_seconds(at).to_string()),
+        proven_at: Some(crate::status::Timestamp::at(at)),
         interval_s: 30,
         ..ProofStatus::default()
     };
