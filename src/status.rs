@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
+use crate::portmap::model::{Method, ProofMethod};
+
 pub use crate::primitives::{Event, Health, Level, State, Timestamp};
 
 /// How many recent events the snapshot keeps for views that show history.
@@ -143,7 +145,7 @@ impl MappingStatus {
             self.protocol,
             self.internal,
             self.external.as_deref().unwrap_or("-"),
-            self.method.as_deref().unwrap_or("-")
+            self.method.map_or("-", Method::name)
         )
     }
 }
@@ -240,9 +242,9 @@ pub struct MappingStatus {
     pub name: String,
     /// `udp` or `tcp`.
     pub protocol: crate::primitives::Protocol,
-    /// Protocol used with the router: `pcp`, `nat-pmp` or `upnp`.
+    /// Protocol used with the router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Method>,
     /// The gateway's side, `ip:port`.
     pub internal: String,
     /// The router's public side, `ip:port`, once granted.
@@ -263,9 +265,9 @@ pub struct MappingStatus {
     /// for it; see `portmap.proof`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proven_at: Option<Timestamp>,
-    /// How it was proven (`stun-rfc5780`), with `proven_at`.
+    /// How it was proven, with `proven_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proof: Option<String>,
+    pub proof: Option<ProofMethod>,
     /// Failed attempts since the last success.
     pub failures: u32,
     /// `ok`, `degraded` or `unavailable`.

@@ -467,7 +467,7 @@ fn credentials_in_urls_never_reach_status_events_or_log() {
         let a = edgereach::admission::assignment::Assignment {
             cluster_id: "eu-1".into(),
             headscale_url: leaky.into(),
-            auth_mode: "none".into(),
+            auth_mode: edgereach::admission::model::AuthMode::None,
             derp_map_url: Some("https://u:secret@derp.example/map.json".into()),
             derp_map_inline: false,
             note: None,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{BootstrapResponse, DerpMapRef};
+use super::model::AuthMode;
 use crate::primitives::Timestamp;
 use crate::state::{StateDir, StateError};
 
@@ -23,8 +24,8 @@ pub struct Assignment {
     pub cluster_id: String,
     /// Its headscale URL.
     pub headscale_url: String,
-    /// `authkey`, `none` or `oidc`.
-    pub auth_mode: String,
+    /// How it logs in.
+    pub auth_mode: AuthMode,
     /// The DERP map URL the service named, if it gave a URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derp_map_url: Option<String>,
@@ -46,7 +47,7 @@ impl Assignment {
         Self {
             cluster_id: r.cluster_id.clone(),
             headscale_url: r.headscale_url.clone(),
-            auth_mode: r.auth_mode.clone(),
+            auth_mode: r.auth_mode,
             derp_map_url: match &r.derp_map {
                 Some(DerpMapRef::Url(u)) => Some(u.clone()),
                 _ => None,
@@ -65,7 +66,7 @@ impl Assignment {
         Self {
             cluster_id: "A".into(),
             headscale_url: headscale_url.into(),
-            auth_mode: auth_mode.into(),
+            auth_mode: AuthMode::from_name(auth_mode).expect("a test names a real auth mode"),
             derp_map_url: None,
             derp_map_inline: false,
             note: None,

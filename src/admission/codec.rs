@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::model::AuthMode;
 use super::secret::Secret;
 use crate::nullable::{empty_as_none, null_as_default};
 
@@ -137,7 +138,8 @@ pub struct BootstrapResponse {
     /// `authkey` (a pre-auth key is included), `none` (the node is known to
     /// the cluster already), or something unattended gateways can't do
     /// (`oidc`).
-    pub auth_mode: String,
+    #[serde(deserialize_with = "auth_mode_field")]
+    pub auth_mode: AuthMode,
     /// Pre-auth key for `authkey`, when the gateway needs one (a login or a
     /// move); a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +201,18 @@ pub enum ValueError {
     Url(String),
 }
 
+/// `auth_mode` as its enum; what is none of them is an error naming the
+/// field and quoting the text back, cleaned.
+fn auth_mode_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<AuthMode, D::Error> {
+    let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    AuthMode::from_name(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "auth_mode {:?} is not one of authkey, none, oidc",
+            clean(&text)
+        ))
+    })
+}
+
 /// Decode and check a bootstrap answer.
 pub fn decode_response(body: &[u8]) -> Result<BootstrapResponse, CodecError> {
     if body.len() > MAX_BODY {
@@ -208,15 +222,6 @@ pub fn decode_response(body: &[u8]) -> Result<BootstrapResponse, CodecError> {
         serde_json::from_slice(body).map_err(|e| CodecError::Json(short(&e.to_string())))?;
     check_id(&r.cluster_id).map_err(|w| field("cluster_id", w))?;
     check_url(&r.headscale_url).map_err(|w| field("headscale_url", w))?;
-    if !matches!(r.auth_mode.as_str(), "authkey" | "none" | "oidc") {
-        return Err(field(
-            "auth_mode",
-            format!(
-                "{:?} is not one of authkey, none, oidc",
-                clean(&r.auth_mode)
-            ),
-        ));
-    }
     // "" where a service meant "none": no key, no DERP map of its own.
     if r.auth_key
         .as_ref()

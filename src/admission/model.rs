@@ -4,6 +4,42 @@ use serde::{Deserialize, Serialize};
 
 use crate::primitives::{Health, State, Timestamp};
 
+/// How a gateway logs in to its cluster, as the admission service says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// With a pre-auth key (sent along when the gateway needs one).
+    Authkey,
+    /// No key needed: the node is known to the cluster already.
+    None,
+    /// An interactive login, which an unattended gateway can't do.
+    Oidc,
+}
+
+impl AuthMode {
+    /// Name as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::Authkey => "authkey",
+            AuthMode::None => "none",
+            AuthMode::Oidc => "oidc",
+        }
+    }
+
+    /// The mode named `text`, if it is one.
+    pub fn from_name(text: &str) -> Option<Self> {
+        [AuthMode::Authkey, AuthMode::None, AuthMode::Oidc]
+            .into_iter()
+            .find(|m| m.name() == text)
+    }
+}
+
+impl std::fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Registration with the admission service and what it assigned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdmissionStatus {
@@ -18,8 +54,8 @@ pub struct AdmissionStatus {
     pub cluster_id: Option<String>,
     /// Its headscale (tailscaled's control server).
     pub headscale_url: Option<String>,
-    /// `authkey`, `none` or `oidc`.
-    pub auth_mode: Option<String>,
+    /// How it logs in.
+    pub auth_mode: Option<AuthMode>,
     /// Where the cluster's DERP map came from: a URL, `inline`, or none.
     pub derp_map: Option<String>,
     /// The service's note.
@@ -74,7 +110,7 @@ impl AdmissionStatus {
     pub fn show(&mut self, a: &super::assignment::Assignment, from_storage: bool) {
         self.cluster_id = Some(a.cluster_id.clone());
         self.headscale_url = Some(crate::redact::url(&a.headscale_url));
-        self.auth_mode = Some(a.auth_mode.clone());
+        self.auth_mode = Some(a.auth_mode);
         self.derp_map = crate::redact::opt_url(a.derp_map_url.as_deref())
             .or_else(|| a.derp_map_inline.then(|| "inline".to_string()));
         self.note = a.note.clone();

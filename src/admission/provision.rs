@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use super::assignment::{same_url, Assignment};
+use super::model::AuthMode;
 use super::secret::Secret;
 use crate::deadline::Later;
 use crate::tailscale::client::{LocalApi, LocalApiError};
@@ -42,8 +43,8 @@ pub enum Plan {
 /// Decide from tailscaled's backend state and control URL. `have_key` is
 /// whether a fresh auth key from this registration is at hand.
 pub fn plan(backend_state: &str, control_url: &str, a: &Assignment, have_key: bool) -> Plan {
-    let key_ok = have_key || a.auth_mode == "none";
-    if a.auth_mode == "oidc" {
+    let key_ok = have_key || a.auth_mode == AuthMode::None;
+    if a.auth_mode == AuthMode::Oidc {
         return Plan::Leave(
             "auth_mode oidc needs an interactive login; an unattended gateway needs authkey".into(),
         );

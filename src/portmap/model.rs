@@ -7,6 +7,56 @@ use serde::{Deserialize, Serialize};
 
 use crate::primitives::Timestamp;
 
+/// The protocol a mapping or pinhole is asked for with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Method {
+    /// Port Control Protocol (RFC 6887); the default, as the first one tried.
+    #[default]
+    #[serde(rename = "pcp")]
+    Pcp,
+    /// NAT-PMP (RFC 6886).
+    #[serde(rename = "nat-pmp")]
+    NatPmp,
+    /// UPnP IGD.
+    #[serde(rename = "upnp")]
+    Upnp,
+}
+
+impl Method {
+    /// Name as in the JSON, events and `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Pcp => "pcp",
+            Method::NatPmp => "nat-pmp",
+            Method::Upnp => "upnp",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a mapping is proven from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProofMethod {
+    /// An RFC 5780 STUN server's CHANGE-REQUEST answer, sent to the external
+    /// port of a canary mapping made like the others.
+    #[serde(rename = "stun-rfc5780")]
+    StunRfc5780,
+}
+
+impl ProofMethod {
+    /// Name as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProofMethod::StunRfc5780 => "stun-rfc5780",
+        }
+    }
+}
+
 /// Where the end-to-end proof stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,10 +116,10 @@ pub struct ProofStatus {
     /// Why, in plain words, when not simply proven.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// How it is proven: `stun-rfc5780` (a changed answer through a canary
-    /// mapping made like the others).
+    /// How it is proven (a changed answer through a canary mapping made
+    /// like the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<ProofMethod>,
     /// The STUN server asked, `ip:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
@@ -153,8 +203,8 @@ pub struct PinholeStatus {
     pub port: u16,
     /// `udp` (tailscaled speaks UDP only).
     pub protocol: crate::primitives::Protocol,
-    /// How it is asked for: `pcp`.
-    pub method: String,
+    /// How it is asked for (PCP today).
+    pub method: Method,
     /// The router asked (the IPv6 default gateway, `addr%interface`).
     pub router: String,
     /// Lease granted, in seconds.

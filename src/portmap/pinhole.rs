@@ -316,7 +316,7 @@ impl Session {
                     address: h.addr.to_string(),
                     port: self.port,
                     protocol: crate::primitives::Protocol::Udp,
-                    method: "pcp".into(),
+                    method: super::model::Method::Pcp,
                     router: self.router_text(),
                     lease_s: granted.map(|(g, _, _)| u64::from(g.lease_s)),
                     expires: granted.map(|(g, _, at)| {

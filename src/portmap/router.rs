@@ -35,27 +35,7 @@ const PMP_BUDGET: Duration = Duration::from_millis(1500);
 /// Description shown in the router's UPnP table.
 const DESCRIPTION: &str = "edgereach";
 
-/// The protocol used with the router.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    /// Port Control Protocol (RFC 6887).
-    Pcp,
-    /// NAT-PMP (RFC 6886).
-    NatPmp,
-    /// UPnP IGD.
-    Upnp,
-}
-
-impl Method {
-    /// Name used in status and events.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Pcp => "pcp",
-            Method::NatPmp => "nat-pmp",
-            Method::Upnp => "upnp",
-        }
-    }
-}
+pub use super::model::Method;
 
 /// A mapping as the router granted it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

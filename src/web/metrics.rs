@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use crate::portmap::model::Method;
 use crate::status::{Health, State, Status};
 
 use super::sections::{self, PeerPath};
@@ -176,7 +177,7 @@ fn pinholes(o: &mut Out, s: &Status, now: SystemTime) {
             &[
                 ("address", &p.address),
                 ("port", &port),
-                ("method", &p.method),
+                ("method", p.method.name()),
             ],
             b(p.state == crate::portmap::model::PinholeState::Open),
         );
@@ -216,7 +217,7 @@ fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
             &[
                 ("mapping", &m.name),
                 ("protocol", m.protocol.name()),
-                ("method", m.method.as_deref().unwrap_or("")),
+                ("method", m.method.map_or("", Method::name)),
             ],
             b(m.state == State::Ok && m.external.is_some()),
         );

@@ -211,7 +211,7 @@ fn pinholes(o: &mut String, s: &Status, now: SystemTime) {
             escape(&p.address),
             p.port,
             escape(&p.router),
-            escape(&p.method),
+            p.method,
             lease,
             time_or_none(p.last_renewed),
             state,

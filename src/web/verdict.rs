@@ -223,7 +223,7 @@ fn from_mapping(
         "The router forwards {} {} to this gateway (port mapping by {}",
         m.protocol,
         m.external.as_deref().unwrap_or("?"),
-        m.method.as_deref().unwrap_or("?"),
+        m.method.map_or("?", |m| m.name()),
     );
     match proof.state {
         ProofState::Proven if proof.recent_at(now) => Some(verdict(

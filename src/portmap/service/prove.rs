@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::Session;
 use crate::config::{Config, MappingConfig, Protocol};
 use crate::deadline::Later;
-use crate::portmap::model::{ProofState, ProofStatus};
+use crate::portmap::model::{ProofMethod, ProofState, ProofStatus};
 use crate::portmap::proof::{self, Outcome, ProofServer};
 use crate::status::{Level, Timestamp};
 
@@ -26,8 +26,6 @@ pub(super) const CANARY: &str = "canary";
 const EXCHANGE_BUDGET: Duration = Duration::from_millis(900);
 /// Servers tried per proof when one can't tell.
 const SERVERS_TRIED: usize = 3;
-/// Method name shown in the status.
-const METHOD: &str = "stun-rfc5780";
 /// Longest wait between repairs that did not help (a router whose forwarding
 /// never works must not have its table rewritten every period forever).
 const MAX_REPAIR_BACKOFF: Duration = Duration::from_secs(3600);
@@ -134,7 +132,7 @@ impl Proof {
     pub(super) fn status(&self, canary: Option<String>) -> ProofStatus {
         ProofStatus {
             reason: self.reason.clone(),
-            method: (self.state != ProofState::Off).then(|| METHOD.to_string()),
+            method: (self.state != ProofState::Off).then_some(ProofMethod::StunRfc5780),
             server: self.server.map(|s| s.to_string()),
             canary,
             public: self.public.map(|s| s.to_string()),

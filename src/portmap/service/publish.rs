@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{overall, Held, Session};
 use crate::config::MappingConfig;
-use crate::portmap::model::{HeldMapping, ProofState};
+use crate::portmap::model::{HeldMapping, ProofMethod, ProofState};
 use crate::status::{MappingStatus, State, Timestamp};
 
 impl Session {
@@ -32,7 +32,7 @@ impl Session {
                 let mut m = mapping_status(h, lan(&h.cfg));
                 if same_way {
                     m.proven_at = proven.map(Timestamp::at);
-                    m.proof = m.proven_at.as_ref().map(|_| "stun-rfc5780".to_string());
+                    m.proof = m.proven_at.map(|_| ProofMethod::StunRfc5780);
                     if let (Some(why), State::Ok) = (&proof_bad, m.state) {
                         m.state = State::Degraded;
                         m.reason = Some(why.clone());
@@ -102,7 +102,7 @@ fn mapping_status(h: &Held, internal: String) -> MappingStatus {
     MappingStatus {
         name: h.cfg.name.clone(),
         protocol: h.cfg.protocol,
-        method: h.grant.map(|g| g.method.name().to_string()),
+        method: h.grant.map(|g| g.method),
         internal,
         external: h.grant.map(|g| g.external.to_string()),
         same_port: h

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
 use super::codec::{datatype as dt, Metric, Payload, Value, REBIRTH};
+use crate::portmap::model::Method;
 use crate::status::{Event, State, Status};
 use crate::web::sections::{self, PeerPath};
 
@@ -180,7 +181,7 @@ pub fn sample(s: &Status, now: SystemTime, bad_commands: u64) -> Vec<Sample> {
         let values = [
             text(state_name(m.state)),
             m.external.as_deref().and_then(text),
-            m.method.as_deref().and_then(text),
+            m.method.map(Method::name).and_then(text),
             left,
         ];
         for (field, (&(fname, datatype, class), value)) in

@@ -22,7 +22,7 @@ fn mapping(name: &str, expires: &str) -> MappingStatus {
     MappingStatus {
         name: name.into(),
         protocol: crate::primitives::Protocol::Udp,
-        method: Some("pcp".into()),
+        method: Some(crate::portmap::model::Method::Pcp),
         internal: "192.0.2.10:41641".into(),
         external: Some("203.0.113.2:41641".into()),
         same_port: true,

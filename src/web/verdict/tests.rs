@@ -31,7 +31,7 @@ fn mapped(s: &mut Status) {
     s.portmap.mappings = vec![MappingStatus {
         name: "tailscale".into(),
         protocol: crate::primitives::Protocol::Udp,
-        method: Some("pcp".into()),
+        method: Some(crate::portmap::model::Method::Pcp),
         internal: "192.0.2.10:41641".into(),
         external: Some("203.0.113.2:41641".into()),
         same_port: true,
