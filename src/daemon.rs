@@ -175,8 +175,9 @@ fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
     // The page's actions reach the actors only through these pokes.
     let pokes = crate::poke::Pokes::default();
     // The actors' own channels: netcheck's RFC 5780 servers (for portmap's
-    // proof), what portmap holds (for tailscale's re-STUN) and tailscaled's
-    // real UDP port (for the mappings and pinholes that follow it).
+    // proof), what portmap holds and has seen of the router (for tailscale's
+    // re-STUN and netcheck's report) and tailscaled's real UDP port (for the
+    // mappings and pinholes that follow it).
     let (servers_tx, servers_rx) = watch::channel(Vec::new());
     let (mapped_tx, mapped_rx) = watch::channel(crate::portmap::model::Mapped::default());
     let (ts_port_tx, ts_port_rx) = watch::channel(None);
@@ -206,7 +207,10 @@ fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
         net.clone(),
         stop.clone(),
         pokes.netcheck.clone(),
-        servers_tx,
+        crate::netcheck::service::Links {
+            rfc5780: servers_tx,
+            mapped: mapped_rx.clone(),
+        },
     ));
     tasks.spawn(crate::web::run(
         hub.clone(),

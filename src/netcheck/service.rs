@@ -1,7 +1,8 @@
 //! The netcheck actor: a full report at start and every `interval`, a small
 //! one after each network change, the idle-mapping lifetime estimate rarely,
 //! and an event for every field that changed meaningfully. It hands the RFC
-//! 5780 servers it found to portmap's proof through its own `watch`.
+//! 5780 servers it found to portmap's proof through its own `watch`, and
+//! hears the router's mapping protocols from portmap's `Mapped`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::config::Config;
 use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::poke::Poke;
+use crate::portmap::model::Mapped;
 use crate::resolve::NameResolver;
 use crate::shutdown::Shutdown;
 use crate::status::{Level, State, StatusHub};
@@ -34,6 +36,16 @@ pub const LIFETIME_CLIFFS: [Duration; 5] = [
     Duration::from_secs(80),
 ];
 
+/// The channels netcheck is handed beside the common ones: what it owns
+/// (the RFC 5780 servers it found, for portmap's proof) and what it hears
+/// (what portmap has seen of the router).
+pub struct Links {
+    /// RFC 5780 STUN servers; netcheck is the only sender.
+    pub rfc5780: watch::Sender<super::servers::Rfc5780Servers>,
+    /// What portmap holds and the router's protocols, from portmap.
+    pub mapped: watch::Receiver<Mapped>,
+}
+
 /// Run until shutdown; `poke` asks for a full report now.
 pub async fn run(
     hub: StatusHub,
@@ -41,8 +53,9 @@ pub async fn run(
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
     poke: Poke,
-    rfc5780: watch::Sender<super::servers::Rfc5780Servers>,
+    links: Links,
 ) {
+    let Links { rfc5780, mapped } = links;
     let resolver = NameResolver::from_system();
     let mut sources = Sources::new();
     let mut history = History::default();
@@ -78,13 +91,15 @@ pub async fn run(
                 Ok(plan) => {
                     // The daemon knows the router's protocols from its
                     // portmap task; no probe of its own.
-                    let port_mapping = hub.snapshot().portmap.protocols_seen;
+                    let port_mapping = mapped.borrow().protocols_seen.clone();
+                    // The report published before, for the change events.
+                    let previous = history.last.clone();
                     // Never the mesh port test here: it binds the mesh port,
                     // which tailscaled may be about to take (see reach.rs).
                     let pm = std::future::ready(port_mapping);
                     match run::run(&plan, kind, &mut history, pm, None).await {
                         Ok(report) => {
-                            publish(&hub, &report, history.last.as_ref());
+                            publish(&hub, &report, previous.as_ref());
                             rfc5780.send_if_modified(|v| {
                                 let changed = *v != history.rfc5780;
                                 if changed {
@@ -277,8 +292,8 @@ impl Sources {
     }
 }
 
-fn publish(hub: &StatusHub, report: &Report, _: Option<&Report>) {
-    let old = hub.snapshot().netcheck.report;
+/// The new report into the status, with an event for each change since `old`.
+fn publish(hub: &StatusHub, report: &Report, old: Option<&Report>) {
     let (state, reason) = if report.udp {
         (State::Ok, None)
     } else {
@@ -296,7 +311,7 @@ fn publish(hub: &StatusHub, report: &Report, _: Option<&Report>) {
         s.netcheck.runs += 1;
         s.netcheck.report = Some(new);
     });
-    for (kind, msg) in changes(old.as_ref(), report) {
+    for (kind, msg) in changes(old, report) {
         hub.emit("netcheck", kind, Level::Info, msg);
     }
 }

@@ -119,6 +119,9 @@ pub struct Mapped {
     pub generation: u64,
     /// Mappings the router holds for us now (the canary excluded).
     pub mappings: Vec<HeldMapping>,
+    /// The mapping protocols the router answered (`upnp`, `pcp`, `nat-pmp`,
+    /// as in the status), from the last router found; kept while idle.
+    pub protocols_seen: Vec<String>,
 }
 
 /// Where an IPv6 pinhole stands.

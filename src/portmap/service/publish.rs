@@ -5,7 +5,7 @@ use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use super::{overall, Held, Session};
+use super::{overall, Held, Router, Session};
 use crate::config::MappingConfig;
 use crate::portmap::model::{HeldMapping, ProofState};
 use crate::status::{MappingStatus, State};
@@ -73,6 +73,29 @@ impl Session {
             }
         });
         self.publish_mapped();
+    }
+
+    /// The protocols the router answered, into the status and the `Mapped`
+    /// watch (netcheck reports them, tailscale's checks look at them).
+    pub(super) fn publish_protocols(&self, router: &Router) {
+        let seen: Vec<String> = router
+            .methods()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        if let Some(links) = &self.links {
+            links.mapped.send_if_modified(|m| {
+                let changed = m.protocols_seen != seen;
+                if changed {
+                    m.protocols_seen.clone_from(&seen);
+                }
+                changed
+            });
+        }
+        self.hub.update(|s| {
+            s.portmap.router = Some(self.gw.to_string());
+            s.portmap.protocols_seen = seen;
+        });
     }
 
     /// What the router holds, for tailscale; wakes it only on a change.
