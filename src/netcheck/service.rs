@@ -1,8 +1,9 @@
 //! The netcheck actor: a full report at start and every `interval`, a small
 //! one after each network change, the idle-mapping lifetime estimate rarely,
 //! and an event for every field that changed meaningfully. It hands the RFC
-//! 5780 servers it found to portmap's proof through its own `watch`, and
-//! hears the router's mapping protocols from portmap's `Mapped`.
+//! 5780 servers it found to portmap's proof and its latest report (for
+//! admission and tailscale) through `watch`es of its own, and hears the
+//! router's mapping protocols from portmap's `Mapped`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::probe;
-use super::report::Report;
+use super::report::{LatestReport, Report};
 use super::run::{self, History, Kind};
 use super::tsmap::{Refreshed, TailscaledMap, TsMapError};
 use crate::config::Config;
@@ -37,11 +38,14 @@ pub const LIFETIME_CLIFFS: [Duration; 5] = [
 ];
 
 /// The channels netcheck is handed beside the common ones: what it owns
-/// (the RFC 5780 servers it found, for portmap's proof) and what it hears
-/// (what portmap has seen of the router).
+/// (the RFC 5780 servers it found, for portmap's proof; its latest report,
+/// for admission and tailscale) and what it hears (what portmap has seen of
+/// the router).
 pub struct Links {
     /// RFC 5780 STUN servers; netcheck is the only sender.
     pub rfc5780: watch::Sender<super::servers::Rfc5780Servers>,
+    /// The latest report; netcheck is the only sender.
+    pub report: watch::Sender<LatestReport>,
     /// What portmap holds and the router's protocols, from portmap.
     pub mapped: watch::Receiver<Mapped>,
 }
@@ -55,7 +59,11 @@ pub async fn run(
     poke: Poke,
     links: Links,
 ) {
-    let Links { rfc5780, mapped } = links;
+    let Links {
+        rfc5780,
+        report: report_tx,
+        mapped,
+    } = links;
     let resolver = NameResolver::from_system();
     let mut sources = Sources::new();
     let mut history = History::default();
@@ -100,6 +108,7 @@ pub async fn run(
                     match run::run(&plan, kind, &mut history, pm, None).await {
                         Ok(report) => {
                             publish(&hub, &report, previous.as_ref());
+                            report_tx.send_replace(Some(Arc::new(report)));
                             rfc5780.send_if_modified(|v| {
                                 let changed = *v != history.rfc5780;
                                 if changed {
@@ -147,6 +156,7 @@ pub async fn run(
                 if let Some(last) = history.last.as_mut() {
                     last.mapping_lifetime_s = est;
                     let snapshot = last.clone();
+                    report_tx.send_replace(Some(Arc::new(last.clone())));
                     hub.update(|s| s.netcheck.report = Some(snapshot));
                     if let Some(secs) = est {
                         hub.emit("netcheck", "mapping_lifetime.measured", Level::Info,

@@ -18,8 +18,8 @@ use super::api::{self, PingPath, PingResult, TsStatus};
 use super::client::{IpnBus, LocalApi, LocalApiError};
 use super::health::{describe, facts, verdict};
 use super::keepalive::Schedule;
-use super::model::{PeerStatus, PingStatus, TailscaleStatus};
-use super::{sanity, select};
+use super::model::{Backend, PeerStatus, TailscaleStatus};
+use super::{peers, sanity, select};
 use crate::config::Config;
 use crate::deadline::Later;
 use crate::netwatch::NetState;
@@ -45,6 +45,9 @@ pub struct Links {
     /// tailscaled's real UDP port, as its LocalAPI shows it; tailscale is
     /// the only sender.
     pub port: watch::Sender<Option<u16>>,
+    /// tailscaled's backend state and control server (for admission);
+    /// tailscale is the only sender.
+    pub backend: watch::Sender<Backend>,
 }
 
 /// Run until shutdown.
@@ -58,11 +61,15 @@ pub async fn run(
     let Links {
         mut mapped,
         port: port_tx,
+        backend: backend_tx,
     } = links;
-    let mut actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+    let owned = Owned {
+        port: port_tx,
+        backend: backend_tx,
+    };
+    let mut actor = Actor::new(hub.clone(), config.borrow_and_update().clone(), &owned);
     // What portmap holds now is known, not news: only later generations are.
     actor.mapped = mapped.borrow_and_update().clone();
-    actor.port_tx = Some(port_tx.clone());
     loop {
         if !actor.cfg.tailscale.enabled {
             actor.publish_disabled();
@@ -70,9 +77,8 @@ pub async fn run(
                 _ = shutdown.wait() => return,
                 r = config.changed() => if r.is_err() { return },
             }
-            actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+            actor = Actor::new(hub.clone(), config.borrow_and_update().clone(), &owned);
             actor.mapped = mapped.borrow().clone();
-            actor.port_tx = Some(port_tx.clone());
             continue;
         }
         let next_ping = actor.schedule.next_due();
@@ -81,9 +87,8 @@ pub async fn run(
             _ = shutdown.wait() => return,
             r = config.changed() => {
                 if r.is_err() { return }
-                actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+                actor = Actor::new(hub.clone(), config.borrow_and_update().clone(), &owned);
                 actor.mapped = mapped.borrow().clone();
-                actor.port_tx = Some(port_tx.clone());
             }
             r = net.changed() => {
                 if r.is_err() { return }
@@ -124,6 +129,15 @@ async fn next_bus(bus: &mut Option<IpnBus>) -> Result<Option<api::Notify>, Local
 
 type PingOutcome = (String, Result<PingResult, LocalApiError>);
 
+/// The channels tailscale owns (it is their only sender).
+#[derive(Clone)]
+struct Owned {
+    /// tailscaled's real UDP port (portmap follows it).
+    port: watch::Sender<Option<u16>>,
+    /// tailscaled's backend (admission looks at it).
+    backend: watch::Sender<Backend>,
+}
+
 struct Actor {
     hub: StatusHub,
     cfg: Arc<Config>,
@@ -140,8 +154,8 @@ struct Actor {
     targets: HashMap<String, std::net::IpAddr>,
     /// What portmap held when last told: its generation and mappings.
     mapped: Mapped,
-    /// Where tailscaled's real UDP port goes (portmap follows it).
-    port_tx: Option<watch::Sender<Option<u16>>>,
+    /// Where tailscaled's port and backend go.
+    owned: Owned,
     restun_pending: bool,
     proc_pid: Option<i32>,
     proc_facts: Option<sanity::ProcFacts>,
@@ -151,7 +165,7 @@ struct Actor {
 }
 
 impl Actor {
-    fn new(hub: StatusHub, cfg: Arc<Config>) -> Self {
+    fn new(hub: StatusHub, cfg: Arc<Config>, owned: &Owned) -> Self {
         let t = &cfg.tailscale;
         let api = LocalApi::new(t.socket.clone(), t.call_timeout.get());
         let selectors = select::parse_all(&t.keepalive_peers);
@@ -161,6 +175,12 @@ impl Actor {
             s.tailscale.restuns = keep.restuns;
             s.tailscale.pings_sent = keep.pings_sent;
             s.tailscale.pings_failed = keep.pings_failed;
+        });
+        // Nothing known of tailscaled yet, as in the section just reset.
+        owned.backend.send_if_modified(|b| {
+            let known = *b != Backend::default();
+            *b = Backend::default();
+            known
         });
         Self {
             hub,
@@ -175,7 +195,7 @@ impl Actor {
             pings: JoinSet::new(),
             targets: HashMap::new(),
             mapped: Mapped::default(),
-            port_tx: None,
+            owned: owned.clone(),
             restun_pending: false,
             proc_pid: None,
             proc_facts: None,
@@ -291,6 +311,9 @@ impl Actor {
             s.tailscale.backend_state = None;
             s.tailscale.pid = None;
         });
+        self.owned
+            .backend
+            .send_if_modified(|b| b.state.take().is_some());
     }
 
     async fn on_bus(&mut self, msg: Result<Option<api::Notify>, LocalApiError>) {
@@ -326,8 +349,10 @@ impl Actor {
         let real_port = listen_port
             .or(self.proc_facts.as_ref().and_then(|p| p.port))
             .filter(|&p| p != 0);
-        if let (Some(tx), Some(p)) = (&self.port_tx, real_port) {
-            tx.send_if_modified(|old| old.replace(p) != Some(p));
+        if let Some(p) = real_port {
+            self.owned
+                .port
+                .send_if_modified(|old| old.replace(p) != Some(p));
         }
         let checks = sanity::check(&facts(
             &self.cfg,
@@ -377,8 +402,8 @@ impl Actor {
                 tailnet_ip: ip.map(|i| i.to_string()),
                 online: p.online,
                 keepalive: keep,
-                cur_addr: non_empty(&p.cur_addr),
-                relay: non_empty(&p.relay),
+                cur_addr: peers::non_empty(&p.cur_addr),
+                relay: peers::non_empty(&p.relay),
                 last_ping: prev.and_then(|x| x.last_ping.clone()),
                 pings_ok: prev.map_or(0, |x| x.pings_ok),
                 pings_failed: prev.map_or(0, |x| x.pings_failed),
@@ -395,6 +420,14 @@ impl Actor {
         };
         let (state, reason) = verdict(st, &checks, &peers, version_note.clone());
         self.last_seen = Some((st.clone(), version_note));
+        self.owned.backend.send_if_modified(|b| {
+            let before = b.clone();
+            b.state = Some(st.backend_state.clone());
+            if control_url.is_some() {
+                b.control_url.clone_from(&control_url);
+            }
+            *b != before
+        });
         self.hub.update(|s| {
             let t = &mut s.tailscale;
             t.health.set(state, reason);
@@ -482,25 +515,7 @@ impl Actor {
         let Some(ip) = self.targets.get(&key).map(|ip| ip.to_string()) else {
             return;
         };
-        let ping = match &result {
-            Ok(r) => PingStatus {
-                time: now_rfc3339(),
-                path: r.path(),
-                endpoint: non_empty(&r.endpoint),
-                derp_region: non_empty(&r.derp_region_code)
-                    .or_else(|| (r.derp_region_id != 0).then(|| r.derp_region_id.to_string())),
-                latency_ms: (r.err.is_empty()).then(|| (r.latency_seconds * 1e6).round() / 1e3),
-                error: non_empty(&r.err),
-            },
-            Err(e) => PingStatus {
-                time: now_rfc3339(),
-                path: PingPath::Failed,
-                endpoint: None,
-                derp_region: None,
-                latency_ms: None,
-                error: Some(e.to_string()),
-            },
-        };
+        let ping = peers::ping_status(&result);
         let failed = ping.path == PingPath::Failed;
         let mut transition = None;
         self.hub.update(|s| {
@@ -563,10 +578,6 @@ impl Actor {
             }
         }
     }
-}
-
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
 }
 
 /// Jitter between half and all of `d`.
