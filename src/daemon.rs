@@ -178,7 +178,8 @@ fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
     // The page's actions reach the actors only through these pokes.
     let pokes = crate::poke::Pokes::default();
     // The actors' own channels: netcheck's RFC 5780 servers (for portmap's
-    // proof) and latest report (for admission), what portmap holds and has
+    // proof) and latest report (for admission and tailscale's checks), what
+    // portmap holds and has
     // seen of the router (for tailscale's re-STUN and netcheck's report),
     // tailscaled's real UDP port (for the mappings and pinholes that follow
     // it) and its backend (for admission).
@@ -233,6 +234,7 @@ fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
         stop.clone(),
         crate::tailscale::service::Links {
             mapped: mapped_rx,
+            report: report_rx.clone(),
             port: ts_port_tx,
             backend: backend_tx,
         },

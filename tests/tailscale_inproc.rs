@@ -44,6 +44,7 @@ fn start(socket: &std::path::Path) -> Actor {
     let (net_tx, net_rx) = watch::channel(NetState::default());
     let (mapped_tx, mapped_rx) = watch::channel(Mapped::default());
     let (port_tx, port_rx) = watch::channel(None);
+    let (_report_tx, report_rx) = watch::channel(None);
     let (backend_tx, backend_rx) = watch::channel(Backend::default());
     let (stop, shutdown) = edgereach::shutdown::channel();
     let task = tokio::spawn(service::run(
@@ -53,6 +54,7 @@ fn start(socket: &std::path::Path) -> Actor {
         shutdown,
         Links {
             mapped: mapped_rx,
+            report: report_rx,
             port: port_tx,
             backend: backend_tx,
         },
@@ -146,6 +148,7 @@ async fn a_new_mapping_asks_tailscaled_to_restun_once() {
             name: "tailscale".into(),
             external: "203.0.113.2:41641".parse().unwrap(),
             internal_port: 41641,
+            doubted: false,
         }];
     });
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -109,6 +109,9 @@ pub struct HeldMapping {
     pub external: SocketAddrV4,
     /// Our port it forwards to.
     pub internal_port: u16,
+    /// The proof found that the router's word does not hold for it (the
+    /// mapping is dead, or behind a double NAT): the views show it degraded.
+    pub doubted: bool,
 }
 
 /// What portmap holds, for the other actors; never read out of the views.
