@@ -380,47 +380,58 @@ impl Agent {
                     .emit(SOURCE, "provision.failed", Level::Error, msg.clone());
                 (msg, false)
             }
-            Ok(out) => {
-                let running = out.backend_state == "Running";
-                let keys = match (&out.node_key_before, &out.node_key_after) {
-                    (Some(b), Some(k)) if b == k => {
-                        format!("node key kept ({})", provision::short_key(k))
-                    }
-                    (Some(b), Some(k)) => format!(
-                        "node key CHANGED ({} -> {})",
-                        provision::short_key(b),
-                        provision::short_key(k)
-                    ),
-                    (None, Some(k)) => format!("node key {}", provision::short_key(k)),
-                    _ => "node key not known yet".into(),
-                };
-                let msg = match &from {
-                    Some(f) => format!(
-                        "{verb} tailscaled from {f} to cluster {} at {} as {gateway_id}: {}; {keys}",
-                        a.cluster_id, a.headscale_url, out.backend_state
-                    ),
-                    None => format!(
-                        "{verb} tailscaled to cluster {} at {} as {gateway_id}: {}; {keys}",
-                        a.cluster_id, a.headscale_url, out.backend_state
-                    ),
-                };
-                let mut msg = msg;
-                if from.is_some() && !running && a.headscale_url.starts_with("http://") {
-                    // tailscaled (controlhttp) re-dials within 2 minutes of
-                    // its last dial over HTTPS on port 443 only.
-                    msg.push_str(
-                        "; note: tailscaled reconnects only over HTTPS on port 443 right after a move, so a plain-HTTP control server is not reachable this way",
-                    );
-                }
-                let (kind, level) = match (&from, running) {
-                    (Some(_), true) => ("tailscale.migrated", Level::Info),
-                    (None, true) => ("tailscale.provisioned", Level::Info),
-                    (_, false) => ("provision.incomplete", Level::Warn),
-                };
-                self.hub.emit(SOURCE, kind, level, msg.clone());
-                (msg, running)
-            }
+            Ok(out) => self.started(a, gateway_id, verb, from.as_deref(), &out),
         }
+    }
+
+    /// What `provision::start` did, said in an event; returns the words and
+    /// whether tailscaled runs.
+    fn started(
+        &self,
+        a: &Assignment,
+        gateway_id: &str,
+        verb: &str,
+        from: Option<&str>,
+        out: &provision::Outcome,
+    ) -> (String, bool) {
+        let running = out.backend_state == "Running";
+        let keys = match (&out.node_key_before, &out.node_key_after) {
+            (Some(b), Some(k)) if b == k => {
+                format!("node key kept ({})", provision::short_key(k))
+            }
+            (Some(b), Some(k)) => format!(
+                "node key CHANGED ({} -> {})",
+                provision::short_key(b),
+                provision::short_key(k)
+            ),
+            (None, Some(k)) => format!("node key {}", provision::short_key(k)),
+            _ => "node key not known yet".into(),
+        };
+        let msg = match &from {
+            Some(f) => format!(
+                "{verb} tailscaled from {f} to cluster {} at {} as {gateway_id}: {}; {keys}",
+                a.cluster_id, a.headscale_url, out.backend_state
+            ),
+            None => format!(
+                "{verb} tailscaled to cluster {} at {} as {gateway_id}: {}; {keys}",
+                a.cluster_id, a.headscale_url, out.backend_state
+            ),
+        };
+        let mut msg = msg;
+        if from.is_some() && !running && a.headscale_url.starts_with("http://") {
+            // tailscaled (controlhttp) re-dials within 2 minutes of
+            // its last dial over HTTPS on port 443 only.
+            msg.push_str(
+                "; note: tailscaled reconnects only over HTTPS on port 443 right after a move, so a plain-HTTP control server is not reachable this way",
+            );
+        }
+        let (kind, level) = match (&from, running) {
+            (Some(_), true) => ("tailscale.migrated", Level::Info),
+            (None, true) => ("tailscale.provisioned", Level::Info),
+            (_, false) => ("provision.incomplete", Level::Warn),
+        };
+        self.hub.emit(SOURCE, kind, level, msg.clone());
+        (msg, running)
     }
 
     /// Store the cluster's DERP map for netcheck; a note when it failed.
