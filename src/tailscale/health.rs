@@ -46,6 +46,20 @@ pub(super) fn facts(
     }
 }
 
+/// Oldest tailscaled minor version this driver was checked against.
+const TESTED_SINCE: (u32, u32) = (1, 60);
+
+/// Why tailscaled's `version` may not do what this driver asks, if so.
+pub(super) fn version_note(version: &str) -> Option<String> {
+    match super::api::version_major_minor(version) {
+        Some(v) if v >= TESTED_SINCE => None,
+        _ => Some(format!(
+            "tailscaled {version} is older than or unknown to this driver (checked since {}.{}); pings and re-STUN may not work",
+            TESTED_SINCE.0, TESTED_SINCE.1
+        )),
+    }
+}
+
 /// Health of the section from tailscaled's state, the checks and the pings.
 pub(super) fn verdict(
     st: &TsStatus,

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::api::{self, PingPath, PingResult, TsStatus};
 use super::client::{IpnBus, LocalApi, LocalApiError};
-use super::health::{describe, facts, verdict};
+use super::health::{describe, facts, verdict, version_note};
 use super::keepalive::Schedule;
 use super::model::{Backend, PeerStatus, PingStatus, SanityCheck, TailscaleStatus};
 use super::{peers, sanity, select};
@@ -35,8 +35,6 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// watch-ipn-bus mask: the current state first, rate-limited netmap updates.
 const BUS_MASK: u32 = (1 << 1) | (1 << 8);
-/// Oldest tailscaled minor version this driver was checked against.
-const TESTED_SINCE: (u32, u32) = (1, 60);
 const SOURCE: &str = "tailscale";
 
 /// The channels tailscale is handed beside the common ones.
@@ -569,17 +567,6 @@ impl Actor {
                 ),
             );
         }
-    }
-}
-
-/// Why tailscaled's `version` may not do what this driver asks, if so.
-fn version_note(version: &str) -> Option<String> {
-    match api::version_major_minor(version) {
-        Some(v) if v >= TESTED_SINCE => None,
-        _ => Some(format!(
-            "tailscaled {version} is older than or unknown to this driver (checked since {}.{}); pings and re-STUN may not work",
-            TESTED_SINCE.0, TESTED_SINCE.1
-        )),
     }
 }
 
