@@ -73,6 +73,7 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         stop_signal.clone(),
     ));
     let wiring = Wiring {
+        gateway_id: gateway_id.clone(),
         hub: hub.clone(),
         config: config_rx.clone(),
         net: net_rx.clone(),
@@ -164,6 +165,8 @@ fn open_hub(config: &Config, config_path: &Path) -> Result<(StatusHub, String), 
 
 /// What every capability actor is started with.
 struct Wiring {
+    /// Fixed at start (see [`open_hub`]).
+    gateway_id: String,
     hub: StatusHub,
     config: watch::Receiver<Arc<Config>>,
     net: watch::Receiver<NetState>,
@@ -175,11 +178,16 @@ fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
     // The page's actions reach the actors only through these pokes.
     let pokes = crate::poke::Pokes::default();
     // The actors' own channels: netcheck's RFC 5780 servers (for portmap's
-    // proof), what portmap holds (for tailscale's re-STUN) and tailscaled's
-    // real UDP port (for the mappings and pinholes that follow it).
+    // proof) and latest report (for admission and tailscale's checks), what
+    // portmap holds and has
+    // seen of the router (for tailscale's re-STUN and netcheck's report),
+    // tailscaled's real UDP port (for the mappings and pinholes that follow
+    // it) and its backend (for admission).
     let (servers_tx, servers_rx) = watch::channel(Vec::new());
+    let (report_tx, report_rx) = watch::channel(None);
     let (mapped_tx, mapped_rx) = watch::channel(crate::portmap::model::Mapped::default());
     let (ts_port_tx, ts_port_rx) = watch::channel(None);
+    let (backend_tx, backend_rx) = watch::channel(crate::tailscale::model::Backend::default());
     let (hub, config, net, stop) = (&w.hub, &w.config, &w.net, &w.stop);
     tasks.spawn(crate::portmap::service::run(
         hub.clone(),
@@ -206,7 +214,11 @@ fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
         net.clone(),
         stop.clone(),
         pokes.netcheck.clone(),
-        servers_tx,
+        crate::netcheck::service::Links {
+            rfc5780: servers_tx,
+            report: report_tx,
+            mapped: mapped_rx.clone(),
+        },
     ));
     tasks.spawn(crate::web::run(
         hub.clone(),
@@ -222,7 +234,9 @@ fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
         stop.clone(),
         crate::tailscale::service::Links {
             mapped: mapped_rx,
+            report: report_rx.clone(),
             port: ts_port_tx,
+            backend: backend_tx,
         },
     ));
     tasks.spawn(crate::admission::service::run(
@@ -230,6 +244,11 @@ fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
         config.clone(),
         net.clone(),
         stop.clone(),
+        crate::admission::service::Links {
+            gateway_id: w.gateway_id.clone(),
+            report: report_rx,
+            backend: backend_rx,
+        },
     ));
 }
 

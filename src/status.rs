@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
-use crate::portmap::model::{Method, ProofMethod};
-
+pub use crate::portmap::model::{MappingStatus, PortmapStatus};
 pub use crate::primitives::{Event, Health, Level, State, Timestamp};
 
 /// How many recent events the snapshot keeps for views that show history.
@@ -82,72 +81,6 @@ pub struct NetworkStatus {
     pub addresses: Vec<InterfaceAddress>,
     /// How many route or address changes were noticed since start.
     pub changes: u64,
-}
-
-/// What the portmap task holds on the router.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PortmapStatus {
-    /// Health of port mapping as a whole.
-    #[serde(flatten)]
-    pub health: Health,
-    /// The router asked (the default gateway).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub router: Option<String>,
-    /// Which protocols answered at the last probe: `pcp`, `nat-pmp`, `upnp`.
-    pub protocols_seen: Vec<String>,
-    /// The router's public address, as it reported it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_ip: Option<String>,
-    /// One entry per configured mapping.
-    pub mappings: Vec<MappingStatus>,
-    /// IPv6 pinholes, one per stable global IPv6 address (`portmap.ipv6_pinholes`).
-    #[serde(default)]
-    pub pinholes: Vec<crate::portmap::model::PinholeStatus>,
-    /// Why there are no pinholes, when there are none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pinholes_reason: Option<String>,
-    /// Router reboots noticed since start.
-    pub router_reboots: u64,
-    /// Datagrams ignored because of their source or content.
-    pub ignored_packets: u64,
-    /// The end-to-end proof that the router really forwards to us.
-    #[serde(default)]
-    pub proof: crate::portmap::model::ProofStatus,
-    /// Set when the site router sits behind another NAT, in plain words: its
-    /// mappings can't make this gateway reachable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub double_nat: Option<String>,
-}
-
-impl Default for PortmapStatus {
-    fn default() -> Self {
-        Self {
-            health: Health::new(State::Unavailable, None),
-            router: None,
-            protocols_seen: Vec::new(),
-            external_ip: None,
-            mappings: Vec::new(),
-            pinholes: Vec::new(),
-            pinholes_reason: None,
-            router_reboots: 0,
-            ignored_packets: 0,
-            proof: Default::default(),
-            double_nat: None,
-        }
-    }
-}
-
-impl MappingStatus {
-    /// `udp 192.0.2.10:41641 -> 203.0.113.2:41641 via pcp`, as the CLI views print it.
-    pub fn route(&self) -> String {
-        format!(
-            "{} {} -> {} via {}",
-            self.protocol,
-            self.internal,
-            self.external.as_deref().unwrap_or("-"),
-            self.method.map_or("-", Method::name)
-        )
-    }
 }
 
 /// The latest NAT report.
@@ -233,48 +166,6 @@ impl Default for TelemetryStatus {
             sparkplug: None,
         }
     }
-}
-
-/// One mapping held on the router.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MappingStatus {
-    /// Configured name.
-    pub name: String,
-    /// `udp` or `tcp`.
-    pub protocol: crate::primitives::Protocol,
-    /// Protocol used with the router.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub method: Option<Method>,
-    /// The gateway's side, `ip:port`.
-    pub internal: String,
-    /// The router's public side, `ip:port`, once granted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external: Option<String>,
-    /// Whether the external port is the one asked for.
-    pub same_port: bool,
-    /// Lease granted, in seconds (0 = permanent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease_s: Option<u64>,
-    /// When the lease ends without renewal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<Timestamp>,
-    /// Last successful check on the router.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_verified: Option<Timestamp>,
-    /// The last time a packet from outside was seen to get through the router
-    /// for it; see `portmap.proof`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proven_at: Option<Timestamp>,
-    /// How it was proven, with `proven_at`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proof: Option<ProofMethod>,
-    /// Failed attempts since the last success.
-    pub failures: u32,
-    /// `ok`, `degraded` or `unavailable`.
-    pub state: State,
-    /// Why it is not simply ok.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
 }
 
 /// The local web page's server and what it turned away.

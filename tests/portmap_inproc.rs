@@ -60,6 +60,15 @@ async fn a_nat_pmp_only_router_is_mapped_by_nat_pmp() {
     let m = &s.portmap.mappings[0];
     assert_eq!(m.method.map(|m| m.name()), Some("nat-pmp"), "{m:?}");
     assert_eq!(m.external.as_deref(), Some("203.0.113.2:41641"));
+    // The other actors hear the same from portmap's own watch.
+    let handed = actor.mapped.borrow().clone();
+    assert_eq!(handed.protocols_seen, ["nat-pmp"], "{handed:?}");
+    assert_eq!(handed.protocols_seen, s.portmap.protocols_seen);
+    let held = &handed.mappings[..];
+    assert!(
+        held.len() == 1 && held[0].external.to_string() == "203.0.113.2:41641" && !held[0].doubted,
+        "{handed:?}"
+    );
     tokio::time::sleep(Duration::from_secs(3 * LEASE_S / 2 + 1)).await;
     let g = gaps(&router.seen(), "natpmp-map");
     assert!(

@@ -15,6 +15,7 @@ use edgereach::netwatch::NetState;
 use edgereach::portmap::model::{HeldMapping, Mapped};
 use edgereach::status::StatusHub;
 use edgereach::tailscale::api::PingPath;
+use edgereach::tailscale::model::Backend;
 use edgereach::tailscale::service::{self, Links};
 use fakes::localapi::FakeLocalApi;
 use tokio::sync::watch;
@@ -27,6 +28,8 @@ struct Actor {
     mapped: watch::Sender<Mapped>,
     stop: edgereach::shutdown::ShutdownTrigger,
     task: tokio::task::JoinHandle<()>,
+    /// tailscaled's backend as the actor hands it to admission.
+    backend: watch::Receiver<Backend>,
     _inputs: (watch::Sender<Arc<Config>>, watch::Sender<NetState>),
     _port: watch::Receiver<Option<u16>>,
 }
@@ -41,6 +44,8 @@ fn start(socket: &std::path::Path) -> Actor {
     let (net_tx, net_rx) = watch::channel(NetState::default());
     let (mapped_tx, mapped_rx) = watch::channel(Mapped::default());
     let (port_tx, port_rx) = watch::channel(None);
+    let (_report_tx, report_rx) = watch::channel(None);
+    let (backend_tx, backend_rx) = watch::channel(Backend::default());
     let (stop, shutdown) = edgereach::shutdown::channel();
     let task = tokio::spawn(service::run(
         hub.clone(),
@@ -49,7 +54,9 @@ fn start(socket: &std::path::Path) -> Actor {
         shutdown,
         Links {
             mapped: mapped_rx,
+            report: report_rx,
             port: port_tx,
+            backend: backend_tx,
         },
     ));
     Actor {
@@ -57,6 +64,7 @@ fn start(socket: &std::path::Path) -> Actor {
         mapped: mapped_tx,
         stop,
         task,
+        backend: backend_rx,
         _inputs: (cfg_tx, net_tx),
         _port: port_rx,
     }
@@ -105,6 +113,11 @@ async fn peers_are_pinged_every_keepalive_interval_and_the_path_shows() {
     let last = peer.last_ping.as_ref().expect("pinged");
     assert_eq!(last.path, PingPath::Direct, "{peer:?}");
     assert_eq!(last.endpoint.as_deref(), Some("203.0.113.50:41641"));
+    // The backend admission sees is the one the status shows.
+    let backend = actor.backend.borrow().clone();
+    assert_eq!(backend.state.as_deref(), Some("Running"), "{backend:?}");
+    assert_eq!(backend.state, s.tailscale.backend_state);
+    assert_eq!(backend.control_url, s.tailscale.control_url);
     // Relayed now: the status says so at the next ping.
     api.set_relayed(true);
     tokio::time::sleep(Duration::from_secs(KEEPALIVE_S + 2)).await;
@@ -135,6 +148,7 @@ async fn a_new_mapping_asks_tailscaled_to_restun_once() {
             name: "tailscale".into(),
             external: "203.0.113.2:41641".parse().unwrap(),
             internal_port: 41641,
+            doubted: false,
         }];
     });
     tokio::time::sleep(Duration::from_secs(5)).await;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::auth_mode::AuthMode;
 use super::codec::{BootstrapResponse, DerpMapRef};
-use super::model::AuthMode;
 use crate::primitives::Timestamp;
 use crate::state::{StateDir, StateError};
 

@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::AuthMode;
+use super::auth_mode::AuthMode;
 use super::secret::Secret;
 use crate::nullable::{empty_as_none, null_as_default};
 

@@ -9,6 +9,7 @@
 //! - [`service`]: the actor publishing the `admission` status section.
 
 pub mod assignment;
+pub mod auth_mode;
 pub mod client;
 pub mod codec;
 pub mod model;

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use super::assignment::{same_url, Assignment};
-use super::model::AuthMode;
+use super::auth_mode::AuthMode;
 use super::secret::Secret;
 use crate::deadline::Later;
 use crate::tailscale::client::{LocalApi, LocalApiError};

@@ -19,14 +19,28 @@ use super::provision::{self, Plan};
 use super::schedule;
 use crate::config::Config;
 use crate::deadline::Later;
+use crate::netcheck::report::{LatestReport, Report};
 use crate::netwatch::NetState;
 use crate::resolve::NameResolver;
 use crate::shutdown::Shutdown;
 use crate::state::StateDir;
-use crate::status::{Level, State, Status, StatusHub, Timestamp};
+use crate::status::{Level, State, StatusHub, Timestamp};
 use crate::tailscale::client::LocalApi;
+use crate::tailscale::model::Backend;
 
 const SOURCE: &str = "admission";
+
+/// What admission is handed beside the common channels: who it is (fixed at
+/// start) and what it hears from netcheck and tailscale.
+#[derive(Clone)]
+pub struct Links {
+    /// This gateway's id.
+    pub gateway_id: String,
+    /// netcheck's latest report (the NAT summary in each registration).
+    pub report: watch::Receiver<LatestReport>,
+    /// tailscaled's backend, from tailscale (whether a key may be needed).
+    pub backend: watch::Receiver<Backend>,
+}
 
 /// Run until shutdown.
 pub async fn run(
@@ -34,6 +48,7 @@ pub async fn run(
     mut config: watch::Receiver<Arc<Config>>,
     _net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
+    links: Links,
 ) {
     let resolver = Arc::new(NameResolver::from_system());
     hub.update(|s| s.admission = AdmissionStatus::starting());
@@ -48,7 +63,7 @@ pub async fn run(
             });
             None
         } else {
-            match Agent::new(hub.clone(), cfg.clone(), resolver.clone()) {
+            match Agent::new(hub.clone(), cfg.clone(), resolver.clone(), links.clone()) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     hub.update(|s| {
@@ -73,25 +88,30 @@ pub async fn run(
     }
 }
 
-/// The registration request for this gateway now, from the status snapshot
-/// (identity, NAT report, tailscaled's state) and the current assignment.
-pub fn request(cfg: &Config, snap: &Status, current: Option<&Assignment>) -> BootstrapRequest {
+/// The registration request for this gateway now, from its id, netcheck's
+/// latest report, tailscaled's backend and the current assignment.
+pub fn request(
+    cfg: &Config,
+    gateway_id: &str,
+    report: Option<&Report>,
+    backend: &Backend,
+    current: Option<&Assignment>,
+) -> BootstrapRequest {
     BootstrapRequest {
         current_cluster_id: current.map(|a| a.cluster_id.clone()),
-        needs_auth_key: needs_auth_key(cfg, snap, current),
-        ..request_for(cfg, &snap.gateway.id, snap.netcheck.report.as_ref())
+        needs_auth_key: needs_auth_key(cfg, backend, current),
+        ..request_for(cfg, gateway_id, report)
     }
 }
 
 /// Whether a login or a move may need a pre-auth key: tailscaled is new,
 /// logged out or not known yet, or it is not on the assigned cluster.
-pub fn needs_auth_key(cfg: &Config, snap: &Status, current: Option<&Assignment>) -> bool {
+pub fn needs_auth_key(cfg: &Config, t: &Backend, current: Option<&Assignment>) -> bool {
     if !cfg.tailscale.enabled {
         return false;
     }
-    let t = &snap.tailscale;
     let logged_out = matches!(
-        t.backend_state.as_deref(),
+        t.state.as_deref(),
         None | Some("NeedsLogin") | Some("NoState")
     );
     let elsewhere = match (current, &t.control_url) {
@@ -102,11 +122,7 @@ pub fn needs_auth_key(cfg: &Config, snap: &Status, current: Option<&Assignment>)
 }
 
 /// The request's fixed part: who asks, from where, with which NAT.
-pub fn request_for(
-    cfg: &Config,
-    gateway_id: &str,
-    report: Option<&crate::netcheck::report::Report>,
-) -> BootstrapRequest {
+pub fn request_for(cfg: &Config, gateway_id: &str, report: Option<&Report>) -> BootstrapRequest {
     BootstrapRequest {
         account: cfg.admission.account.clone(),
         plan: cfg.admission.plan.clone(),
@@ -124,6 +140,7 @@ struct Agent {
     hub: StatusHub,
     cfg: Arc<Config>,
     client: AcsClient,
+    links: Links,
     state: Option<StateDir>,
     current: Option<Assignment>,
     failures: u32,
@@ -137,12 +154,14 @@ impl Agent {
         hub: StatusHub,
         cfg: Arc<Config>,
         resolver: Arc<NameResolver>,
+        links: Links,
     ) -> Result<Self, AcsError> {
         let client = AcsClient::new(&cfg.admission, resolver)?;
         let state = StateDir::open(&cfg.gateway.state_dir()).ok();
         Ok(Self {
             hub,
             client,
+            links,
             state,
             current: None,
             failures: 0,
@@ -221,13 +240,21 @@ impl Agent {
 
     /// One registration and what follows; returns the wait until the next.
     async fn attempt(&mut self) -> Duration {
-        let snap = self.hub.snapshot();
-        let req = request(&self.cfg, &snap, self.current.as_ref());
+        let report = self.links.report.borrow().clone();
+        let backend = self.links.backend.borrow().clone();
+        let gateway_id = self.links.gateway_id.clone();
+        let req = request(
+            &self.cfg,
+            &gateway_id,
+            report.as_deref(),
+            &backend,
+            self.current.as_ref(),
+        );
         let now = Timestamp::now();
         self.hub.update(|s| s.admission.last_attempt = Some(now));
         match self.client.bootstrap(&req).await {
             Ok(reg) => {
-                self.on_success(reg, &snap.gateway.id).await;
+                self.on_success(reg, &gateway_id).await;
                 schedule::periodic(self.cfg.admission.interval.get())
             }
             Err(e) => self.on_failure(e),
@@ -353,47 +380,58 @@ impl Agent {
                     .emit(SOURCE, "provision.failed", Level::Error, msg.clone());
                 (msg, false)
             }
-            Ok(out) => {
-                let running = out.backend_state == "Running";
-                let keys = match (&out.node_key_before, &out.node_key_after) {
-                    (Some(b), Some(k)) if b == k => {
-                        format!("node key kept ({})", provision::short_key(k))
-                    }
-                    (Some(b), Some(k)) => format!(
-                        "node key CHANGED ({} -> {})",
-                        provision::short_key(b),
-                        provision::short_key(k)
-                    ),
-                    (None, Some(k)) => format!("node key {}", provision::short_key(k)),
-                    _ => "node key not known yet".into(),
-                };
-                let msg = match &from {
-                    Some(f) => format!(
-                        "{verb} tailscaled from {f} to cluster {} at {} as {gateway_id}: {}; {keys}",
-                        a.cluster_id, a.headscale_url, out.backend_state
-                    ),
-                    None => format!(
-                        "{verb} tailscaled to cluster {} at {} as {gateway_id}: {}; {keys}",
-                        a.cluster_id, a.headscale_url, out.backend_state
-                    ),
-                };
-                let mut msg = msg;
-                if from.is_some() && !running && a.headscale_url.starts_with("http://") {
-                    // tailscaled (controlhttp) re-dials within 2 minutes of
-                    // its last dial over HTTPS on port 443 only.
-                    msg.push_str(
-                        "; note: tailscaled reconnects only over HTTPS on port 443 right after a move, so a plain-HTTP control server is not reachable this way",
-                    );
-                }
-                let (kind, level) = match (&from, running) {
-                    (Some(_), true) => ("tailscale.migrated", Level::Info),
-                    (None, true) => ("tailscale.provisioned", Level::Info),
-                    (_, false) => ("provision.incomplete", Level::Warn),
-                };
-                self.hub.emit(SOURCE, kind, level, msg.clone());
-                (msg, running)
-            }
+            Ok(out) => self.started(a, gateway_id, verb, from.as_deref(), &out),
         }
+    }
+
+    /// What `provision::start` did, said in an event; returns the words and
+    /// whether tailscaled runs.
+    fn started(
+        &self,
+        a: &Assignment,
+        gateway_id: &str,
+        verb: &str,
+        from: Option<&str>,
+        out: &provision::Outcome,
+    ) -> (String, bool) {
+        let running = out.backend_state == "Running";
+        let keys = match (&out.node_key_before, &out.node_key_after) {
+            (Some(b), Some(k)) if b == k => {
+                format!("node key kept ({})", provision::short_key(k))
+            }
+            (Some(b), Some(k)) => format!(
+                "node key CHANGED ({} -> {})",
+                provision::short_key(b),
+                provision::short_key(k)
+            ),
+            (None, Some(k)) => format!("node key {}", provision::short_key(k)),
+            _ => "node key not known yet".into(),
+        };
+        let msg = match &from {
+            Some(f) => format!(
+                "{verb} tailscaled from {f} to cluster {} at {} as {gateway_id}: {}; {keys}",
+                a.cluster_id, a.headscale_url, out.backend_state
+            ),
+            None => format!(
+                "{verb} tailscaled to cluster {} at {} as {gateway_id}: {}; {keys}",
+                a.cluster_id, a.headscale_url, out.backend_state
+            ),
+        };
+        let mut msg = msg;
+        if from.is_some() && !running && a.headscale_url.starts_with("http://") {
+            // tailscaled (controlhttp) re-dials within 2 minutes of
+            // its last dial over HTTPS on port 443 only.
+            msg.push_str(
+                "; note: tailscaled reconnects only over HTTPS on port 443 right after a move, so a plain-HTTP control server is not reachable this way",
+            );
+        }
+        let (kind, level) = match (&from, running) {
+            (Some(_), true) => ("tailscale.migrated", Level::Info),
+            (None, true) => ("tailscale.provisioned", Level::Info),
+            (_, false) => ("provision.incomplete", Level::Warn),
+        };
+        self.hub.emit(SOURCE, kind, level, msg.clone());
+        (msg, running)
     }
 
     /// Store the cluster's DERP map for netcheck; a note when it failed.
@@ -508,19 +546,11 @@ fn at(d: Duration) -> Timestamp {
 mod tests {
     use super::*;
 
-    fn snapshot(state: Option<&str>, url: Option<&str>) -> Status {
-        let mut s = Status::starting(crate::status::GatewayStatus {
-            id: "gw-1".into(),
-            site: String::new(),
-            version: String::new(),
-            started_at: Timestamp::default(),
-            config_path: String::new(),
-            state_dir: String::new(),
-            last_reload: None,
-        });
-        s.tailscale.backend_state = state.map(String::from);
-        s.tailscale.control_url = url.map(String::from);
-        s
+    fn backend(state: Option<&str>, url: Option<&str>) -> Backend {
+        Backend {
+            state: state.map(String::from),
+            control_url: url.map(String::from),
+        }
     }
 
     fn on(url: &str) -> Assignment {
@@ -531,22 +561,22 @@ mod tests {
     fn a_key_is_asked_for_only_when_a_login_or_move_may_follow() {
         let cfg = Config::default();
         let a = on("https://hs-a.example");
-        let running = snapshot(Some("Running"), Some("https://hs-a.example/"));
+        let running = backend(Some("Running"), Some("https://hs-a.example/"));
         assert!(!needs_auth_key(&cfg, &running, Some(&a)));
         assert!(needs_auth_key(&cfg, &running, None), "no assignment yet");
-        let elsewhere = snapshot(Some("Running"), Some("https://hs-b.example"));
+        let elsewhere = backend(Some("Running"), Some("https://hs-b.example"));
         assert!(
             needs_auth_key(&cfg, &elsewhere, Some(&a)),
             "a move left undone"
         );
         for st in [None, Some("NeedsLogin"), Some("NoState")] {
-            let s = snapshot(st, Some("https://hs-a.example"));
+            let s = backend(st, Some("https://hs-a.example"));
             assert!(needs_auth_key(&cfg, &s, Some(&a)), "{st:?}");
         }
         let mut off = Config::default();
         off.tailscale.enabled = false;
-        assert!(!needs_auth_key(&off, &snapshot(None, None), None));
-        let req = request(&cfg, &running, Some(&a));
+        assert!(!needs_auth_key(&off, &backend(None, None), None));
+        let req = request(&cfg, "gw-1", None, &running, Some(&a));
         assert_eq!(req.current_cluster_id.as_deref(), Some("A"));
         assert!(!req.needs_auth_key);
         assert_eq!(req.gateway_id, "gw-1");

@@ -40,6 +40,10 @@ pub struct RegionRef {
     pub code: String,
 }
 
+/// The latest report as netcheck hands it to the other actors (None until
+/// the first).
+pub type LatestReport = Option<std::sync::Arc<Report>>;
+
 /// One netcheck result.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {

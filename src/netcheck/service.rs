@@ -1,22 +1,26 @@
 //! The netcheck actor: a full report at start and every `interval`, a small
 //! one after each network change, the idle-mapping lifetime estimate rarely,
 //! and an event for every field that changed meaningfully. It hands the RFC
-//! 5780 servers it found to portmap's proof through its own `watch`.
+//! 5780 servers it found to portmap's proof and its latest report (for
+//! admission and tailscale) through `watch`es of its own, and hears the
+//! router's mapping protocols from portmap's `Mapped`.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::probe;
-use super::report::Report;
+use super::report::{LatestReport, Report};
 use super::run::{self, History, Kind};
 use super::tsmap::{Refreshed, TailscaledMap, TsMapError};
 use crate::config::Config;
 use crate::deadline::Later;
 use crate::netwatch::NetState;
 use crate::poke::Poke;
+use crate::portmap::model::Mapped;
 use crate::resolve::NameResolver;
 use crate::shutdown::Shutdown;
 use crate::status::{Level, State, StatusHub};
@@ -34,6 +38,19 @@ pub const LIFETIME_CLIFFS: [Duration; 5] = [
     Duration::from_secs(80),
 ];
 
+/// The channels netcheck is handed beside the common ones: what it owns
+/// (the RFC 5780 servers it found, for portmap's proof; its latest report,
+/// for admission and tailscale) and what it hears (what portmap has seen of
+/// the router).
+pub struct Links {
+    /// RFC 5780 STUN servers; netcheck is the only sender.
+    pub rfc5780: watch::Sender<super::servers::Rfc5780Servers>,
+    /// The latest report; netcheck is the only sender.
+    pub report: watch::Sender<LatestReport>,
+    /// What portmap holds and the router's protocols, from portmap.
+    pub mapped: watch::Receiver<Mapped>,
+}
+
 /// Run until shutdown; `poke` asks for a full report now.
 pub async fn run(
     hub: StatusHub,
@@ -41,119 +58,182 @@ pub async fn run(
     mut net: watch::Receiver<NetState>,
     mut shutdown: Shutdown,
     poke: Poke,
-    rfc5780: watch::Sender<super::servers::Rfc5780Servers>,
+    links: Links,
 ) {
-    let resolver = NameResolver::from_system();
-    let mut sources = Sources::new();
-    let mut history = History::default();
-    let mut kind = Kind::Full;
-    let mut next_full = Instant::now();
-    let mut lifetime_due = Instant::now();
-    let (lifetime_tx, mut lifetime_rx) = tokio::sync::mpsc::channel::<Option<u64>>(1);
+    let mut actor = Actor::new(hub, links);
     loop {
         let cfg = config.borrow_and_update().clone();
         let has_route = net.borrow_and_update().default_route.is_some();
+        actor.look(&cfg, has_route).await;
+        actor.kind = Kind::Full;
+        // Every outcome (report, error, no route) waits a full interval
+        // unless something changes: never a hot loop.
+        if actor.next_full <= Instant::now() {
+            actor.next_full = Instant::now().later(cfg.netcheck.interval.get());
+        }
+        let flow = tokio::select! {
+            _ = shutdown.wait() => ControlFlow::Break(()),
+            _ = config.changed() => ControlFlow::Continue(()),
+            _ = poke.wait() => ControlFlow::Continue(()),
+            // The sender is gone only when the daemon is stopping.
+            r = net.changed() => match r {
+                Ok(()) => actor.network_changed(&mut shutdown).await,
+                Err(_) => ControlFlow::Break(()),
+            },
+            Some(est) = actor.lifetime_rx.recv() => {
+                actor.on_lifetime(est, &mut shutdown, &poke).await
+            }
+            _ = tokio::time::sleep_until(actor.next_full) => ControlFlow::Continue(()),
+        };
+        if flow.is_break() {
+            return;
+        }
+    }
+}
+
+/// The actor's state from one run to the next.
+struct Actor {
+    hub: StatusHub,
+    links: Links,
+    resolver: NameResolver,
+    sources: Sources,
+    history: History,
+    /// What the next run is: full, or small after a network change.
+    kind: Kind,
+    next_full: Instant,
+    lifetime_due: Instant,
+    /// The lifetime estimate's answers (it runs in its own task).
+    lifetime_tx: mpsc::Sender<Option<u64>>,
+    lifetime_rx: mpsc::Receiver<Option<u64>>,
+}
+
+impl Actor {
+    fn new(hub: StatusHub, links: Links) -> Self {
+        let (lifetime_tx, lifetime_rx) = mpsc::channel(1);
+        Self {
+            hub,
+            links,
+            resolver: NameResolver::from_system(),
+            sources: Sources::new(),
+            history: History::default(),
+            kind: Kind::Full,
+            next_full: Instant::now(),
+            lifetime_due: Instant::now(),
+            lifetime_tx,
+            lifetime_rx,
+        }
+    }
+
+    /// One report, when there is a route to send it over.
+    async fn look(&mut self, cfg: &Config, has_route: bool) {
         if !has_route {
-            hub.update(|s| {
+            self.hub.update(|s| {
                 s.netcheck
                     .health
                     .set(State::Unavailable, Some("no default route yet".into()))
             });
-        } else {
-            sources.refresh(&hub, &cfg).await;
-            match run::plan(&run::effective(&cfg), sources.tailscaled.map(), &resolver).await {
-                Err(e) => {
-                    // tailscaled may just be starting (at boot it often
-                    // comes up after us): ask again soon, not an interval later.
-                    if sources.tailscaled_may_come() && matches!(e, run::RunError::NoServers { .. })
-                    {
-                        next_full = Instant::now().later(super::tsmap::RETRY);
-                    }
-                    hub.update(|s| {
-                        s.netcheck
-                            .health
-                            .set(State::Unavailable, Some(e.to_string()))
-                    })
+            return;
+        }
+        self.sources.refresh(&self.hub, cfg).await;
+        let tailscaled = self.sources.tailscaled.map();
+        match run::plan(&run::effective(cfg), tailscaled, &self.resolver).await {
+            Err(e) => {
+                // tailscaled may just be starting (at boot it often
+                // comes up after us): ask again soon, not an interval later.
+                if self.sources.tailscaled_may_come()
+                    && matches!(e, run::RunError::NoServers { .. })
+                {
+                    self.next_full = Instant::now().later(super::tsmap::RETRY);
                 }
-                Ok(plan) => {
-                    // The daemon knows the router's protocols from its
-                    // portmap task; no probe of its own.
-                    let port_mapping = hub.snapshot().portmap.protocols_seen;
-                    // Never the mesh port test here: it binds the mesh port,
-                    // which tailscaled may be about to take (see reach.rs).
-                    let pm = std::future::ready(port_mapping);
-                    match run::run(&plan, kind, &mut history, pm, None).await {
-                        Ok(report) => {
-                            publish(&hub, &report, history.last.as_ref());
-                            rfc5780.send_if_modified(|v| {
-                                let changed = *v != history.rfc5780;
-                                if changed {
-                                    v.clone_from(&history.rfc5780);
-                                }
-                                changed
-                            });
-                        }
-                        Err(e) => hub.update(|s| {
-                            s.netcheck.health.set(State::Degraded, Some(e.to_string()))
-                        }),
-                    }
-                    if kind == Kind::Full {
-                        next_full = Instant::now().later(cfg.netcheck.interval.get());
-                    }
-                    if Instant::now() >= lifetime_due {
-                        lifetime_due = Instant::now().later(LIFETIME_EVERY);
-                        estimate_lifetime(&plan, &lifetime_tx);
-                    }
-                }
+                self.hub.update(|s| {
+                    s.netcheck
+                        .health
+                        .set(State::Unavailable, Some(e.to_string()))
+                })
             }
+            Ok(plan) => self.report(cfg, &plan).await,
         }
-        kind = Kind::Full;
-        // Every outcome (report, error, no route) waits a full interval
-        // unless something changes: never a hot loop.
-        if next_full <= Instant::now() {
-            next_full = Instant::now().later(cfg.netcheck.interval.get());
+    }
+
+    async fn report(&mut self, cfg: &Config, plan: &run::Plan) {
+        // The daemon knows the router's protocols from its portmap task; no
+        // probe of its own.
+        let port_mapping = self.links.mapped.borrow().protocols_seen.clone();
+        // The report published before, for the change events.
+        let previous = self.history.last.clone();
+        // Never the mesh port test here: it binds the mesh port, which
+        // tailscaled may be about to take (see reach.rs).
+        let pm = std::future::ready(port_mapping);
+        match run::run(plan, self.kind, &mut self.history, pm, None).await {
+            Ok(report) => {
+                publish(&self.hub, &report, previous.as_ref());
+                self.links.report.send_replace(Some(Arc::new(report)));
+                let found = &self.history.rfc5780;
+                self.links.rfc5780.send_if_modified(|v| {
+                    let changed = v != found;
+                    if changed {
+                        v.clone_from(found);
+                    }
+                    changed
+                });
+            }
+            Err(e) => self
+                .hub
+                .update(|s| s.netcheck.health.set(State::Degraded, Some(e.to_string()))),
         }
+        if self.kind == Kind::Full {
+            self.next_full = Instant::now().later(cfg.netcheck.interval.get());
+        }
+        if Instant::now() >= self.lifetime_due {
+            self.lifetime_due = Instant::now().later(LIFETIME_EVERY);
+            estimate_lifetime(plan, &self.lifetime_tx);
+        }
+    }
+
+    /// After a network change: a quiet time, then a small run.
+    async fn network_changed(&mut self, shutdown: &mut Shutdown) -> ControlFlow<()> {
         tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = config.changed() => {}
-            _ = poke.wait() => {}
-            r = net.changed() => {
-                // The sender is gone only when the daemon is stopping.
-                if r.is_err() {
-                    return;
-                }
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = tokio::time::sleep(NETWORK_SETTLE) => {}
-                }
-                kind = Kind::Incremental;
+            _ = shutdown.wait() => return ControlFlow::Break(()),
+            _ = tokio::time::sleep(NETWORK_SETTLE) => {}
+        }
+        self.kind = Kind::Incremental;
+        ControlFlow::Continue(())
+    }
+
+    /// The lifetime estimate came back: into the last report, and no reason
+    /// to probe again before the next full run.
+    async fn on_lifetime(
+        &mut self,
+        est: Option<u64>,
+        shutdown: &mut Shutdown,
+        poke: &Poke,
+    ) -> ControlFlow<()> {
+        if let Some(last) = self.history.last.as_mut() {
+            last.mapping_lifetime_s = est;
+            let snapshot = last.clone();
+            self.links.report.send_replace(Some(Arc::new(last.clone())));
+            self.hub.update(|s| s.netcheck.report = Some(snapshot));
+            if let Some(secs) = est {
+                self.hub.emit(
+                    "netcheck",
+                    "mapping_lifetime.measured",
+                    Level::Info,
+                    format!("the NAT keeps an idle UDP mapping at least {secs}s"),
+                );
             }
-            Some(est) = lifetime_rx.recv() => {
-                if let Some(last) = history.last.as_mut() {
-                    last.mapping_lifetime_s = est;
-                    let snapshot = last.clone();
-                    hub.update(|s| s.netcheck.report = Some(snapshot));
-                    if let Some(secs) = est {
-                        hub.emit("netcheck", "mapping_lifetime.measured", Level::Info,
-                            format!("the NAT keeps an idle UDP mapping at least {secs}s"));
-                    }
-                }
-                // Not a reason to probe again now.
-                let wait = next_full.saturating_duration_since(Instant::now());
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    _ = poke.wait() => {}
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-            _ = tokio::time::sleep_until(next_full) => {}
+        }
+        let wait = self.next_full.saturating_duration_since(Instant::now());
+        tokio::select! {
+            _ = shutdown.wait() => ControlFlow::Break(()),
+            _ = poke.wait() => ControlFlow::Continue(()),
+            _ = tokio::time::sleep(wait) => ControlFlow::Continue(()),
         }
     }
 }
 
 /// Start the idle-mapping lifetime estimate against the first IPv4 server
 /// (it takes minutes: its own task, the answer comes back on `tx`).
-fn estimate_lifetime(plan: &run::Plan, tx: &tokio::sync::mpsc::Sender<Option<u64>>) {
+fn estimate_lifetime(plan: &run::Plan, tx: &mpsc::Sender<Option<u64>>) {
     if let Some(t) = plan.stun.iter().find(|t| t.addr.is_ipv4()) {
         let (server, tx) = (t.addr, tx.clone());
         tokio::spawn(async move {
@@ -277,8 +357,8 @@ impl Sources {
     }
 }
 
-fn publish(hub: &StatusHub, report: &Report, _: Option<&Report>) {
-    let old = hub.snapshot().netcheck.report;
+/// The new report into the status, with an event for each change since `old`.
+fn publish(hub: &StatusHub, report: &Report, old: Option<&Report>) {
     let (state, reason) = if report.udp {
         (State::Ok, None)
     } else {
@@ -296,7 +376,7 @@ fn publish(hub: &StatusHub, report: &Report, _: Option<&Report>) {
         s.netcheck.runs += 1;
         s.netcheck.report = Some(new);
     });
-    for (kind, msg) in changes(old.as_ref(), report) {
+    for (kind, msg) in changes(old, report) {
         hub.emit("netcheck", kind, Level::Info, msg);
     }
 }

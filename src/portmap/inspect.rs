@@ -188,7 +188,6 @@ pub async fn protocols_within(budget: std::time::Duration) -> Vec<String> {
 /// Text in the spirit of `tailscale debug portmap`.
 pub fn render(i: &Inspection) -> String {
     let mut o = String::new();
-    let yes = |b: bool| if b { "yes" } else { "no" };
     match (&i.router, &i.local) {
         (Some(r), Some(l)) => {
             let _ = writeln!(o, "router {r} (this host {l})");
@@ -198,51 +197,62 @@ pub fn render(i: &Inspection) -> String {
         }
     }
     if i.router.is_some() {
-        let _ = writeln!(o, "  pcp      {}", yes(i.pcp));
-        let _ = writeln!(
-            o,
-            "  nat-pmp  {}{}",
-            yes(i.nat_pmp_external.is_some()),
-            i.nat_pmp_external
-                .as_deref()
-                .map(|e| format!(", external {e}"))
-                .unwrap_or_default()
-        );
-        let upnp =
-            i.upnp_external.is_some() || i.upnp_boot_id.is_some() || !i.upnp_entries.is_empty();
-        let _ = writeln!(
-            o,
-            "  upnp     {}{}{}",
-            yes(upnp),
-            i.upnp_external
-                .as_deref()
-                .map(|e| format!(", external {e}"))
-                .unwrap_or_default(),
-            i.upnp_boot_id
-                .map(|b| format!(", BOOTID {b}"))
-                .unwrap_or_default()
-        );
-        for e in &i.upnp_entries {
-            let held = match (&e.internal, e.lease_s) {
-                (Some(to), Some(0)) => format!("-> {to}, permanent"),
-                (Some(to), Some(l)) => format!("-> {to}, {l}s left"),
-                _ => "no entry".to_string(),
-            };
-            let _ = writeln!(
-                o,
-                "  upnp table: {} {} {}: {held}",
-                e.name, e.protocol, e.external_port
-            );
-        }
-        if i.ignored_packets > 0 {
-            let _ = writeln!(
-                o,
-                "  ignored {} datagrams from other sources or malformed",
-                i.ignored_packets
-            );
-        }
+        render_router(&mut o, i);
     }
     render_ipv6(&mut o, &i.ipv6);
+    render_daemon(&mut o, i);
+    o
+}
+
+/// What the router answered to each protocol, and its UPnP table.
+fn render_router(o: &mut String, i: &Inspection) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(o, "  pcp      {}", yes(i.pcp));
+    let _ = writeln!(
+        o,
+        "  nat-pmp  {}{}",
+        yes(i.nat_pmp_external.is_some()),
+        i.nat_pmp_external
+            .as_deref()
+            .map(|e| format!(", external {e}"))
+            .unwrap_or_default()
+    );
+    let upnp = i.upnp_external.is_some() || i.upnp_boot_id.is_some() || !i.upnp_entries.is_empty();
+    let _ = writeln!(
+        o,
+        "  upnp     {}{}{}",
+        yes(upnp),
+        i.upnp_external
+            .as_deref()
+            .map(|e| format!(", external {e}"))
+            .unwrap_or_default(),
+        i.upnp_boot_id
+            .map(|b| format!(", BOOTID {b}"))
+            .unwrap_or_default()
+    );
+    for e in &i.upnp_entries {
+        let held = match (&e.internal, e.lease_s) {
+            (Some(to), Some(0)) => format!("-> {to}, permanent"),
+            (Some(to), Some(l)) => format!("-> {to}, {l}s left"),
+            _ => "no entry".to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "  upnp table: {} {} {}: {held}",
+            e.name, e.protocol, e.external_port
+        );
+    }
+    if i.ignored_packets > 0 {
+        let _ = writeln!(
+            o,
+            "  ignored {} datagrams from other sources or malformed",
+            i.ignored_packets
+        );
+    }
+}
+
+/// What the daemon holds, as its control socket said.
+fn render_daemon(o: &mut String, i: &Inspection) {
     match (&i.daemon, &i.daemon_error) {
         (Some(p), _) => {
             let _ = writeln!(
@@ -286,7 +296,6 @@ pub fn render(i: &Inspection) -> String {
             let _ = writeln!(o, "daemon: {}", e.as_deref().unwrap_or("no answer"));
         }
     }
-    o
 }
 
 fn render_ipv6(o: &mut String, v6: &Ipv6Probe) {

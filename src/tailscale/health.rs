@@ -1,16 +1,20 @@
 //! The tailscale section's health, and the facts the setup checks look at:
-//! pure functions of the status, kept apart from the actor's I/O.
+//! pure functions of what the actor knows, kept apart from the actor's I/O.
 
 use super::api::{PingPath, TsStatus};
 use super::model::{PeerStatus, PingStatus, SanityCheck};
 use super::sanity;
 use crate::config::Config;
-use crate::status::{State, Status};
+use crate::netcheck::report::Report;
+use crate::portmap::model::Mapped;
+use crate::status::State;
 
-/// The facts for [`sanity::check`] from the configuration and the snapshot.
+/// The facts for [`sanity::check`] from the configuration, what portmap
+/// holds and has seen of the router, and netcheck's latest report.
 pub(super) fn facts(
     cfg: &Config,
-    s: &Status,
+    mapped: &Mapped,
+    report: Option<&Report>,
     proc: Option<sanity::ProcFacts>,
     listen_port: Option<u16>,
     endpoints: &[String],
@@ -21,28 +25,38 @@ pub(super) fn facts(
         .iter()
         .find(|m| m.name == cfg.tailscale.mapping)
         .filter(|_| cfg.portmap.enabled);
+    // Held as the views say "ok": not one the proof found dead.
     let held = mapping.and_then(|m| {
-        s.portmap
+        mapped
             .mappings
             .iter()
-            .find(|h| h.name == m.name && h.state == State::Ok)
+            .find(|h| h.name == m.name && !h.doubted)
     });
     sanity::Facts {
         proc,
         listen_port,
         // A mapping that follows tailscaled is held on its real port.
         mapping_internal_port: held
-            .and_then(|h| h.internal.parse::<std::net::SocketAddr>().ok())
-            .map(|a| a.port())
+            .map(|h| h.internal_port)
             .or(mapping.map(|m| m.internal_port)),
-        mapping_external: held.and_then(|h| h.external.clone()),
-        router_maps: !s.portmap.protocols_seen.is_empty(),
-        nat_is_hard: s
-            .netcheck
-            .report
-            .as_ref()
-            .and_then(|r| r.mapping_varies_by_dest_ip),
+        mapping_external: held.map(|h| h.external.to_string()),
+        router_maps: !mapped.protocols_seen.is_empty(),
+        nat_is_hard: report.and_then(|r| r.mapping_varies_by_dest_ip),
         endpoints: endpoints.to_vec(),
+    }
+}
+
+/// Oldest tailscaled minor version this driver was checked against.
+const TESTED_SINCE: (u32, u32) = (1, 60);
+
+/// Why tailscaled's `version` may not do what this driver asks, if so.
+pub(super) fn version_note(version: &str) -> Option<String> {
+    match super::api::version_major_minor(version) {
+        Some(v) if v >= TESTED_SINCE => None,
+        _ => Some(format!(
+            "tailscaled {version} is older than or unknown to this driver (checked since {}.{}); pings and re-STUN may not work",
+            TESTED_SINCE.0, TESTED_SINCE.1
+        )),
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`api`]: the LocalAPI JSON, pure and fuzzed;
 //! - [`client`]: HTTP over the unix socket, every call bounded;
 //! - [`select`], [`keepalive`], [`sanity`]: which peers, when, and setup checks;
+//! - `peers`: the peer list with its keepalive history;
 //! - [`service`]: the actor that publishes the `tailscale` status section.
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod client;
 mod health;
 pub mod keepalive;
 pub mod model;
+mod peers;
 pub mod sanity;
 pub mod select;
 pub mod service;

@@ -67,6 +67,17 @@ impl TailscaleStatus {
     }
 }
 
+/// tailscaled's backend as the tailscale actor last saw it, for the other
+/// actors (admission); never read out of the views.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backend {
+    /// Its backend state ("Running", "NeedsLogin", …); None while it does
+    /// not answer.
+    pub state: Option<String>,
+    /// The control server it talks to (credentials removed), once known.
+    pub control_url: Option<String>,
+}
+
 /// A setup problem and how to fix it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SanityCheck {

@@ -6,7 +6,7 @@
 //! failure is reported in the status and retried with capped, jittered
 //! backoff; nothing here ends the task except shutdown.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +16,13 @@ use tokio::time::Instant;
 
 use super::api::{self, PingPath, PingResult, TsStatus};
 use super::client::{IpnBus, LocalApi, LocalApiError};
-use super::health::{describe, facts, verdict};
+use super::health::{describe, facts, verdict, version_note};
 use super::keepalive::Schedule;
-use super::model::{PeerStatus, PingStatus, TailscaleStatus};
-use super::{sanity, select};
+use super::model::{Backend, PeerStatus, PingStatus, SanityCheck, TailscaleStatus};
+use super::{peers, sanity, select};
 use crate::config::Config;
 use crate::deadline::Later;
+use crate::netcheck::report::LatestReport;
 use crate::netwatch::NetState;
 use crate::portmap::model::Mapped;
 use crate::shutdown::Shutdown;
@@ -34,17 +35,21 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// watch-ipn-bus mask: the current state first, rate-limited netmap updates.
 const BUS_MASK: u32 = (1 << 1) | (1 << 8);
-/// Oldest tailscaled minor version this driver was checked against.
-const TESTED_SINCE: (u32, u32) = (1, 60);
 const SOURCE: &str = "tailscale";
 
 /// The channels tailscale is handed beside the common ones.
 pub struct Links {
-    /// What portmap holds (a new generation: re-STUN).
+    /// What portmap holds and has seen of the router (a new generation:
+    /// re-STUN; the setup checks look at the mapping).
     pub mapped: watch::Receiver<Mapped>,
+    /// netcheck's latest report (whether the NAT is hard, for the checks).
+    pub report: watch::Receiver<LatestReport>,
     /// tailscaled's real UDP port, as its LocalAPI shows it; tailscale is
     /// the only sender.
     pub port: watch::Sender<Option<u16>>,
+    /// tailscaled's backend state and control server (for admission);
+    /// tailscale is the only sender.
+    pub backend: watch::Sender<Backend>,
 }
 
 /// Run until shutdown.
@@ -57,12 +62,19 @@ pub async fn run(
 ) {
     let Links {
         mut mapped,
-        port: port_tx,
+        report,
+        port,
+        backend,
     } = links;
-    let mut actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+    let chans = Channels {
+        port,
+        backend,
+        net: net.clone(),
+        report,
+    };
+    let mut actor = Actor::new(hub.clone(), config.borrow_and_update().clone(), &chans);
     // What portmap holds now is known, not news: only later generations are.
     actor.mapped = mapped.borrow_and_update().clone();
-    actor.port_tx = Some(port_tx.clone());
     loop {
         if !actor.cfg.tailscale.enabled {
             actor.publish_disabled();
@@ -70,9 +82,8 @@ pub async fn run(
                 _ = shutdown.wait() => return,
                 r = config.changed() => if r.is_err() { return },
             }
-            actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+            actor = Actor::new(hub.clone(), config.borrow_and_update().clone(), &chans);
             actor.mapped = mapped.borrow().clone();
-            actor.port_tx = Some(port_tx.clone());
             continue;
         }
         let next_ping = actor.schedule.next_due();
@@ -81,9 +92,8 @@ pub async fn run(
             _ = shutdown.wait() => return,
             r = config.changed() => {
                 if r.is_err() { return }
-                actor = Actor::new(hub.clone(), config.borrow_and_update().clone());
+                actor = Actor::new(hub.clone(), config.borrow_and_update().clone(), &chans);
                 actor.mapped = mapped.borrow().clone();
-                actor.port_tx = Some(port_tx.clone());
             }
             r = net.changed() => {
                 if r.is_err() { return }
@@ -124,6 +134,20 @@ async fn next_bus(bus: &mut Option<IpnBus>) -> Result<Option<api::Notify>, Local
 
 type PingOutcome = (String, Result<PingResult, LocalApiError>);
 
+/// The channels every actor (one per configuration) is started with: the
+/// two it owns and two it reads whenever it looks at tailscaled.
+#[derive(Clone)]
+struct Channels {
+    /// tailscaled's real UDP port (portmap follows it); only sender.
+    port: watch::Sender<Option<u16>>,
+    /// tailscaled's backend (admission looks at it); only sender.
+    backend: watch::Sender<Backend>,
+    /// The machine's addresses, from netwatch.
+    net: watch::Receiver<NetState>,
+    /// netcheck's latest report.
+    report: watch::Receiver<LatestReport>,
+}
+
 struct Actor {
     hub: StatusHub,
     cfg: Arc<Config>,
@@ -140,18 +164,21 @@ struct Actor {
     targets: HashMap<String, std::net::IpAddr>,
     /// What portmap held when last told: its generation and mappings.
     mapped: Mapped,
-    /// Where tailscaled's real UDP port goes (portmap follows it).
-    port_tx: Option<watch::Sender<Option<u16>>>,
+    /// Where tailscaled's port and backend go, and what the checks read.
+    chans: Channels,
+    /// The section's peers as last published, with their ping history.
+    peers: Vec<PeerStatus>,
+    /// The setup checks that failed at the last look.
+    checks: Vec<SanityCheck>,
     restun_pending: bool,
     proc_pid: Option<i32>,
     proc_facts: Option<sanity::ProcFacts>,
-    check_ids: Vec<String>,
     /// The last status and version note, to re-judge health after each ping.
     last_seen: Option<(TsStatus, Option<String>)>,
 }
 
 impl Actor {
-    fn new(hub: StatusHub, cfg: Arc<Config>) -> Self {
+    fn new(hub: StatusHub, cfg: Arc<Config>, chans: &Channels) -> Self {
         let t = &cfg.tailscale;
         let api = LocalApi::new(t.socket.clone(), t.call_timeout.get());
         let selectors = select::parse_all(&t.keepalive_peers);
@@ -161,6 +188,12 @@ impl Actor {
             s.tailscale.restuns = keep.restuns;
             s.tailscale.pings_sent = keep.pings_sent;
             s.tailscale.pings_failed = keep.pings_failed;
+        });
+        // Nothing known of tailscaled yet, as in the section just reset.
+        chans.backend.send_if_modified(|b| {
+            let known = *b != Backend::default();
+            *b = Backend::default();
+            known
         });
         Self {
             hub,
@@ -175,17 +208,19 @@ impl Actor {
             pings: JoinSet::new(),
             targets: HashMap::new(),
             mapped: Mapped::default(),
-            port_tx: None,
+            chans: chans.clone(),
             restun_pending: false,
             proc_pid: None,
             proc_facts: None,
-            check_ids: Vec::new(),
+            peers: Vec::new(),
+            checks: Vec::new(),
             last_seen: None,
             cfg,
         }
     }
 
-    fn publish_disabled(&self) {
+    fn publish_disabled(&mut self) {
+        self.peers.clear();
         self.hub.update(|s| {
             s.tailscale
                 .health
@@ -291,6 +326,9 @@ impl Actor {
             s.tailscale.backend_state = None;
             s.tailscale.pid = None;
         });
+        self.chans
+            .backend
+            .send_if_modified(|b| b.state.take().is_some());
     }
 
     async fn on_bus(&mut self, msg: Result<Option<api::Notify>, LocalApiError>) {
@@ -313,88 +351,23 @@ impl Actor {
     }
 
     fn apply_status(&mut self, st: &TsStatus, control_url: Option<String>) {
-        let snapshot = self.hub.snapshot();
         let me = st.self_node.as_ref();
         let endpoints = me.map(|m| m.addrs.clone()).unwrap_or_default();
-        let local_ips: Vec<std::net::IpAddr> = snapshot
-            .network
-            .addresses
-            .iter()
-            .filter_map(|a| a.address.parse().ok())
-            .collect();
-        let listen_port = sanity::port_from_endpoints(&endpoints, &local_ips);
-        let real_port = listen_port
-            .or(self.proc_facts.as_ref().and_then(|p| p.port))
-            .filter(|&p| p != 0);
-        if let (Some(tx), Some(p)) = (&self.port_tx, real_port) {
-            tx.send_if_modified(|old| old.replace(p) != Some(p));
-        }
-        let checks = sanity::check(&facts(
-            &self.cfg,
-            &snapshot,
-            self.proc_facts.clone(),
-            listen_port,
-            &endpoints,
-        ));
-        let ids: Vec<String> = checks.iter().map(|c| c.check.clone()).collect();
-        for c in checks.iter().filter(|c| !self.check_ids.contains(&c.check)) {
-            self.hub.emit(
-                SOURCE,
-                "tailscale.check",
-                Level::Warn,
-                format!("{} Fix: {}", c.message, c.fix),
-            );
-        }
-        self.check_ids = ids;
-
+        let listen_port = self.listen_port(&endpoints);
+        let checks = self.run_checks(listen_port, &endpoints);
         // Peers: keep ping history, refresh what tailscaled says.
-        let now = Instant::now();
-        let mut peers = Vec::with_capacity(st.peer.len());
-        let mut selected_keys = Vec::new();
-        self.targets.clear();
-        let old: BTreeMap<String, PeerStatus> = snapshot
-            .tailscale
-            .peers
-            .iter()
-            .map(|p| {
-                (
-                    p.hostname.clone() + "|" + p.tailnet_ip.as_deref().unwrap_or(""),
-                    p.clone(),
-                )
-            })
-            .collect();
-        for (key, p) in &st.peer {
-            let ip = p.tailnet_ip();
-            let keep = select::selected(&self.selectors, p) && ip.is_some();
-            if let (true, Some(ip)) = (keep, ip) {
-                self.targets.insert(key.clone(), ip);
-                selected_keys.push(key.clone());
-            }
-            let id = p.host_name.clone() + "|" + &ip.map(|i| i.to_string()).unwrap_or_default();
-            let prev = old.get(&id);
-            peers.push(PeerStatus {
-                hostname: p.host_name.clone(),
-                tailnet_ip: ip.map(|i| i.to_string()),
-                online: p.online,
-                keepalive: keep,
-                cur_addr: non_empty(&p.cur_addr),
-                relay: non_empty(&p.relay),
-                last_ping: prev.and_then(|x| x.last_ping.clone()),
-                pings_ok: prev.map_or(0, |x| x.pings_ok),
-                pings_failed: prev.map_or(0, |x| x.pings_failed),
-            });
-        }
-        self.schedule.retain_and_add(&selected_keys, now);
-
-        let version_note = match api::version_major_minor(&st.version) {
-            Some(v) if v >= TESTED_SINCE => None,
-            _ => Some(format!(
-                "tailscaled {} is older than or unknown to this driver (checked since {}.{}); pings and re-STUN may not work",
-                st.version, TESTED_SINCE.0, TESTED_SINCE.1
-            )),
-        };
-        let (state, reason) = verdict(st, &checks, &peers, version_note.clone());
+        let merged = peers::merge(st, &self.selectors, &self.peers);
+        self.targets = merged.targets;
+        self.schedule
+            .retain_and_add(&merged.selected, Instant::now());
+        self.peers = merged.peers;
+        let version_note = version_note(&st.version);
+        let (state, reason) = verdict(st, &checks, &self.peers, version_note.clone());
         self.last_seen = Some((st.clone(), version_note));
+        self.checks = checks;
+        self.publish_backend(st, &control_url);
+        let listen_port = listen_port.or(self.proc_facts.as_ref().and_then(|p| p.port));
+        let (checks, peers) = (self.checks.clone(), self.peers.clone());
         self.hub.update(|s| {
             let t = &mut s.tailscale;
             t.health.set(state, reason);
@@ -406,10 +379,69 @@ impl Actor {
             if control_url.is_some() {
                 t.control_url = control_url;
             }
-            t.listen_port = listen_port.or(self.proc_facts.as_ref().and_then(|p| p.port));
+            t.listen_port = listen_port;
             t.endpoints = endpoints;
             t.checks = checks;
             t.peers = peers;
+        });
+    }
+
+    /// tailscaled's UDP port as its endpoints on this machine's own
+    /// addresses show it; the real port (from there or /proc) goes to
+    /// portmap.
+    fn listen_port(&self, endpoints: &[String]) -> Option<u16> {
+        let local_ips: Vec<std::net::IpAddr> = self
+            .chans
+            .net
+            .borrow()
+            .addresses
+            .iter()
+            .filter_map(|a| a.address.parse().ok())
+            .collect();
+        let listen_port = sanity::port_from_endpoints(endpoints, &local_ips);
+        let real_port = listen_port
+            .or(self.proc_facts.as_ref().and_then(|p| p.port))
+            .filter(|&p| p != 0);
+        if let Some(p) = real_port {
+            self.chans
+                .port
+                .send_if_modified(|old| old.replace(p) != Some(p));
+        }
+        listen_port
+    }
+
+    /// The setup checks now, with an event for each that newly fails.
+    fn run_checks(&self, listen_port: Option<u16>, endpoints: &[String]) -> Vec<SanityCheck> {
+        let report = self.chans.report.borrow().clone();
+        let checks = sanity::check(&facts(
+            &self.cfg,
+            &self.mapped,
+            report.as_deref(),
+            self.proc_facts.clone(),
+            listen_port,
+            endpoints,
+        ));
+        let new = |c: &&SanityCheck| !self.checks.iter().any(|old| old.check == c.check);
+        for c in checks.iter().filter(new) {
+            self.hub.emit(
+                SOURCE,
+                "tailscale.check",
+                Level::Warn,
+                format!("{} Fix: {}", c.message, c.fix),
+            );
+        }
+        checks
+    }
+
+    /// tailscaled's backend state and control server, for admission.
+    fn publish_backend(&self, st: &TsStatus, control_url: &Option<String>) {
+        self.chans.backend.send_if_modified(|b| {
+            let before = b.clone();
+            b.state = Some(st.backend_state.clone());
+            if control_url.is_some() {
+                b.control_url.clone_from(control_url);
+            }
+            *b != before
         });
     }
 
@@ -482,80 +514,28 @@ impl Actor {
         let Some(ip) = self.targets.get(&key).map(|ip| ip.to_string()) else {
             return;
         };
-        let ping = match &result {
-            Ok(r) => PingStatus {
-                time: Timestamp::now(),
-                path: r.path(),
-                endpoint: non_empty(&r.endpoint),
-                derp_region: non_empty(&r.derp_region_code)
-                    .or_else(|| (r.derp_region_id != 0).then(|| r.derp_region_id.to_string())),
-                latency_ms: (r.err.is_empty()).then(|| (r.latency_seconds * 1e6).round() / 1e3),
-                error: non_empty(&r.err),
-            },
-            Err(e) => PingStatus {
-                time: Timestamp::now(),
-                path: PingPath::Failed,
-                endpoint: None,
-                derp_region: None,
-                latency_ms: None,
-                error: Some(e.to_string()),
-            },
-        };
+        let ping = peers::ping_status(&result);
         let failed = ping.path == PingPath::Failed;
-        let mut transition = None;
+        let transition = peers::record(&mut self.peers, &ip, &ping);
+        // The verdict counts pings: judge again with this one in.
+        let health = self
+            .last_seen
+            .as_ref()
+            .map(|(st, note)| verdict(st, &self.checks, &self.peers, note.clone()));
+        let peers = self.peers.clone();
         self.hub.update(|s| {
             let t = &mut s.tailscale;
             t.pings_sent += 1;
             if failed {
                 t.pings_failed += 1;
             }
-            if let Some(p) = t
-                .peers
-                .iter_mut()
-                .find(|p| p.tailnet_ip.as_deref() == Some(&ip))
-            {
-                let was_failed = p.last_ping.as_ref().map(|l| l.path == PingPath::Failed);
-                if failed {
-                    p.pings_failed += 1;
-                } else {
-                    p.pings_ok += 1;
-                }
-                if was_failed != Some(failed) {
-                    transition = Some((p.hostname.clone(), was_failed.is_some()));
-                }
-                p.last_ping = Some(ping.clone());
+            t.peers = peers;
+            if let Some((state, reason)) = health {
+                t.health.set(state, reason);
             }
         });
-        // The verdict counts pings: judge again with this one in.
-        if let Some((st, note)) = &self.last_seen {
-            self.hub.update(|s| {
-                let t = &mut s.tailscale;
-                let (state, reason) = verdict(st, &t.checks, &t.peers, note.clone());
-                t.health.set(state, reason);
-            });
-        }
         if let Some((host, seen_before)) = transition {
-            if failed {
-                self.hub.emit(
-                    SOURCE,
-                    "keepalive.failed",
-                    Level::Warn,
-                    format!(
-                        "keepalive ping to {host} ({ip}) got no pong: {}",
-                        ping.error.as_deref().unwrap_or("no reply")
-                    ),
-                );
-            } else if seen_before {
-                self.hub.emit(
-                    SOURCE,
-                    "keepalive.recovered",
-                    Level::Info,
-                    format!(
-                        "keepalive ping to {host} ({ip}) answered again ({})",
-                        describe(&ping)
-                    ),
-                );
-            }
+            self.ping_event(&host, &ip, &ping, seen_before);
         }
         if let Err(e) = result {
             if e.is_absent() {
@@ -563,10 +543,31 @@ impl Actor {
             }
         }
     }
-}
 
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
+    /// The event for a peer that stopped answering pings or answers again.
+    fn ping_event(&self, host: &str, ip: &str, ping: &PingStatus, seen_before: bool) {
+        if ping.path == PingPath::Failed {
+            self.hub.emit(
+                SOURCE,
+                "keepalive.failed",
+                Level::Warn,
+                format!(
+                    "keepalive ping to {host} ({ip}) got no pong: {}",
+                    ping.error.as_deref().unwrap_or("no reply")
+                ),
+            );
+        } else if seen_before {
+            self.hub.emit(
+                SOURCE,
+                "keepalive.recovered",
+                Level::Info,
+                format!(
+                    "keepalive ping to {host} ({ip}) answered again ({})",
+                    describe(ping)
+                ),
+            );
+        }
+    }
 }
 
 /// Jitter between half and all of `d`.

@@ -12,10 +12,10 @@
 //!
 //! No MQTT here: the actor asks for [`Outbox::pending`] and reports acks.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -129,6 +129,87 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// What the segments on disk hold, read oldest first when the outbox opens.
+#[derive(Default)]
+struct Scan {
+    recovery: Recovery,
+    segments: VecDeque<Segment>,
+    pending: VecDeque<Record>,
+    acked: HashSet<u64>,
+    dropped: u64,
+    max_id: u64,
+}
+
+impl Scan {
+    /// Read segment `first_id` (at most twice the bound); the `last` one is
+    /// appended to, so a torn write is cut off it.
+    fn read(
+        &mut self,
+        dir: &Path,
+        fd: BorrowedFd<'_>,
+        first_id: u64,
+        last: bool,
+        max_bytes: u64,
+    ) -> Result<(), OutboxError> {
+        let name = segment_name(first_id);
+        let path = dir.join(&name);
+        let mut bytes = Vec::new();
+        safefs::open_file_at(fd, &name, OFlag::O_RDONLY, &path)?
+            .take(max_bytes.saturating_mul(2))
+            .read_to_end(&mut bytes)
+            .map_err(io(&path, "read segment"))?;
+        let decoded = frame::decode_all(&bytes);
+        self.recovery.corrupt_bytes += decoded.skipped as u64;
+        let mut size = bytes.len() as u64;
+        if last && decoded.valid_end < bytes.len() {
+            self.recovery.torn_tail_bytes = (bytes.len() - decoded.valid_end) as u64;
+            size = decoded.valid_end as u64;
+            let f = safefs::open_file_at(fd, &name, OFlag::O_WRONLY, &path)?;
+            f.set_len(size)
+                .and_then(|()| f.sync_all())
+                .map_err(io(&path, "cut torn tail"))?;
+        }
+        for (_, f) in decoded.frames {
+            match f {
+                Frame::Data { id, topic, payload } if id > self.max_id => {
+                    self.max_id = id;
+                    self.pending.push_back(Record {
+                        id,
+                        topic: topic.to_string(),
+                        payload: payload.to_vec(),
+                        segment: first_id,
+                    });
+                }
+                Frame::Data { .. } => {} // out of order: a duplicate, ignored
+                Frame::Ack { id } => {
+                    self.acked.insert(id);
+                }
+                Frame::Meta { dropped: d } => self.dropped = self.dropped.max(d),
+            }
+        }
+        self.segments.push_back(Segment {
+            first_id,
+            path,
+            size,
+            unacked: 0,
+        });
+        Ok(())
+    }
+
+    /// Drop what was acknowledged and count what is left in each segment.
+    fn settle(&mut self) {
+        let acked = &self.acked;
+        self.pending.retain(|r| !acked.contains(&r.id));
+        for r in &self.pending {
+            if let Some(s) = self.segments.iter_mut().find(|s| s.first_id == r.segment) {
+                s.unacked += 1;
+            }
+        }
+        self.recovery.segments = self.segments.len();
+        self.recovery.pending = self.pending.len();
+    }
+}
+
 impl Outbox {
     /// Open (creating if needed) the outbox in `dir`, bounded to `max_bytes`
     /// (at least [`MIN_MAX_BYTES`]). A torn tail is cut off the last segment.
@@ -142,67 +223,21 @@ impl Outbox {
             .filter_map(|e| parse_segment_name(&e.file_name().to_string_lossy()))
             .collect();
         ids.sort_unstable();
-
-        let mut recovery = Recovery::default();
-        let mut segments = VecDeque::new();
-        let mut pending: VecDeque<Record> = VecDeque::new();
-        let mut acked = std::collections::HashSet::new();
-        let mut dropped = 0;
-        let mut max_id = 0;
+        let mut scan = Scan::default();
         let count = ids.len();
         for (i, first_id) in ids.into_iter().enumerate() {
-            let name = segment_name(first_id);
-            let path = dir.join(&name);
-            let mut bytes = Vec::new();
-            safefs::open_file_at(fd.as_fd(), &name, OFlag::O_RDONLY, &path)?
-                .take(max_bytes.saturating_mul(2))
-                .read_to_end(&mut bytes)
-                .map_err(io(&path, "read segment"))?;
-            let decoded = frame::decode_all(&bytes);
-            recovery.corrupt_bytes += decoded.skipped as u64;
-            let mut size = bytes.len() as u64;
-            if i + 1 == count && decoded.valid_end < bytes.len() {
-                // The last segment is appended to: cut a torn write off first.
-                recovery.torn_tail_bytes = (bytes.len() - decoded.valid_end) as u64;
-                size = decoded.valid_end as u64;
-                let f = safefs::open_file_at(fd.as_fd(), &name, OFlag::O_WRONLY, &path)?;
-                f.set_len(size)
-                    .and_then(|()| f.sync_all())
-                    .map_err(io(&path, "cut torn tail"))?;
-            }
-            for (_, f) in decoded.frames {
-                match f {
-                    Frame::Data { id, topic, payload } if id > max_id => {
-                        max_id = id;
-                        pending.push_back(Record {
-                            id,
-                            topic: topic.to_string(),
-                            payload: payload.to_vec(),
-                            segment: first_id,
-                        });
-                    }
-                    Frame::Data { .. } => {} // out of order: a duplicate, ignored
-                    Frame::Ack { id } => {
-                        acked.insert(id);
-                    }
-                    Frame::Meta { dropped: d } => dropped = dropped.max(d),
-                }
-            }
-            segments.push_back(Segment {
-                first_id,
-                path,
-                size,
-                unacked: 0,
-            });
+            let last = i + 1 == count;
+            scan.read(dir, fd.as_fd(), first_id, last, max_bytes)?;
         }
-        pending.retain(|r| !acked.contains(&r.id));
-        for r in &pending {
-            if let Some(s) = segments.iter_mut().find(|s| s.first_id == r.segment) {
-                s.unacked += 1;
-            }
-        }
-        recovery.segments = segments.len();
-        recovery.pending = pending.len();
+        scan.settle();
+        let Scan {
+            mut recovery,
+            segments,
+            pending,
+            dropped,
+            max_id,
+            ..
+        } = scan;
         let next_id = max_id
             .max(segments.back().map_or(0, |s| s.first_id.saturating_sub(1)))
             .saturating_add(1);

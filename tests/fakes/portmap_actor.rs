@@ -21,6 +21,8 @@ pub const LEASE_S: u64 = 120;
 pub struct Actor {
     /// The status the actor publishes into.
     pub hub: StatusHub,
+    /// What the actor hands the other actors (tailscale, netcheck).
+    pub mapped: watch::Receiver<Mapped>,
     stop: Option<edgereach::shutdown::ShutdownTrigger>,
     task: tokio::task::JoinHandle<()>,
     _inputs: Inputs,
@@ -64,7 +66,7 @@ pub fn start_with(router: Ipv4Addr, tweak: impl FnOnce(&mut Config)) -> Actor {
     });
     let (servers_tx, servers_rx) = watch::channel(Vec::new());
     let (port_tx, port_rx) = watch::channel(None);
-    let (mapped_tx, _) = watch::channel(Mapped::default());
+    let (mapped_tx, mapped_rx) = watch::channel(Mapped::default());
     let (stop, shutdown) = edgereach::shutdown::channel();
     let links = Links {
         servers: servers_rx,
@@ -81,6 +83,7 @@ pub fn start_with(router: Ipv4Addr, tweak: impl FnOnce(&mut Config)) -> Actor {
     ));
     Actor {
         hub,
+        mapped: mapped_rx,
         stop: Some(stop),
         task,
         _inputs: Inputs {

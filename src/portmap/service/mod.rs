@@ -445,18 +445,6 @@ impl Session {
             self.publish_protocols(router);
         }
     }
-
-    fn publish_protocols(&self, router: &Router) {
-        let seen: Vec<String> = router
-            .methods()
-            .iter()
-            .map(|m| m.name().to_string())
-            .collect();
-        self.hub.update(|s| {
-            s.portmap.router = Some(self.gw.to_string());
-            s.portmap.protocols_seen = seen;
-        });
-    }
 }
 
 fn overall(m: &[MappingStatus]) -> (State, Option<String>) {

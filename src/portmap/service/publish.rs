@@ -5,20 +5,18 @@ use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{overall, Held, Session};
+use super::{overall, Held, Router, Session};
 use crate::config::MappingConfig;
 use crate::portmap::model::{HeldMapping, ProofMethod, ProofState};
+use crate::portmap::router::Method;
 use crate::status::{MappingStatus, State, Timestamp};
 
 impl Session {
     pub(super) fn publish(&mut self) {
         let lan = |m: &MappingConfig| SocketAddrV4::new(self.local, m.internal_port).to_string();
         let canary = self.held.iter().find(|h| h.canary);
-        let canary_method = canary.and_then(|h| h.grant).map(|g| g.method);
-        let proof_bad = match self.proof.state {
-            ProofState::Failed | ProofState::DoubleNat => self.proof.reason.clone(),
-            _ => None,
-        };
+        let canary_method = self.canary_method();
+        let proof_bad = self.proof_bad();
         let proven = (self.proof.state == ProofState::Proven)
             .then_some(self.proof.proven_at)
             .flatten();
@@ -71,18 +69,61 @@ impl Session {
         self.publish_mapped();
     }
 
+    /// How the canary mapping was made, when it is held.
+    fn canary_method(&self) -> Option<Method> {
+        let canary = self.held.iter().find(|h| h.canary);
+        canary.and_then(|h| h.grant).map(|g| g.method)
+    }
+
+    /// Why the proof says the router's word does not hold, if it does.
+    fn proof_bad(&self) -> Option<String> {
+        match self.proof.state {
+            ProofState::Failed | ProofState::DoubleNat => self.proof.reason.clone(),
+            _ => None,
+        }
+    }
+
+    /// The protocols the router answered, into the status and the `Mapped`
+    /// watch (netcheck reports them, tailscale's checks look at them).
+    pub(super) fn publish_protocols(&self, router: &Router) {
+        let seen: Vec<String> = router
+            .methods()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        if let Some(links) = &self.links {
+            links.mapped.send_if_modified(|m| {
+                let changed = m.protocols_seen != seen;
+                if changed {
+                    m.protocols_seen.clone_from(&seen);
+                }
+                changed
+            });
+        }
+        self.hub.update(|s| {
+            s.portmap.router = Some(self.gw.to_string());
+            s.portmap.protocols_seen = seen;
+        });
+    }
+
     /// What the router holds, for tailscale; wakes it only on a change.
     fn publish_mapped(&mut self) {
         let Some(links) = &self.links else { return };
+        // As publish() shows them: the canary vouches against mappings made
+        // the same way when the proof failed.
+        let canary_method = self.canary_method();
+        let proof_bad = self.proof_bad().is_some();
         let held: Vec<HeldMapping> = self
             .held
             .iter()
             .filter(|h| !h.canary && h.reason.is_none())
             .filter_map(|h| {
+                let grant = h.grant?;
                 Some(HeldMapping {
                     name: h.cfg.name.clone(),
-                    external: h.grant?.external,
+                    external: grant.external,
                     internal_port: h.cfg.internal_port,
+                    doubted: proof_bad && Some(grant.method) == canary_method,
                 })
             })
             .collect();
