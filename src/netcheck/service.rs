@@ -71,19 +71,22 @@ pub async fn run(
         if actor.next_full <= Instant::now() {
             actor.next_full = Instant::now().later(cfg.netcheck.interval.get());
         }
-        let flow = tokio::select! {
-            _ = shutdown.wait() => ControlFlow::Break(()),
-            _ = config.changed() => ControlFlow::Continue(()),
-            _ = poke.wait() => ControlFlow::Continue(()),
-            // The sender is gone only when the daemon is stopping.
-            r = net.changed() => match r {
-                Ok(()) => actor.network_changed(&mut shutdown).await,
-                Err(_) => ControlFlow::Break(()),
-            },
-            Some(est) = actor.lifetime_rx.recv() => {
-                actor.on_lifetime(est, &mut shutdown, &poke).await
+        // Until something asks for a run. The lifetime estimate coming back
+        // is no reason to probe, but must not make the actor deaf to a
+        // network change or a new configuration meanwhile: it only waits on.
+        let flow = loop {
+            tokio::select! {
+                _ = shutdown.wait() => break ControlFlow::Break(()),
+                _ = config.changed() => break ControlFlow::Continue(()),
+                _ = poke.wait() => break ControlFlow::Continue(()),
+                // The sender is gone only when the daemon is stopping.
+                r = net.changed() => break match r {
+                    Ok(()) => actor.network_changed(&mut shutdown).await,
+                    Err(_) => ControlFlow::Break(()),
+                },
+                Some(est) = actor.lifetime_rx.recv() => actor.on_lifetime(est),
+                _ = tokio::time::sleep_until(actor.next_full) => break ControlFlow::Continue(()),
             }
-            _ = tokio::time::sleep_until(actor.next_full) => ControlFlow::Continue(()),
         };
         if flow.is_break() {
             return;
@@ -200,14 +203,9 @@ impl Actor {
         ControlFlow::Continue(())
     }
 
-    /// The lifetime estimate came back: into the last report, and no reason
-    /// to probe again before the next full run.
-    async fn on_lifetime(
-        &mut self,
-        est: Option<u64>,
-        shutdown: &mut Shutdown,
-        poke: &Poke,
-    ) -> ControlFlow<()> {
+    /// The lifetime estimate came back: into the last report (no reason to
+    /// probe again before the next full run).
+    fn on_lifetime(&mut self, est: Option<u64>) {
         if let Some(last) = self.history.last.as_mut() {
             last.mapping_lifetime_s = est;
             let snapshot = last.clone();
@@ -221,12 +219,6 @@ impl Actor {
                     format!("the NAT keeps an idle UDP mapping at least {secs}s"),
                 );
             }
-        }
-        let wait = self.next_full.saturating_duration_since(Instant::now());
-        tokio::select! {
-            _ = shutdown.wait() => ControlFlow::Break(()),
-            _ = poke.wait() => ControlFlow::Continue(()),
-            _ = tokio::time::sleep(wait) => ControlFlow::Continue(()),
         }
     }
 }

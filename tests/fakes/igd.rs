@@ -52,9 +52,7 @@ impl Drop for FakeIgd {
 impl FakeIgd {
     /// Start on `addr` (SSDP on 1900, HTTP on a free port).
     pub async fn start(addr: Ipv4Addr, options: IgdOptions) -> Self {
-        let ssdp = UdpSocket::bind(SocketAddr::from((addr, 1900)))
-            .await
-            .expect("bind the fake IGD's SSDP port on loopback");
+        let ssdp = ssdp_socket(addr).expect("bind the fake IGD's SSDP port on loopback");
         let http = TcpListener::bind(SocketAddr::from((addr, 0)))
             .await
             .expect("bind the fake IGD's HTTP port");
@@ -317,3 +315,21 @@ const ROOT_DESC: &str = "<?xml version=\"1.0\"?>
 </device>
 </root>
 ";
+
+/// `addr:1900` with SO_REUSEADDR: the daemon's own SSDP NOTIFY listener
+/// (0.0.0.0:1900, shared) may be bound already, by the actor under test in a
+/// parallel test or by a daemon on this host. Unicast to `addr` still comes
+/// here: the kernel prefers the socket bound to the exact address.
+fn ssdp_socket(addr: Ipv4Addr) -> std::io::Result<UdpSocket> {
+    use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let fd = socket::socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    let at = SockaddrIn::from(std::net::SocketAddrV4::new(addr, 1900));
+    socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &at)?;
+    UdpSocket::from_std(std::net::UdpSocket::from(fd))
+}

@@ -25,7 +25,7 @@ pub struct Actor {
     pub mapped: watch::Receiver<Mapped>,
     stop: Option<edgereach::shutdown::ShutdownTrigger>,
     task: tokio::task::JoinHandle<()>,
-    _inputs: Inputs,
+    inputs: Inputs,
 }
 
 /// The actor's input channels, kept open for its lifetime (a closed
@@ -86,7 +86,7 @@ pub fn start_with(router: Ipv4Addr, tweak: impl FnOnce(&mut Config)) -> Actor {
         mapped: mapped_rx,
         stop: Some(stop),
         task,
-        _inputs: Inputs {
+        inputs: Inputs {
             config: cfg_tx,
             net: net_tx,
             servers: servers_tx,
@@ -96,6 +96,11 @@ pub fn start_with(router: Ipv4Addr, tweak: impl FnOnce(&mut Config)) -> Actor {
 }
 
 impl Actor {
+    /// What netcheck would hand over: the RFC 5780 servers for the proof.
+    pub fn set_servers(&self, servers: edgereach::netcheck::servers::Rfc5780Servers) {
+        self.inputs.servers.send_replace(servers);
+    }
+
     /// Wait (virtual time) until `pred` holds on the status; panics after `limit`.
     pub async fn wait(&self, what: &str, limit: Duration, pred: impl Fn(&Status) -> bool) {
         let end = Instant::now() + limit;
