@@ -167,6 +167,11 @@ async fn a_router_that_never_forwards_is_repaired_once_then_left_alone_and_the_s
     let s = actor.hub.snapshot();
     let reason = s.portmap.proof.reason.clone().unwrap_or_default();
     assert!(reason.contains("still nothing gets through"), "{reason}");
+    // Plain words for the page: no run of spaces from a broken literal.
+    assert!(
+        reason.contains("did not get through them") && !reason.contains("  "),
+        "{reason}"
+    );
     let repaired = events(&s, "mapping.dead_repaired");
     assert_eq!(repaired.len(), 1, "{:?}", s.events);
     assert_eq!(repaired[0].0, Level::Error);

@@ -257,7 +257,7 @@ impl Session {
         let since = self.proof.proven_at;
         let method = self.held[canary].grant.map_or("-", |g| g.method.name());
         let why = format!(
-            "router {} claims the mappings (by {method}), but a packet from outside did not get              through them",
+            "router {} claims the mappings (by {method}), but a packet from outside did not get through them",
             self.gw
         );
         self.proof.state = ProofState::Failed;
