@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use edgereach::netcheck::report::{Filtering, Report};
 use edgereach::netcheck::servers::Rfc5780Server;
+use edgereach::portmap::model::Method;
 use edgereach::status::{State, Status};
 use fakes::netcheck_actor::{network, start};
 use fakes::stun::{FakeNat, FakeStun, Filter, Mapping, StunSeen};
@@ -65,7 +66,7 @@ async fn an_easy_nat_is_reported_and_the_rfc5780_server_is_handed_to_portmap() {
     // What portmap tells netcheck of the router goes into the report.
     actor
         .mapped
-        .send_modify(|m| m.protocols_seen = vec!["pcp".into()]);
+        .send_modify(|m| m.protocols_seen = vec![Method::Pcp]);
     let took = actor.runs(1, Duration::from_secs(10)).await;
     let s = actor.hub.snapshot();
     let r = report(&s);

@@ -9,6 +9,7 @@ mod fakes;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use edgereach::portmap::model::Method;
 use fakes::portmap_actor::{gaps, mapped, start, LEASE_S};
 use fakes::router::{FakeRouter, Speaks};
 use tokio::time::Instant;
@@ -62,7 +63,7 @@ async fn a_nat_pmp_only_router_is_mapped_by_nat_pmp() {
     assert_eq!(m.external.as_deref(), Some("203.0.113.2:41641"));
     // The other actors hear the same from portmap's own watch.
     let handed = actor.mapped.borrow().clone();
-    assert_eq!(handed.protocols_seen, ["nat-pmp"], "{handed:?}");
+    assert_eq!(handed.protocols_seen, [Method::NatPmp], "{handed:?}");
     assert_eq!(handed.protocols_seen, s.portmap.protocols_seen);
     let held = &handed.mappings[..];
     assert!(

@@ -161,7 +161,9 @@ impl Actor {
     async fn report(&mut self, cfg: &Config, plan: &run::Plan) {
         // The daemon knows the router's protocols from its portmap task; no
         // probe of its own.
-        let port_mapping = self.links.mapped.borrow().protocols_seen.clone();
+        let port_mapping: Vec<String> = (self.links.mapped.borrow().protocols_seen.iter())
+            .map(|m| m.name().to_string())
+            .collect();
         // The report published before, for the change events.
         let previous = self.history.last.clone();
         // Never the mesh port test here: it binds the mesh port, which

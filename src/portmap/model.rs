@@ -172,7 +172,7 @@ pub struct Mapped {
     pub mappings: Vec<HeldMapping>,
     /// The mapping protocols the router answered (`upnp`, `pcp`, `nat-pmp`,
     /// as in the status), from the last router found; kept while idle.
-    pub protocols_seen: Vec<String>,
+    pub protocols_seen: Vec<Method>,
 }
 
 /// Where an IPv6 pinhole stands.
@@ -241,7 +241,7 @@ pub struct PortmapStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router: Option<String>,
     /// Which protocols answered at the last probe: `pcp`, `nat-pmp`, `upnp`.
-    pub protocols_seen: Vec<String>,
+    pub protocols_seen: Vec<Method>,
     /// The router's public address, as it reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_ip: Option<String>,

@@ -149,7 +149,8 @@ fn mappings(o: &mut String, s: &Status, now: SystemTime) {
     if let Some(r) = &pm.router {
         let _ = write!(o, " \u{b7} router {}", escape(r));
         if !pm.protocols_seen.is_empty() {
-            let _ = write!(o, " speaks {}", escape(&pm.protocols_seen.join(", ")));
+            let names: Vec<&str> = pm.protocols_seen.iter().map(|m| m.name()).collect();
+            let _ = write!(o, " speaks {}", names.join(", "));
         }
     }
     o.push_str("</p>");

@@ -86,11 +86,7 @@ impl Session {
     /// The protocols the router answered, into the status and the `Mapped`
     /// watch (netcheck reports them, tailscale's checks look at them).
     pub(super) fn publish_protocols(&self, router: &Router) {
-        let seen: Vec<String> = router
-            .methods()
-            .iter()
-            .map(|m| m.name().to_string())
-            .collect();
+        let seen: Vec<Method> = router.methods().to_vec();
         if let Some(links) = &self.links {
             links.mapped.send_if_modified(|m| {
                 let changed = m.protocols_seen != seen;
