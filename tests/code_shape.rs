@@ -625,3 +625,95 @@ fn source_files_stay_under_600_lines() {
         long.join("\n")
     );
 }
+
+/// The functions of `code` (tests stripped first) longer than `limit`
+/// lines, from the `fn` line to the closing brace at its indentation, as
+/// `name: lines`. Declarations without a body (`fn f();`) are no function.
+fn long_functions(code: &str, limit: usize) -> Vec<String> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let Some(name) = fn_name(trimmed) else {
+            continue;
+        };
+        // A body opens before any `;` ends the signature.
+        let sig_end = lines[i..]
+            .iter()
+            .position(|l| l.contains('{') || l.trim_end().ends_with(';'));
+        if sig_end.is_none_or(|k| !lines[i + k].contains('{')) {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        let end = lines[i..]
+            .iter()
+            .position(|l| l.trim_end() == close || (l.trim_end().ends_with('}') && *l == *line));
+        let len = end.map_or(lines.len() - i, |e| e + 1);
+        if len > limit {
+            out.push(format!("{name}: {len} lines"));
+        }
+    }
+    out
+}
+
+/// The name of the function a line starts, if it starts one.
+fn fn_name(trimmed: &str) -> Option<&str> {
+    let mut rest = trimmed;
+    for prefix in [
+        "pub(crate) ",
+        "pub(super) ",
+        "pub ",
+        "const ",
+        "async ",
+        "unsafe ",
+    ] {
+        rest = rest.strip_prefix(prefix).unwrap_or(rest);
+    }
+    let rest = rest.strip_prefix("fn ")?;
+    let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_'))?;
+    Some(&rest[..end])
+}
+
+/// Functions stay readable too: at most 80 lines in the library and the
+/// binaries (test code aside).
+#[test]
+fn library_functions_stay_under_80_lines() {
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter(|f| !f.to_string_lossy().ends_with("tests.rs"))
+        .flat_map(|f| {
+            let code = strip_tests(&std::fs::read_to_string(f).expect("read source"));
+            long_functions(&code, 80)
+                .into_iter()
+                .map(move |l| format!("{}: {l}", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "functions over 80 lines:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn function_lengths_are_counted_to_the_closing_brace() {
+    let body = |n: usize| "    let x = 1;\n".repeat(n);
+    let code = format!(
+        "fn short() {{\n{}}}\n\npub async fn long(a: u8)\n    -> u8\n{{\n{}}}\n\nfn decl();\n",
+        body(10),
+        body(85)
+    );
+    assert_eq!(long_functions(&code, 80), vec!["long: 89 lines".to_owned()]);
+    let method = format!(
+        "impl A {{\n    pub(crate) fn m(&self) {{\n{}    }}\n}}\n",
+        body(78)
+    );
+    assert!(
+        long_functions(&method, 80).is_empty(),
+        "80 lines is allowed"
+    );
+    assert_eq!(long_functions(&method, 70), vec!["m: 80 lines".to_owned()]);
+}

@@ -33,6 +33,8 @@ echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
+# The reference admission service is a feature-gated binary: lint it too.
+cargo clippy --locked --features acs --bin edgereach-acs -- -D warnings
 echo "== reference admission service (tests/admission_lab.rs, bench)"
 cargo build --locked --features acs --bin edgereach-acs
 echo "== cargo test"

@@ -34,40 +34,11 @@ pub(crate) async fn handle(
     local: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Reply, Infallible> {
-    let c = &shared.counters;
-    c.requests.fetch_add(1, Ordering::Relaxed);
-    if !shared.rate.allow(peer.ip(), Instant::now()) {
-        c.rate_limited.fetch_add(1, Ordering::Relaxed);
-        let mut r = reply(
-            StatusCode::TOO_MANY_REQUESTS,
-            TEXT,
-            "too many requests from your address; try again in a few seconds\n",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
-        return Ok(r);
-    }
-    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
-    if request::split_target(target).is_err() {
-        return Ok(reply(
-            StatusCode::URI_TOO_LONG,
-            TEXT,
-            format!(
-                "the request target is longer than {} bytes\n",
-                request::MAX_TARGET_BYTES
-            ),
-        ));
+    shared.counters.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(refused) = refusal(&shared, peer, local, &req) {
+        return Ok(refused);
     }
     let route = request::route(req.uri().path());
-    // Liveness tells nothing; everything else only under one of our names.
-    let host = header_str(req.headers(), header::HOST);
-    if route != Route::Healthz && !shared.hosts.allows(host, local) {
-        return Ok(reply(
-            StatusCode::MISDIRECTED_REQUEST,
-            TEXT,
-            "this page answers only to its own addresses and names (web.allowed_hosts)\n",
-        ));
-    }
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     Ok(match route {
         Route::Action(action) => {
@@ -80,6 +51,57 @@ pub(crate) async fn handle(
             }
         }
         _ if !read_only => not_allowed("GET, HEAD"),
+        route => read(&shared, route, &req),
+    })
+}
+
+/// The answer to a request turned away before routing: too many from its
+/// address, a target too long, or a host that is not one of ours.
+fn refusal(
+    shared: &Shared,
+    peer: SocketAddr,
+    local: SocketAddr,
+    req: &Request<Incoming>,
+) -> Option<Reply> {
+    let c = &shared.counters;
+    if !shared.rate.allow(peer.ip(), Instant::now()) {
+        c.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let mut r = reply(
+            StatusCode::TOO_MANY_REQUESTS,
+            TEXT,
+            "too many requests from your address; try again in a few seconds\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        return Some(r);
+    }
+    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if request::split_target(target).is_err() {
+        return Some(reply(
+            StatusCode::URI_TOO_LONG,
+            TEXT,
+            format!(
+                "the request target is longer than {} bytes\n",
+                request::MAX_TARGET_BYTES
+            ),
+        ));
+    }
+    let route = request::route(req.uri().path());
+    // Liveness tells nothing; everything else only under one of our names.
+    let host = header_str(req.headers(), header::HOST);
+    if route != Route::Healthz && !shared.hosts.allows(host, local) {
+        return Some(reply(
+            StatusCode::MISDIRECTED_REQUEST,
+            TEXT,
+            "this page answers only to its own addresses and names (web.allowed_hosts)\n",
+        ));
+    }
+    None
+}
+
+/// A GET or HEAD: the page, the status JSON, the metrics or liveness.
+fn read(shared: &Shared, route: Route, req: &Request<Incoming>) -> Reply {
+    match route {
         Route::Page => {
             let notice = req
                 .uri()
@@ -118,8 +140,8 @@ pub(crate) async fn handle(
             reply(StatusCode::OK, metrics::CONTENT_TYPE, body)
         }
         Route::Healthz => reply(StatusCode::OK, TEXT, "ok\n"),
-        Route::NotFound => not_found(),
-    })
+        Route::NotFound | Route::Action(_) => not_found(),
+    }
 }
 
 async fn run_action(

@@ -66,6 +66,24 @@ fn b(v: bool) -> f64 {
 /// Render the snapshot as metrics.
 pub fn render(s: &Status, now: SystemTime) -> String {
     let mut o = Out(String::with_capacity(4096));
+    overview(&mut o, s, now);
+    portmap(&mut o, s, now);
+    netcheck(&mut o, s);
+    tailscale(&mut o, s);
+    telemetry(&mut o, s);
+    web(&mut o, s);
+    o.one(
+        "edgereach_time_seconds",
+        "gauge",
+        "The gateway's clock (Unix time) when /metrics was rendered: \
+         timestamp(edgereach_time_seconds) - edgereach_time_seconds is its skew.",
+        unix_seconds(now),
+    );
+    o.0
+}
+
+/// Build info, each section's state and the page's verdict.
+fn overview(o: &mut Out, s: &Status, now: SystemTime) {
     o.family(
         "edgereach_build_info",
         "gauge",
@@ -112,10 +130,10 @@ pub fn render(s: &Status, now: SystemTime) -> String {
         &[("verdict", v.reach.name())],
         1.0,
     );
+}
 
-    portmap(&mut o, s, now);
-    netcheck(&mut o, s);
-    tailscale(&mut o, s);
+/// The outbox and the Sparkplug node.
+fn telemetry(o: &mut Out, s: &Status) {
     if let Some(depth) = sections::telemetry(s).outbox_depth {
         o.one(
             "edgereach_telemetry_outbox_depth",
@@ -150,15 +168,6 @@ pub fn render(s: &Status, now: SystemTime) -> String {
             sp.bad_commands as f64,
         );
     }
-    web(&mut o, s);
-    o.one(
-        "edgereach_time_seconds",
-        "gauge",
-        "The gateway's clock (Unix time) when /metrics was rendered: \
-         timestamp(edgereach_time_seconds) - edgereach_time_seconds is its skew.",
-        unix_seconds(now),
-    );
-    o.0
 }
 
 /// `now` as Unix seconds with millisecond precision (0 before 1970).
@@ -246,7 +255,18 @@ fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
         "Router reboots noticed since start.",
         pm.router_reboots as f64,
     );
-    let proof = &pm.proof;
+    proof(o, s, now);
+    o.one(
+        "edgereach_portmap_ignored_packets_total",
+        "counter",
+        "Datagrams from the router side ignored for their source or content.",
+        pm.ignored_packets as f64,
+    );
+}
+
+/// The end-to-end proof and double NAT.
+fn proof(o: &mut Out, s: &Status, now: SystemTime) {
+    let proof = &s.portmap.proof;
     o.family(
         "edgereach_portmap_proof_state",
         "gauge",
@@ -267,7 +287,7 @@ fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
         "edgereach_portmap_double_nat",
         "gauge",
         "1 when the site router sits behind another NAT (its mappings can't help).",
-        b(pm.double_nat.is_some()),
+        b(s.portmap.double_nat.is_some()),
     );
     o.one(
         "edgereach_portmap_proof_attempts_total",
@@ -280,12 +300,6 @@ fn portmap(o: &mut Out, s: &Status, now: SystemTime) {
         "counter",
         "Mappings found dead from outside and deleted and re-added since start.",
         proof.dead_repairs as f64,
-    );
-    o.one(
-        "edgereach_portmap_ignored_packets_total",
-        "counter",
-        "Datagrams from the router side ignored for their source or content.",
-        pm.ignored_packets as f64,
     );
 }
 

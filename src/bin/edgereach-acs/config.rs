@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use edgereach::admission::auth_mode::AuthMode;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -44,7 +45,7 @@ pub struct Cluster {
     pub derp_map: String,
     /// `authkey` (default) or `none`.
     #[serde(default = "authkey")]
-    pub auth_mode: String,
+    pub auth_mode: AuthMode,
     /// A fixed pre-auth key to hand out (tests, benchmarks).
     #[serde(default)]
     pub auth_key: String,
@@ -56,8 +57,8 @@ pub struct Cluster {
     pub note: String,
 }
 
-fn authkey() -> String {
-    "authkey".into()
+fn authkey() -> AuthMode {
+    AuthMode::Authkey
 }
 
 /// How to run headscale's CLI for this cluster.
@@ -169,7 +170,7 @@ pub fn derp_map(cluster: &Cluster) -> Result<Option<serde_json::Value>, String> 
 /// A pre-auth key for `cluster` when `wanted`: minted through headscale's
 /// CLI when configured, else the fixed one.
 pub async fn auth_key(cluster: &Cluster, wanted: bool) -> Result<Option<String>, String> {
-    if cluster.auth_mode != "authkey" || !wanted {
+    if cluster.auth_mode != AuthMode::Authkey || !wanted {
         return Ok(None);
     }
     let Some(cli) = &cluster.headscale_cli else {

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Parser;
+use edgereach::admission::auth_mode::AuthMode;
 use edgereach::admission::codec::{self, BootstrapResponse, DerpMapRef};
 use edgereach::admission::secret::Secret;
 use http_body_util::combinators::BoxBody;
@@ -206,56 +207,11 @@ fn stats(shared: &Shared) -> Response<Body> {
 async fn bootstrap(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     shared.count();
     let cfg = shared.config();
-    match cfg.fault.as_str() {
-        "" => {}
-        "500" => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "fault injection: 500",
-            )
-        }
-        "hang" => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            return error(StatusCode::GATEWAY_TIMEOUT, "hang", "fault injection");
-        }
-        "garbage" => {
-            let mut r = Response::new(Full::new(Bytes::from_static(b"<html>{{{ not json")).boxed());
-            *r.status_mut() = StatusCode::OK;
-            return r;
-        }
-        "huge" => return Response::new(Huge { left: 10 << 20 }.boxed()),
-        "reject" => {
-            return error(
-                StatusCode::FORBIDDEN,
-                "account_suspended",
-                "this account is suspended; contact billing",
-            )
-        }
-        "busy" => {
-            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "busy", "come back later");
-            r.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from_static("30"),
-            );
-            return r;
-        }
-        other => eprintln!("edgereach-acs: unknown fault {other:?} ignored"),
+    if let Some(r) = injected_fault(&cfg.fault).await {
+        return r;
     }
-    if let Some(tokens) = cfg.tokens() {
-        let given = req
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if given.is_empty() || !tokens.iter().any(|t| t == given) {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or unknown bearer token",
-            );
-        }
+    if let Some(r) = unauthorized(&cfg, &req) {
+        return r;
     }
     let body = match Limited::new(req.into_body(), codec::MAX_BODY)
         .collect()
@@ -274,65 +230,128 @@ async fn bootstrap(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e.to_string()),
     };
-    let cluster = cfg.place(&ask.account, &ask.want_region);
-    // A key only for a login or a move: not for every periodic registration.
-    let wants_key =
-        ask.needs_auth_key || ask.current_cluster_id.as_deref() != Some(cluster.id.as_str());
-    let key = match config::auth_key(cluster, wants_key).await {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("edgereach-acs: cluster {}: {e}", cluster.id);
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "mint_failed",
-                "cannot mint a pre-auth key now",
-            );
-        }
-    };
-    if cluster.auth_mode == "authkey" && wants_key && key.is_none() {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_key",
-            "cluster has no pre-auth key configured",
-        );
-    }
-    let derp = match config::derp_map(cluster) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("edgereach-acs: cluster {}: derp_map {e}", cluster.id);
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "derp_map",
-                "DERP map unavailable",
-            );
-        }
-    };
-    let answer = BootstrapResponse {
-        cluster_id: cluster.id.clone(),
-        headscale_url: cluster.headscale_url.clone(),
-        derp_map: derp.map(|v| match v {
-            serde_json::Value::String(u) => DerpMapRef::Url(u),
-            other => DerpMapRef::Inline(other),
-        }),
-        auth_mode: cluster.auth_mode.clone(),
-        auth_key: key.map(Secret::new),
-        note: Some(if cluster.note.is_empty() {
-            format!("stick to cluster {}", cluster.id)
-        } else {
-            cluster.note.clone()
-        }),
+    let answer = match assign(&cfg, &ask).await {
+        Ok(a) => a,
+        Err(refused) => return refused,
     };
     shared.registered.fetch_add(1, Ordering::Relaxed);
     if cfg.clusters.len() > 1 || !cfg.overrides.is_empty() {
         eprintln!(
             "edgereach-acs: {} {} -> cluster {}",
-            ask.account, ask.gateway_id, cluster.id
+            ask.account, ask.gateway_id, answer.cluster_id
         );
     }
     match serde_json::to_value(&answer) {
         Ok(v) => json(StatusCode::OK, &v),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "encode", &e.to_string()),
     }
+}
+
+/// The answer `config.fault` asks for instead of a real one, if any.
+async fn injected_fault(fault: &str) -> Option<Response<Body>> {
+    Some(match fault {
+        "" => return None,
+        "500" => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "fault injection: 500",
+        ),
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            error(StatusCode::GATEWAY_TIMEOUT, "hang", "fault injection")
+        }
+        "garbage" => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"<html>{{{ not json")).boxed());
+            *r.status_mut() = StatusCode::OK;
+            r
+        }
+        "huge" => Response::new(Huge { left: 10 << 20 }.boxed()),
+        "reject" => error(
+            StatusCode::FORBIDDEN,
+            "account_suspended",
+            "this account is suspended; contact billing",
+        ),
+        "busy" => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "busy", "come back later");
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("30"),
+            );
+            r
+        }
+        other => {
+            eprintln!("edgereach-acs: unknown fault {other:?} ignored");
+            return None;
+        }
+    })
+}
+
+/// The 401 for a request without one of the configured bearer tokens.
+fn unauthorized(cfg: &AcsConfig, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let tokens = cfg.tokens()?;
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    (given.is_empty() || !tokens.iter().any(|t| t == given)).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown bearer token",
+        )
+    })
+}
+
+/// The cluster for `ask`, its DERP map and (for a login or a move) a key;
+/// the error answer when one of them can't be had.
+async fn assign(
+    cfg: &AcsConfig,
+    ask: &codec::BootstrapRequest,
+) -> Result<BootstrapResponse, Response<Body>> {
+    let cluster = cfg.place(&ask.account, &ask.want_region);
+    // A key only for a login or a move: not for every periodic registration.
+    let wants_key =
+        ask.needs_auth_key || ask.current_cluster_id.as_deref() != Some(cluster.id.as_str());
+    let key = config::auth_key(cluster, wants_key).await.map_err(|e| {
+        eprintln!("edgereach-acs: cluster {}: {e}", cluster.id);
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mint_failed",
+            "cannot mint a pre-auth key now",
+        )
+    })?;
+    if cluster.auth_mode == AuthMode::Authkey && wants_key && key.is_none() {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_key",
+            "cluster has no pre-auth key configured",
+        ));
+    }
+    let derp = config::derp_map(cluster).map_err(|e| {
+        eprintln!("edgereach-acs: cluster {}: derp_map {e}", cluster.id);
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "derp_map",
+            "DERP map unavailable",
+        )
+    })?;
+    Ok(BootstrapResponse {
+        cluster_id: cluster.id.clone(),
+        headscale_url: cluster.headscale_url.clone(),
+        derp_map: derp.map(|v| match v {
+            serde_json::Value::String(u) => DerpMapRef::Url(u),
+            other => DerpMapRef::Inline(other),
+        }),
+        auth_mode: cluster.auth_mode,
+        auth_key: key.map(Secret::new),
+        note: Some(if cluster.note.is_empty() {
+            format!("stick to cluster {}", cluster.id)
+        } else {
+            cluster.note.clone()
+        }),
+    })
 }
 
 /// A 10 MB body streamed in 64 KiB chunks without a length (fault "huge").
