@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use crate::shutdown::Shutdown;
+use crate::actor::Context;
 use crate::status::{Status, StatusHub};
 
 /// Longest request line accepted.
@@ -254,14 +254,28 @@ pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     Ok(listener)
 }
 
+/// The control actor's links: its bound socket and who may use it.
+pub struct Links {
+    /// The bound control socket ([`bind`]).
+    pub listener: UnixListener,
+    /// Its path, removed at the end.
+    pub path: PathBuf,
+    /// Who is served (SO_PEERCRED).
+    pub policy: AccessPolicy,
+}
+
 /// Serve requests until shutdown, then remove the socket file.
-pub async fn serve(
-    listener: UnixListener,
-    path: PathBuf,
-    policy: AccessPolicy,
-    hub: StatusHub,
-    mut shutdown: Shutdown,
-) {
+pub async fn run(ctx: Context, links: Links) {
+    let Context {
+        hub,
+        stop: mut shutdown,
+        ..
+    } = ctx;
+    let Links {
+        listener,
+        path,
+        policy,
+    } = links;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {

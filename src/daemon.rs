@@ -9,6 +9,7 @@ use tokio::signal::unix::signal;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::actor::Context;
 use crate::config::Config;
 use crate::control::{self, AccessPolicy};
 use crate::netwatch::{self, NetState};
@@ -63,32 +64,28 @@ pub async fn run(config: Config, config_path: PathBuf) -> Result<(), DaemonError
         ),
     );
 
-    let mut tasks = JoinSet::new();
-    tasks.spawn(netwatch::run(hub.clone(), net_tx, stop_signal.clone()));
-    tasks.spawn(control::serve(
-        listener,
-        socket_path.clone(),
-        policy,
-        hub.clone(),
-        stop_signal.clone(),
-    ));
-    let wiring = Wiring {
-        gateway_id: gateway_id.clone(),
+    let ctx = Context {
         hub: hub.clone(),
-        config: config_rx.clone(),
-        net: net_rx.clone(),
+        config: config_rx,
+        net: net_rx,
         stop: stop_signal,
     };
-    spawn_actors(&mut tasks, &wiring);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(netwatch::run(ctx.clone(), netwatch::Links { net: net_tx }));
+    let control_links = control::Links {
+        listener,
+        path: socket_path.clone(),
+        policy,
+    };
+    tasks.spawn(control::run(ctx.clone(), control_links));
+    spawn_actors(&mut tasks, &ctx, gateway_id);
     // Telemetry stops last: the events of the others' shutdown (mappings
     // released) must still reach its outbox.
     let (telemetry_stop, telemetry_signal) = shutdown::channel();
-    let telemetry = tokio::spawn(crate::telemetry::service::run(
-        hub.clone(),
-        config_rx,
-        net_rx,
-        telemetry_signal,
-    ));
+    let telemetry = tokio::spawn(crate::telemetry::service::run(Context {
+        stop: telemetry_signal,
+        ..ctx
+    }));
 
     serve(
         &hub,
@@ -163,93 +160,54 @@ fn open_hub(config: &Config, config_path: &Path) -> Result<(StatusHub, String), 
     Ok((hub, gateway_id))
 }
 
-/// What every capability actor is started with.
-struct Wiring {
-    /// Fixed at start (see [`open_hub`]).
-    gateway_id: String,
-    hub: StatusHub,
-    config: watch::Receiver<Arc<Config>>,
-    net: watch::Receiver<NetState>,
-    stop: shutdown::Shutdown,
-}
-
-/// Start the capability actors, wired by the channels they own.
-fn spawn_actors(tasks: &mut JoinSet<()>, w: &Wiring) {
+/// Start the capability actors with one `Context` each, wired by the
+/// channels they own.
+fn spawn_actors(tasks: &mut JoinSet<()>, ctx: &Context, gateway_id: String) {
     // The page's actions reach the actors only through these pokes.
     let pokes = crate::poke::Pokes::default();
     // The actors' own channels: netcheck's RFC 5780 servers (for portmap's
     // proof) and latest report (for admission and tailscale's checks), what
-    // portmap holds and has
-    // seen of the router (for tailscale's re-STUN and netcheck's report),
-    // tailscaled's real UDP port (for the mappings and pinholes that follow
-    // it) and its backend (for admission).
+    // portmap holds and has seen of the router (for tailscale's re-STUN and
+    // netcheck's report), tailscaled's real UDP port (for the mappings and
+    // pinholes that follow it) and its backend (for admission).
     let (servers_tx, servers_rx) = watch::channel(Vec::new());
     let (report_tx, report_rx) = watch::channel(None);
     let (mapped_tx, mapped_rx) = watch::channel(crate::portmap::model::Mapped::default());
     let (ts_port_tx, ts_port_rx) = watch::channel(None);
     let (backend_tx, backend_rx) = watch::channel(crate::tailscale::model::Backend::default());
-    let (hub, config, net, stop) = (&w.hub, &w.config, &w.net, &w.stop);
-    tasks.spawn(crate::portmap::service::run(
-        hub.clone(),
-        config.clone(),
-        net.clone(),
-        stop.clone(),
-        pokes.portmap.clone(),
-        crate::portmap::service::Links {
-            servers: servers_rx,
-            mapped: mapped_tx,
-            tailscaled_port: ts_port_rx.clone(),
-        },
-    ));
-    tasks.spawn(crate::portmap::pinhole::run(
-        hub.clone(),
-        config.clone(),
-        net.clone(),
-        stop.clone(),
-        ts_port_rx,
-    ));
-    tasks.spawn(crate::netcheck::service::run(
-        hub.clone(),
-        config.clone(),
-        net.clone(),
-        stop.clone(),
-        pokes.netcheck.clone(),
-        crate::netcheck::service::Links {
-            rfc5780: servers_tx,
-            report: report_tx,
-            mapped: mapped_rx.clone(),
-        },
-    ));
-    tasks.spawn(crate::web::run(
-        hub.clone(),
-        config.clone(),
-        net.clone(),
-        stop.clone(),
-        pokes,
-    ));
-    tasks.spawn(crate::tailscale::service::run(
-        hub.clone(),
-        config.clone(),
-        net.clone(),
-        stop.clone(),
-        crate::tailscale::service::Links {
-            mapped: mapped_rx,
-            report: report_rx.clone(),
-            port: ts_port_tx,
-            backend: backend_tx,
-        },
-    ));
-    tasks.spawn(crate::admission::service::run(
-        hub.clone(),
-        config.clone(),
-        net.clone(),
-        stop.clone(),
-        crate::admission::service::Links {
-            gateway_id: w.gateway_id.clone(),
-            report: report_rx,
-            backend: backend_rx,
-        },
-    ));
+    use crate::{admission, netcheck, portmap, tailscale, web};
+    let portmap_links = portmap::service::Links {
+        servers: servers_rx,
+        mapped: mapped_tx,
+        tailscaled_port: ts_port_rx.clone(),
+        poke: pokes.portmap.clone(),
+    };
+    tasks.spawn(portmap::service::run(ctx.clone(), portmap_links));
+    let pinhole_links = portmap::pinhole::Links {
+        tailscaled_port: ts_port_rx,
+    };
+    tasks.spawn(portmap::pinhole::run(ctx.clone(), pinhole_links));
+    let netcheck_links = netcheck::service::Links {
+        rfc5780: servers_tx,
+        report: report_tx,
+        mapped: mapped_rx.clone(),
+        poke: pokes.netcheck.clone(),
+    };
+    tasks.spawn(netcheck::service::run(ctx.clone(), netcheck_links));
+    tasks.spawn(web::run(ctx.clone(), web::Links { pokes }));
+    let tailscale_links = tailscale::service::Links {
+        mapped: mapped_rx,
+        report: report_rx.clone(),
+        port: ts_port_tx,
+        backend: backend_tx,
+    };
+    tasks.spawn(tailscale::service::run(ctx.clone(), tailscale_links));
+    let admission_links = admission::service::Links {
+        gateway_id,
+        report: report_rx,
+        backend: backend_rx,
+    };
+    tasks.spawn(admission::service::run(ctx.clone(), admission_links));
 }
 
 /// Serve until SIGTERM/SIGINT: reload on SIGHUP, report a task that ends,

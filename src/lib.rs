@@ -6,6 +6,7 @@
 // keeps `unsafe` out of every other file.
 #![deny(unsafe_code)]
 
+pub mod actor;
 pub mod admission;
 pub mod config;
 pub mod control;

@@ -47,11 +47,14 @@ fn start(socket: &std::path::Path) -> Actor {
     let (_report_tx, report_rx) = watch::channel(None);
     let (backend_tx, backend_rx) = watch::channel(Backend::default());
     let (stop, shutdown) = edgereach::shutdown::channel();
+    let ctx = edgereach::actor::Context {
+        hub: hub.clone(),
+        config: cfg_rx,
+        net: net_rx,
+        stop: shutdown,
+    };
     let task = tokio::spawn(service::run(
-        hub.clone(),
-        cfg_rx,
-        net_rx,
-        shutdown,
+        ctx,
         Links {
             mapped: mapped_rx,
             report: report_rx,

@@ -17,10 +17,10 @@ use super::codec::{BootstrapRequest, DerpMapRef, NetcheckSummary};
 use super::model::AdmissionStatus;
 use super::provision::{self, Plan};
 use super::schedule;
+use crate::actor::Context;
 use crate::config::Config;
 use crate::deadline::Later;
 use crate::netcheck::report::{LatestReport, Report};
-use crate::netwatch::NetState;
 use crate::resolve::NameResolver;
 use crate::shutdown::Shutdown;
 use crate::state::StateDir;
@@ -43,13 +43,13 @@ pub struct Links {
 }
 
 /// Run until shutdown.
-pub async fn run(
-    hub: StatusHub,
-    mut config: watch::Receiver<Arc<Config>>,
-    _net: watch::Receiver<NetState>,
-    mut shutdown: Shutdown,
-    links: Links,
-) {
+pub async fn run(ctx: Context, links: Links) {
+    let Context {
+        hub,
+        mut config,
+        stop: mut shutdown,
+        ..
+    } = ctx;
     let resolver = Arc::new(NameResolver::from_system());
     hub.update(|s| s.admission = AdmissionStatus::starting());
     loop {

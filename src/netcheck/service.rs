@@ -16,9 +16,9 @@ use super::probe;
 use super::report::{LatestReport, Report};
 use super::run::{self, History, Kind};
 use super::tsmap::{Refreshed, TailscaledMap, TsMapError};
+use crate::actor::Context;
 use crate::config::Config;
 use crate::deadline::Later;
-use crate::netwatch::NetState;
 use crate::poke::Poke;
 use crate::portmap::model::Mapped;
 use crate::resolve::NameResolver;
@@ -49,17 +49,19 @@ pub struct Links {
     pub report: watch::Sender<LatestReport>,
     /// What portmap holds and the router's protocols, from portmap.
     pub mapped: watch::Receiver<Mapped>,
+    /// "A full report now" (the page's and the CLI's button).
+    pub poke: Poke,
 }
 
-/// Run until shutdown; `poke` asks for a full report now.
-pub async fn run(
-    hub: StatusHub,
-    mut config: watch::Receiver<Arc<Config>>,
-    mut net: watch::Receiver<NetState>,
-    mut shutdown: Shutdown,
-    poke: Poke,
-    links: Links,
-) {
+/// Run until shutdown.
+pub async fn run(ctx: Context, links: Links) {
+    let Context {
+        hub,
+        mut config,
+        mut net,
+        stop: mut shutdown,
+    } = ctx;
+    let poke = links.poke.clone();
     let mut actor = Actor::new(hub, links);
     loop {
         let cfg = config.borrow_and_update().clone();

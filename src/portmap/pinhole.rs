@@ -23,10 +23,10 @@ use super::pmp::{self, Ignored, PmpError};
 use super::protocol::pcp::{self, MapRequest};
 use super::protocol::pinhole::{self as wire, PinholeGrant};
 use super::protocol::Protocol;
+use crate::actor::Context;
 use crate::config::Config;
 use crate::deadline::Later;
 use crate::netwatch::NetState;
-use crate::shutdown::Shutdown;
 use crate::status::{Level, StatusHub, Timestamp};
 
 /// Time one PCP exchange may take (retransmits included).
@@ -380,14 +380,21 @@ fn v4_gateway(net: &NetState) -> Option<(Ipv4Addr, Ipv4Addr)> {
     net.default_route.as_ref()?.router_and_source()
 }
 
+/// The pinhole actor's links to the others.
+pub struct Links {
+    /// tailscaled's real UDP port, from tailscale (None until known).
+    pub tailscaled_port: watch::Receiver<Option<u16>>,
+}
+
 /// Run the pinhole actor until shutdown.
-pub async fn run(
-    hub: StatusHub,
-    mut config: watch::Receiver<Arc<Config>>,
-    mut net: watch::Receiver<NetState>,
-    mut shutdown: Shutdown,
-    mut ts_port: watch::Receiver<Option<u16>>,
-) {
+pub async fn run(ctx: Context, links: Links) {
+    let Context {
+        hub,
+        mut config,
+        mut net,
+        stop: mut shutdown,
+    } = ctx;
+    let mut ts_port = links.tailscaled_port;
     let ignored = Arc::new(Ignored::default());
     let mut session: Option<Session> = None;
     let (hint_tx, mut hints) = mpsc::channel(1);

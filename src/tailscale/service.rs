@@ -20,12 +20,12 @@ use super::health::{describe, facts, verdict, version_note};
 use super::keepalive::Schedule;
 use super::model::{Backend, PeerStatus, PingStatus, SanityCheck, TailscaleStatus};
 use super::{peers, sanity, select};
+use crate::actor::Context;
 use crate::config::Config;
 use crate::deadline::Later;
 use crate::netcheck::report::LatestReport;
 use crate::netwatch::NetState;
 use crate::portmap::model::Mapped;
-use crate::shutdown::Shutdown;
 use crate::status::{Level, State, StatusHub, Timestamp};
 
 /// How often the peer list is refreshed while tailscaled answers.
@@ -53,13 +53,13 @@ pub struct Links {
 }
 
 /// Run until shutdown.
-pub async fn run(
-    hub: StatusHub,
-    mut config: watch::Receiver<Arc<Config>>,
-    mut net: watch::Receiver<NetState>,
-    mut shutdown: Shutdown,
-    links: Links,
-) {
+pub async fn run(ctx: Context, links: Links) {
+    let Context {
+        hub,
+        mut config,
+        mut net,
+        stop: mut shutdown,
+    } = ctx;
     let Links {
         mut mapped,
         report,

@@ -8,11 +8,10 @@
 //! outbox is sent again from its oldest unacknowledged record (duplicates are
 //! possible; consumers drop them by `seq`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{ConnectionError, Event as MqttEvent, Incoming, Outgoing, QoS};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 use super::client::{self, Broker};
@@ -20,10 +19,9 @@ use super::outbox::Outbox;
 use super::payload::{self, topic};
 use super::session::{Session, SessionEvent, Tag};
 use super::sparkplug::node::Node;
+use crate::actor::Context;
 use crate::config::{Config, TelemetryConfig};
 use crate::deadline::Later;
-use crate::netwatch::NetState;
-use crate::shutdown::Shutdown;
 use crate::status::{Event, Health, State, Status, StatusHub, TelemetryStatus, Timestamp};
 
 /// Outbox records sent and not yet acknowledged, at most.
@@ -72,12 +70,13 @@ struct Actor {
 }
 
 /// Run until shutdown.
-pub async fn run(
-    hub: StatusHub,
-    mut config: watch::Receiver<Arc<Config>>,
-    _net: watch::Receiver<NetState>,
-    mut shutdown: Shutdown,
-) {
+pub async fn run(ctx: Context) {
+    let Context {
+        hub,
+        mut config,
+        stop: mut shutdown,
+        ..
+    } = ctx;
     // Subscribe before looking at the snapshot, so no event falls in between.
     let mut events = hub.subscribe_events();
     let mut status_rx = hub.watch();

@@ -26,14 +26,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{Config, WebConfig};
-use crate::netwatch::NetState;
+use crate::actor::Context;
+use crate::config::WebConfig;
 use crate::poke::Pokes;
-use crate::shutdown::{self, Shutdown};
+use crate::shutdown;
 use crate::status::{Level, State, StatusHub, WebStatus};
 
 use crate::deadline::Later;
@@ -108,14 +107,21 @@ impl Shared {
     }
 }
 
+/// The web actor's links to the others.
+pub struct Links {
+    /// The actions' only way to the actors ("run netcheck now", "re-map now").
+    pub pokes: Pokes,
+}
+
 /// Run the web page until shutdown.
-pub async fn run(
-    hub: StatusHub,
-    mut config: watch::Receiver<Arc<Config>>,
-    mut net: watch::Receiver<NetState>,
-    mut shutdown: Shutdown,
-    pokes: Pokes,
-) {
+pub async fn run(ctx: Context, links: Links) {
+    let Context {
+        hub,
+        mut config,
+        mut net,
+        stop: mut shutdown,
+    } = ctx;
+    let pokes = links.pokes;
     let counters = Arc::new(Counters::default());
     let mut after_burst = trim::QuietAfterBurst::default();
     loop {

@@ -67,18 +67,19 @@ pub fn start(servers: &[std::net::SocketAddr], interval: &str) -> Actor {
     let (mapped_tx, mapped_rx) = watch::channel(Mapped::default());
     let (stop, shutdown) = edgereach::shutdown::channel();
     let poke = Poke::new();
-    let task = tokio::spawn(service::run(
-        hub.clone(),
-        cfg_rx,
-        net_rx,
-        shutdown,
-        poke.clone(),
-        service::Links {
-            rfc5780: rfc5780_tx,
-            report: report_tx,
-            mapped: mapped_rx,
-        },
-    ));
+    let ctx = edgereach::actor::Context {
+        hub: hub.clone(),
+        config: cfg_rx,
+        net: net_rx,
+        stop: shutdown,
+    };
+    let links = service::Links {
+        rfc5780: rfc5780_tx,
+        report: report_tx,
+        mapped: mapped_rx,
+        poke: poke.clone(),
+    };
+    let task = tokio::spawn(service::run(ctx, links));
     Actor {
         hub,
         rfc5780: rfc5780_rx,

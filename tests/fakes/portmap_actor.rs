@@ -72,15 +72,15 @@ pub fn start_with(router: Ipv4Addr, tweak: impl FnOnce(&mut Config)) -> Actor {
         servers: servers_rx,
         mapped: mapped_tx,
         tailscaled_port: port_rx,
+        poke: Poke::new(),
     };
-    let task = tokio::spawn(service::run(
-        hub.clone(),
-        cfg_rx,
-        net_rx,
-        shutdown,
-        Poke::new(),
-        links,
-    ));
+    let ctx = edgereach::actor::Context {
+        hub: hub.clone(),
+        config: cfg_rx,
+        net: net_rx,
+        stop: shutdown,
+    };
+    let task = tokio::spawn(service::run(ctx, links));
     Actor {
         hub,
         mapped: mapped_rx,

@@ -20,6 +20,7 @@ use super::announce;
 use super::model::Mapped;
 use super::pmp::Ignored;
 use super::router::{Grant, ProbeResult, Router};
+use crate::actor::Context;
 use crate::config::{Config, MappingConfig};
 use crate::deadline::Later;
 use crate::netcheck::servers::Rfc5780Servers;
@@ -56,6 +57,8 @@ pub struct Links {
     pub mapped: watch::Sender<Mapped>,
     /// tailscaled's real UDP port, from tailscale (None until known).
     pub tailscaled_port: watch::Receiver<Option<u16>>,
+    /// "Re-map now" (the page's and the CLI's button); portmap waits on it.
+    pub poke: Poke,
 }
 
 /// The configuration with every `follow_tailscaled` mapping on tailscaled's
@@ -85,14 +88,14 @@ fn port_moves(held: &[Held], now: Option<u16>) -> Option<u16> {
 }
 
 /// Run the portmap actor until shutdown; `poke` asks to re-map now.
-pub async fn run(
-    hub: StatusHub,
-    mut config: watch::Receiver<Arc<Config>>,
-    mut net: watch::Receiver<NetState>,
-    mut shutdown: Shutdown,
-    poke: Poke,
-    mut links: Links,
-) {
+pub async fn run(ctx: Context, mut links: Links) {
+    let Context {
+        hub,
+        mut config,
+        mut net,
+        stop: mut shutdown,
+    } = ctx;
+    let poke = links.poke.clone();
     let ignored = Arc::new(Ignored::default());
     let mut counters = prove::Counters::default();
     loop {

@@ -15,7 +15,11 @@ use nix::sys::socket::{
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
-use crate::shutdown::Shutdown;
+pub mod model;
+
+pub use model::NetState;
+
+use crate::actor::Context;
 use crate::status::{DefaultRoute, InterfaceAddress, Level, State, StatusHub};
 
 /// Quiet time after a netlink message before the tables are re-read; a link
@@ -25,17 +29,6 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 const RESCAN: Duration = Duration::from_secs(60);
 /// Re-read period when no netlink socket could be opened.
 const POLL_WITHOUT_NETLINK: Duration = Duration::from_secs(5);
-
-/// What the other tasks need to know about the network.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NetState {
-    /// IPv4 default route, if any.
-    pub default_route: Option<DefaultRoute>,
-    /// Whether an IPv6 default route exists.
-    pub ipv6_default_route: bool,
-    /// Non-loopback addresses.
-    pub addresses: Vec<InterfaceAddress>,
-}
 
 impl NetState {
     /// Read the kernel's current tables.
@@ -176,8 +169,21 @@ async fn next_wakeup(fd: &AsyncFd<OwnedFd>) {
     }
 }
 
-/// Follow the network until shutdown, publishing into the hub and `tx`.
-pub async fn run(hub: StatusHub, tx: watch::Sender<NetState>, mut shutdown: Shutdown) {
+/// Netwatch's links: the one sender of the network state.
+pub struct Links {
+    /// What every other actor follows (`Context::net` is its receiver).
+    pub net: watch::Sender<NetState>,
+}
+
+/// Follow the network until shutdown, publishing into the hub (for the
+/// views) and into the `NetState` watch (for the actors).
+pub async fn run(ctx: Context, links: Links) {
+    let Context {
+        hub,
+        stop: mut shutdown,
+        ..
+    } = ctx;
+    let tx = links.net;
     let netlink = match open_netlink() {
         Ok(fd) => Some(fd),
         Err(e) => {
