@@ -41,6 +41,9 @@
 #      BENCH_START_CAP (30 s, start -> reachable), BENCH_SETTLE (3 s, reachable
 #      -> reboot), BENCH_IMPLS ("edgereach n0"), BENCH_KEEP=1 keeps the per-run
 #      logs even when all went well.
+#      EDGEREACH_BEFORE_BIN: an older edgereach build, run as implementation
+#      "edgereach-before" (add it to BENCH_IMPLS) beside the current one, so
+#      a change is measured before and after in the same run.
 #      EDGEREACH_BIN / N0_BIN: use these binaries instead of building them
 #      (`cargo build --release` in the repo root and in bench/portmap-n0, into
 #      $CARGO_TARGET_DIR or the repo's git-ignored target/).
@@ -78,7 +81,8 @@ for v in RUNS REBOOT_CAP IDLE_SECS START_CAP SETTLE; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 for impl in $IMPLS; do
-    [[ $impl == edgereach || $impl == n0 ]] || die "unknown implementation '$impl'"
+    [[ $impl == edgereach || $impl == edgereach-before || $impl == n0 ]] ||
+        die "unknown implementation '$impl'"
 done
 [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces)"
 for c in ip nft awk date getconf "$PY"; do command -v "$c" >/dev/null || die "$c not found"; done
@@ -162,6 +166,9 @@ EDGEREACH_BIN=${EDGEREACH_BIN:+$(realpath "$EDGEREACH_BIN")}
 N0_BIN=${N0_BIN:+$(realpath "$N0_BIN")}
 [[ " $IMPLS " != *" edgereach "* || -x $EDGEREACH_BIN ]] || die "no edgereach binary"
 [[ " $IMPLS " != *" n0 "* || -x $N0_BIN ]] || die "no portmap-n0 binary"
+EDGEREACH_BEFORE_BIN=${EDGEREACH_BEFORE_BIN:+$(realpath "$EDGEREACH_BEFORE_BIN")}
+[[ " $IMPLS " != *" edgereach-before "* || -x ${EDGEREACH_BEFORE_BIN:-} ]] ||
+    die "edgereach-before needs EDGEREACH_BEFORE_BIN"
 
 mkdir -p "$OUT_DIR"
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -309,7 +316,9 @@ run_one() {
     PIDS+=("$sender_pid")
 
     # the implementation under test; `ip netns exec` execs it, so $! is its PID
-    if [[ $impl == edgereach ]]; then
+    if [[ $impl == edgereach* ]]; then
+        local bin=$EDGEREACH_BIN
+        [[ $impl == edgereach-before ]] && bin=$EDGEREACH_BEFORE_BIN
         cfg=$w/edgereach.toml
         sed -e "s|^state_dir =.*|state_dir = \"$w/state\"|" \
             -e "s|^control_socket =.*|control_socket = \"$w/control.sock\"|" \
@@ -318,10 +327,9 @@ run_one() {
             "$REPO/config/edgereach.toml" >"$cfg"
         : >"$w/impl.out"; : >"$w/impl.err"
         t0=$(now)
-        ip netns exec "$NS_GWHARD" "$EDGEREACH_BIN" run --config "$cfg" \
+        ip netns exec "$NS_GWHARD" "$bin" run --config "$cfg" \
             </dev/null >"$w/impl.out" 2>"$w/impl.err" &
         impl_pid=$!
-        local bin=$EDGEREACH_BIN
     else
         : >"$w/impl.out"; : >"$w/impl.err"
         t0=$(now)
@@ -360,7 +368,7 @@ run_one() {
     t=$(first_mapped_ts "$w" "$impl")
     [[ -n $t ]] && mapped_s=$(fsub "$t" "$t0")
 
-    if [[ $impl == edgereach ]]; then
+    if [[ $impl == edgereach* ]]; then
         external=$(status_field "$cfg" external)
         method=$(status_field "$cfg" method)
     else
@@ -456,7 +464,7 @@ run_one() {
 
 T_START=$SECONDS
 log "runs=$RUNS reboot_cap=${REBOOT_CAP}s idle=${IDLE_SECS}s impls=[$IMPLS]"
-log "edgereach: ${EDGEREACH_BIN:-} ; n0: ${N0_BIN:-} ${N0_ARGS}"
+log "edgereach: ${EDGEREACH_BIN:-} ; before: ${EDGEREACH_BEFORE_BIN:-} ; n0: ${N0_BIN:-} ${N0_ARGS}"
 for ((r = 1; r <= RUNS; r++)); do
     order=$IMPLS
     # alternate which implementation goes first, so neither always gets a cold machine
