@@ -15,7 +15,11 @@
 #   FOOTPRINT_IDLE=20 bench/footprint.sh            # CI
 # Knobs: FOOTPRINT_IDLE (s, default 600), FOOTPRINT_SLICES (default 5),
 # FOOTPRINT_TARGETS (default "x86_64 aarch64 armv7"), FOOTPRINT_PROVE
-# (portmap.prove, default true; false gives the baseline without the proof).
+# (portmap.prove, default true; false gives the baseline without the proof),
+# FOOTPRINT_BIN (measure this edgereach build, e.g. an older one, instead of
+# building the tree; the size table is then skipped). Two runs started
+# together, one with FOOTPRINT_BIN, measure a change before and after in the
+# same window.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $(id -u) -eq 0 ]] || { echo "footprint.sh: needs root (lab namespaces, packages)"; exit 1; }
@@ -26,8 +30,14 @@ targets=${FOOTPRINT_TARGETS:-x86_64 aarch64 armv7}
 target_root=${CARGO_TARGET_DIR:-target}
 build_log=$(mktemp)
 
-echo "== stripped release binary (profile in Cargo.toml)"
-printf '%-34s %10s %8s  %s\n' target bytes MiB goal
+if [[ -n ${FOOTPRINT_BIN:-} ]]; then
+    [[ -x $FOOTPRINT_BIN ]] || { echo "footprint.sh: FOOTPRINT_BIN $FOOTPRINT_BIN is not executable"; exit 2; }
+    targets=""
+    echo "== measuring $FOOTPRINT_BIN (no size table)"
+else
+    echo "== stripped release binary (profile in Cargo.toml)"
+    printf '%-34s %10s %8s  %s\n' target bytes MiB goal
+fi
 cross=()
 for t in $targets; do
     case $t in
@@ -49,7 +59,7 @@ for t in $targets; do
     [[ $t == aarch64 ]] && goal=$(awk -v s="$size" 'BEGIN {print (s <= 5 * 1048576) ? "<= 5 MiB: ok" : "<= 5 MiB: OVER"}')
     printf '%-34s %10d %8.2f  %s\n' "$triple" "$size" "$(awk -v s="$size" 'BEGIN {print s / 1048576}')" "$goal"
 done
-native=$target_root/release/edgereach
+native=${FOOTPRINT_BIN:-$target_root/release/edgereach}
 [[ -x $native ]] || cargo build --release --locked --quiet 2>>"$build_log"
 
 work=$(mktemp -d)
