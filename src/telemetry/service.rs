@@ -55,8 +55,6 @@ struct Actor {
     reconnect_at: Option<Instant>,
     session_tx: mpsc::Sender<SessionEvent>,
     shown: TelemetryStatus,
-    /// What `shown` was when last put into the snapshot.
-    pushed: Option<TelemetryStatus>,
     last_event_seq: u64,
     netcheck_runs: u64,
     fingerprint: String,
@@ -98,7 +96,6 @@ pub async fn run(ctx: Context) {
         session_tx,
         health: shown.health.clone(),
         shown,
-        pushed: None,
         last_event_seq: 0,
         netcheck_runs: 0,
         fingerprint: String::new(),
@@ -468,7 +465,7 @@ impl Actor {
         }
     }
 
-    /// Put our section into the snapshot when it changed.
+    /// Put our section into the snapshot.
     fn show(&mut self) {
         let mut out = self.shown.clone();
         let (mut depth, mut bytes, mut dropped) = (0, 0, 0);
@@ -500,11 +497,8 @@ impl Actor {
         out.connected = self.shown.connected || (!self.enabled() && self.node.shown.connected);
         out.sparkplug = self.node.enabled().then(|| self.node.shown.clone());
         self.shown.sparkplug = out.sparkplug.clone();
-        if self.pushed.as_ref() != Some(&out) {
-            let shown = out;
-            self.pushed = Some(shown.clone());
-            self.hub.update(|s| s.telemetry = shown);
-        }
+        // The hub wakes the views only if this really changed the section.
+        self.hub.update(|s| s.telemetry = out);
     }
 
     /// Clean stop (the daemon asks after every other task has stopped):

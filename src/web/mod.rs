@@ -33,7 +33,7 @@ use crate::actor::Context;
 use crate::config::WebConfig;
 use crate::poke::Pokes;
 use crate::shutdown;
-use crate::status::{Level, State, StatusHub, WebStatus};
+use crate::status::{Health, Level, State, StatusHub, WebStatus};
 
 use crate::deadline::Later;
 use actions::Token;
@@ -197,7 +197,9 @@ struct Generation {
     bound: Vec<SocketAddr>,
     failed: BTreeMap<SocketAddr, String>,
     fd_problem: Option<String>,
-    published: Option<WebStatus>,
+    /// The page's health as last published (its `since` moves only when
+    /// the state does).
+    health: Option<Health>,
     /// Turned-away totals at the last "refused" event, and when it was.
     refused_reported: (u64, Option<Instant>),
 }
@@ -239,7 +241,7 @@ impl Generation {
             bound: Vec::new(),
             failed,
             fd_problem,
-            published: None,
+            health: None,
             refused_reported: (0, None),
         };
         g.bind_missing(hub);
@@ -303,8 +305,9 @@ impl Generation {
         };
         let reason = (!problems.is_empty()).then(|| problems.join("; "));
         let mut next = WebStatus {
-            health: match &self.published {
-                Some(p) => p.health.clone(),
+            health: match &self.health {
+                Some(h) => h.clone(),
+                // Our own section, from before a restart of the listeners.
                 None => hub.snapshot().web.health,
             },
             listening: self.bound.iter().map(ToString::to_string).collect(),
@@ -322,10 +325,9 @@ impl Generation {
         };
         next.health.set(state, reason);
         self.report_refusals(hub, &next);
-        if self.published.as_ref() != Some(&next) {
-            self.published = Some(next.clone());
-            hub.update(|s| s.web = next);
-        }
+        self.health = Some(next.health.clone());
+        // The hub wakes the views only if this really changed the section.
+        hub.update(|s| s.web = next);
     }
 
     /// Give the freed buffers of a burst of connections back to the system
