@@ -14,9 +14,12 @@ fuzz_target!(|data: &[u8]| {
     let body = String::from_utf8_lossy(data);
     let _ = parse_get_specific_entry_response(&body);
     let _ = parse_soap_fault(&body);
-    // A control URL, when one is found, is always a literal-IP http:// URL.
+    // A control URL (and the IPv6 firewall's), when found, is always a literal-IP http:// URL.
     if let Ok(service) = parse_description(&body, "http://10.77.0.1:5000/rootDesc.xml") {
         assert!(location_host(&service.control_url).is_ok());
+        if let Some(firewall) = &service.firewall_control_url {
+            assert!(location_host(firewall).is_ok());
+        }
     }
     // Escaped text never contains markup characters.
     let escaped = xml_escape(&body);

@@ -16,14 +16,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 use igd_next::aio::Gateway;
-use igd_next::{
-    AddAnyPortError, AddPortError, GetExternalIpError, PortMappingProtocol, RemovePortError,
-    RequestError,
-};
+use igd_next::{GetExternalIpError, PortMappingProtocol, RemovePortError};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
@@ -34,55 +31,12 @@ use super::protocol::soap::{self, SoapError, SpecificEntry, UpnpFault};
 use super::protocol::ssdp;
 use crate::config::Protocol;
 use crate::deadline::Later;
+pub use error::UpnpError;
+use error::{
+    fault, from_add_any, from_add_port, from_pinhole, from_request, permanent_only, req_err,
+};
 
-/// Why a UPnP operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum UpnpError {
-    /// Discovery found no IGD at the default gateway.
-    #[error("no UPnP IGD answered at {0}:1900")]
-    NotFound(Ipv4Addr),
-    /// The IGD found lives elsewhere than the default gateway.
-    #[error("UPnP IGD at {found} is not the default gateway {router}; ignored")]
-    Untrusted {
-        /// Address that answered.
-        found: IpAddr,
-        /// The default gateway.
-        router: Ipv4Addr,
-    },
-    /// The router refused the action with a UPnP error.
-    #[error("UPnP {action}: router returned error {} ({})", .fault.code, .fault.description)]
-    Fault {
-        /// SOAP action.
-        action: &'static str,
-        /// The router's error.
-        fault: UpnpFault,
-    },
-    /// A request failed or timed out.
-    #[error("UPnP {action}: {detail}")]
-    Request {
-        /// SOAP action or step.
-        action: &'static str,
-        /// What went wrong.
-        detail: String,
-    },
-}
-
-impl UpnpError {
-    /// The UPnP error code, when the router answered with a fault.
-    fn fault_code(&self) -> Option<u16> {
-        match self {
-            UpnpError::Fault { fault, .. } => Some(fault.code),
-            _ => None,
-        }
-    }
-}
-
-fn req_err(action: &'static str, detail: impl ToString) -> UpnpError {
-    UpnpError::Request {
-        action,
-        detail: detail.to_string(),
-    }
-}
+mod error;
 
 /// Time allowed for discovery (SSDP + device description).
 const DISCOVERY_BUDGET: Duration = Duration::from_secs(2);
@@ -93,79 +47,6 @@ const BOOTID_BUDGET: Duration = Duration::from_millis(800);
 const ANY_PORT_BUDGET: Duration = Duration::from_secs(12);
 /// 401 Invalid Action and 602 OptionalActionNotImplemented: no such action.
 const NO_SUCH_ACTION: [u16; 2] = [401, 602];
-
-/// The standard UPnP error name of the codes igd-next turns into variants
-/// (it keeps the router's text only for the codes it passes through).
-fn fault(code: u16) -> UpnpFault {
-    let description = match code {
-        605 => "StringArgumentTooLong",
-        606 => "Action not authorized",
-        714 => "NoSuchEntryInArray",
-        718 => "ConflictInMappingEntry",
-        724 => "SamePortValuesRequired",
-        725 => "OnlyPermanentLeasesSupported",
-        728 => "NoPortMapsAvailable",
-        _ => "",
-    };
-    UpnpFault {
-        code,
-        description: description.into(),
-    }
-}
-
-/// igd-next's transport-level error, typed back: a router fault keeps its
-/// code (the retry logic reads 718, 724, 725, 402).
-fn from_request(action: &'static str, e: RequestError) -> UpnpError {
-    match e {
-        RequestError::ErrorCode(code, description) => UpnpError::Fault {
-            action,
-            fault: UpnpFault { code, description },
-        },
-        RequestError::IoError(e) => req_err(action, e),
-        RequestError::InvalidResponse(text) => req_err(
-            action,
-            format!(
-                "invalid answer: {:?}",
-                text.chars().take(64).collect::<String>()
-            ),
-        ),
-        other => req_err(action, other),
-    }
-}
-
-fn from_add_port(action: &'static str, e: AddPortError) -> UpnpError {
-    let code = match e {
-        AddPortError::DescriptionTooLong => 605,
-        AddPortError::ActionNotAuthorized => 606,
-        AddPortError::PortInUse => UpnpFault::CONFLICT_IN_MAPPING_ENTRY,
-        AddPortError::SamePortValuesRequired => 724,
-        AddPortError::OnlyPermanentLeasesSupported => UpnpFault::ONLY_PERMANENT_LEASES_SUPPORTED,
-        AddPortError::RequestError(e) => return from_request(action, e),
-        other => return req_err(action, other),
-    };
-    UpnpError::Fault {
-        action,
-        fault: fault(code),
-    }
-}
-
-fn from_add_any(action: &'static str, e: AddAnyPortError) -> UpnpError {
-    let code = match e {
-        AddAnyPortError::DescriptionTooLong => 605,
-        AddAnyPortError::ActionNotAuthorized => 606,
-        // The last port tried (the internal one, on a router that wants
-        // both equal) is mapped to another client.
-        AddAnyPortError::ExternalPortInUse => UpnpFault::CONFLICT_IN_MAPPING_ENTRY,
-        AddAnyPortError::OnlyPermanentLeasesSupported => UpnpFault::ONLY_PERMANENT_LEASES_SUPPORTED,
-        AddAnyPortError::NoPortsAvailable => 728,
-        AddAnyPortError::RequestError(e) => return from_request(action, e),
-        other => return req_err(action, other),
-    };
-    UpnpError::Fault {
-        action,
-        fault: fault(code),
-    }
-}
 
 /// The argument lists igd-next fills the mapping requests from, as the
 /// WANIPConnection and WANPPPConnection service descriptions define them.
@@ -258,7 +139,7 @@ fn gateway(
         control_schema_url: String::new(),
         control_schema: control_schema(&service.service_type),
         service_type: service.service_type.clone(),
-        ipv6_firewall_control_url: None,
+        ipv6_firewall_control_url: service.firewall_control_url.clone(),
         provider: IgdHttp,
     })
 }
@@ -287,6 +168,12 @@ impl UpnpRouter {
         let service =
             description::parse_description(&reply.body, location).map_err(|e| req_err(STEP, e))?;
         check_host(&service.control_url, router, STEP)?;
+        let mut service = service;
+        // A firewall service elsewhere than the router is not asked: pinholes
+        // stay PCP's, port mapping is unaffected.
+        service.firewall_control_url = service
+            .firewall_control_url
+            .filter(|url| check_host(url, router, STEP).is_ok());
         Ok(Self {
             gateway: Box::new(gateway(&service, location, STEP)?),
             service,
@@ -482,19 +369,51 @@ impl UpnpRouter {
         }
     }
 
+    /// Whether the IGD offers WANIPv6FirewallControl (IGDv2 pinholes).
+    pub fn has_firewall(&self) -> bool {
+        self.gateway.ipv6_firewall_control_url.is_some()
+    }
+
+    /// AddPinhole by igd-next: inbound `protocol` from any remote host and
+    /// port to `[addr]:port` for `lease_s` seconds (1 to 86400). The
+    /// router's UniqueID of the pinhole, for renewing and deleting it.
+    pub async fn add_pinhole(
+        &self,
+        protocol: Protocol,
+        addr: Ipv6Addr,
+        port: u16,
+        lease_s: u32,
+    ) -> Result<u16, UpnpError> {
+        let client = SocketAddrV6::new(addr, port, 0, 0);
+        let call = self
+            .gateway
+            .add_pinhole(igd_protocol(protocol), client, lease_s);
+        bounded("AddPinhole", REQUEST_BUDGET, call, from_pinhole).await
+    }
+
+    /// UpdatePinhole: a new lease for the pinhole `unique_id`.
+    pub async fn update_pinhole(&self, unique_id: u16, lease_s: u32) -> Result<(), UpnpError> {
+        let call = self.gateway.update_pinhole(unique_id, lease_s);
+        bounded("UpdatePinhole", REQUEST_BUDGET, call, from_pinhole).await
+    }
+
+    /// DeletePinhole.
+    pub async fn remove_pinhole(&self, unique_id: u16) -> Result<(), UpnpError> {
+        let call = self.gateway.remove_pinhole(unique_id);
+        bounded("DeletePinhole", REQUEST_BUDGET, call, from_pinhole).await
+    }
+
+    /// GetFirewallStatus: whether the firewall is on and lets pinholes be
+    /// opened (a pinhole is pointless on a router whose firewall is off).
+    pub async fn firewall_status(&self) -> Result<igd_next::FirewallStatus, UpnpError> {
+        let call = self.gateway.get_firewall_status();
+        bounded("GetFirewallStatus", REQUEST_BUDGET, call, from_pinhole).await
+    }
+
     /// The router's current SSDP BOOTID (changes on every restart).
     pub async fn boot_id(&self, ignored: &Ignored) -> Result<Option<u32>, UpnpError> {
         probe_boot_id(self.router, self.local, ignored).await
     }
-}
-
-/// 725 OnlyPermanentLeasesSupported, or 402 Invalid Args from IGDs older
-/// than that code, both meaning: ask again with lease 0.
-fn permanent_only(e: &UpnpError) -> bool {
-    matches!(
-        e.fault_code(),
-        Some(UpnpFault::ONLY_PERMANENT_LEASES_SUPPORTED | UpnpFault::INVALID_ARGS)
-    )
 }
 
 /// Unicast M-SEARCH to the router; the BOOTID.UPNP.ORG of its answer.
@@ -546,32 +465,6 @@ async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn igd_next_errors_keep_the_fault_codes_the_retries_read() {
-        let code = |e: UpnpError| e.fault_code();
-        assert_eq!(code(from_add_port("a", AddPortError::PortInUse)), Some(718));
-        let permanent = from_add_port("a", AddPortError::OnlyPermanentLeasesSupported);
-        assert!(permanent_only(&permanent), "{permanent}");
-        let old_igd = RequestError::ErrorCode(402, "Invalid Args".into());
-        let e = from_add_port("a", AddPortError::RequestError(old_igd));
-        assert!(permanent_only(&e));
-        assert_eq!(
-            e.to_string(),
-            "UPnP a: router returned error 402 (Invalid Args)"
-        );
-        let e = from_add_any("a", AddAnyPortError::OnlyPermanentLeasesSupported);
-        assert!(permanent_only(&e));
-        let no_action = RequestError::ErrorCode(401, "Invalid Action".into());
-        let e = from_add_any("a", AddAnyPortError::RequestError(no_action));
-        assert_eq!(code(e), Some(401));
-        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
-        let e = from_request("a", RequestError::IoError(timeout));
-        assert_eq!(
-            (e.fault_code(), e.to_string()),
-            (None, "UPnP a: timed out".into())
-        );
-    }
 
     #[test]
     fn any_port_mapping_is_asked_only_of_wanipconnection_2() {
