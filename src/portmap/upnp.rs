@@ -52,9 +52,11 @@ const NO_SUCH_ACTION: [u16; 2] = [401, 602];
 /// WANIPConnection and WANPPPConnection service descriptions define them.
 /// Taken from the standard rather than fetched: one HTTP request less at
 /// every discovery, and igd-next's SCPD parser is only behind its own
-/// discovery. AddAnyPortMapping exists from WANIPConnection:2 on; without
-/// it igd-next falls back to AddPortMapping on random ports.
-fn control_schema(service_type: &str) -> HashMap<String, Vec<String>> {
+/// discovery. AddAnyPortMapping is listed whatever the service version:
+/// WANIPConnection:2 defines it, and IGDv1 routers that have it anyway exist
+/// (the lab's fake725igd is one); one that answers 401 or 602 has it removed
+/// and igd-next falls back to AddPortMapping on random ports (`add_any`).
+fn control_schema() -> HashMap<String, Vec<String>> {
     const MAPPING: [&str; 8] = [
         "NewRemoteHost",
         "NewExternalPort",
@@ -68,10 +70,8 @@ fn control_schema(service_type: &str) -> HashMap<String, Vec<String>> {
     let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let mut schema = HashMap::new();
     schema.insert("AddPortMapping".into(), names(&MAPPING));
+    schema.insert("AddAnyPortMapping".into(), names(&MAPPING));
     schema.insert("DeletePortMapping".into(), names(&MAPPING[..3]));
-    if service_type == description::WAN_SERVICES[0] {
-        schema.insert("AddAnyPortMapping".into(), names(&MAPPING));
-    }
     schema
 }
 
@@ -137,7 +137,7 @@ fn gateway(
         root_url: location.to_owned(),
         control_url: service.control_url.clone(),
         control_schema_url: String::new(),
-        control_schema: control_schema(&service.service_type),
+        control_schema: control_schema(),
         service_type: service.service_type.clone(),
         ipv6_firewall_control_url: service.firewall_control_url.clone(),
         provider: IgdHttp,
@@ -467,15 +467,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn any_port_mapping_is_asked_only_of_wanipconnection_2() {
-        let [v2, v1, ppp] = description::WAN_SERVICES;
-        assert!(control_schema(v2).contains_key("AddAnyPortMapping"));
-        for st in [v1, ppp] {
-            let schema = control_schema(st);
-            assert!(!schema.contains_key("AddAnyPortMapping"), "{st}");
-            let delete = schema.get("DeletePortMapping").map(Vec::len);
-            assert_eq!(delete, Some(3), "{st}");
-            assert_eq!(schema.get("AddPortMapping").map(Vec::len), Some(8));
+    fn every_service_is_asked_for_any_port_with_the_standard_arguments() {
+        let schema = control_schema();
+        for action in ["AddPortMapping", "AddAnyPortMapping"] {
+            let args = schema.get(action).map(|a| a.join(","));
+            assert_eq!(
+                args.as_deref(),
+                Some(
+                    "NewRemoteHost,NewExternalPort,NewProtocol,NewInternalPort,\
+NewInternalClient,NewEnabled,NewPortMappingDescription,NewLeaseDuration"
+                ),
+                "{action}"
+            );
         }
+        let delete = schema.get("DeletePortMapping").map(|a| a.join(","));
+        assert_eq!(
+            delete.as_deref(),
+            Some("NewRemoteHost,NewExternalPort,NewProtocol")
+        );
     }
 }
