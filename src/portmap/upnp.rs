@@ -1,7 +1,9 @@
 //! UPnP IGD I/O. igd-next does the WANIPConnection actions it has
 //! (AddPortMapping, AddAnyPortMapping and its AddPortMapping fallback,
-//! DeletePortMapping, GetExternalIPAddress) over our own HTTP/1.1 transport
-//! ([`IgdHttp`]); its `Gateway` is built from the description we fetched.
+//! DeletePortMapping, GetExternalIPAddress) and the IGDv2 pinhole actions
+//! (AddPinhole, UpdatePinhole, DeletePinhole, GetFirewallStatus) over our
+//! own HTTP/1.1 transport ([`IgdHttp`]); its `Gateway` is built from the
+//! description we fetched.
 //! Ours, because igd-next has no equivalent: the unicast SSDP search with
 //! BOOTID.UPNP.ORG (a reboot), the device description (its parser is only
 //! behind its own discovery, which multicasts and fetches with its own
@@ -43,7 +45,7 @@ const DISCOVERY_BUDGET: Duration = Duration::from_secs(2);
 /// Time allowed for a BOOTID probe.
 const BOOTID_BUDGET: Duration = Duration::from_millis(800);
 /// Time allowed for igd-next's any-port mapping: one AddAnyPortMapping, or
-/// on an IGDv1 up to 20 AddPortMapping on random ports.
+/// on a router without it up to 20 AddPortMapping on random ports.
 const ANY_PORT_BUDGET: Duration = Duration::from_secs(12);
 /// 401 Invalid Action and 602 OptionalActionNotImplemented: no such action.
 const NO_SUCH_ACTION: [u16; 2] = [401, 602];
