@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(data.len() <= MAX_BODY);
         assert!(!r.cluster_id.is_empty() && r.cluster_id.len() <= 64);
         assert!(r.headscale_url.starts_with("http"));
-        assert!(matches!(r.auth_mode.as_str(), "authkey" | "none" | "oidc"));
+        assert!(matches!(r.auth_mode.name(), "authkey" | "none" | "oidc"));
         // Debug output never carries the key: the key adds no occurrence of
         // itself to the Debug text (compared with an empty key, which prints the
         // same redaction marker). A key can equal some other text, say a

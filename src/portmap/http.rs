@@ -2,8 +2,13 @@
 //! control requests (POST). One connection per request and a bounded answer;
 //! the caller bounds the time. Only literal-IP `http://` URLs are accepted
 //! (the caller has checked the address is the default gateway).
+//!
+//! [`IgdHttp`] is igd-next's transport: its `aio::Gateway` is generic over
+//! the HTTP client, so its SOAP actions go through this exchange instead of
+//! its own hyper client (which would bring HTTP/2 and connection pooling).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -14,6 +19,11 @@ use tokio::net::TcpStream;
 use super::protocol::soap::MAX_BODY_LEN;
 use super::protocol::ssdp::{location_host, SsdpError};
 use crate::http_client::{read_body, BodyError, ConnectionTask};
+
+/// Time one SOAP request may take, connect to last byte. igd-next's own
+/// client has a 10 s default and no way to shorten it; the caller bounds
+/// each whole action again (several requests for AddAnyPortMapping).
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(3);
 
 /// Largest read buffer (status line and headers must fit in it).
 const READ_BUFFER_LIMIT: usize = 16 * 1024;
@@ -103,4 +113,36 @@ pub async fn exchange(url: &str, soap: Option<Soap<'_>>) -> Result<Reply, HttpEr
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// igd-next's HTTP transport ([`igd_next::aio::Provider`]): one SOAP POST
+/// through [`exchange`], bounded by [`REQUEST_BUDGET`] and [`MAX_BODY_LEN`].
+/// The body of a 200 or a 500 answer goes back to igd-next, which reads the
+/// response or the UPnP fault (a fault comes with status 500).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IgdHttp;
+
+impl igd_next::aio::Provider for IgdHttp {
+    async fn send_async(
+        url: &str,
+        action: &str,
+        body: &str,
+    ) -> Result<String, igd_next::RequestError> {
+        use igd_next::RequestError;
+        use std::io::{Error, ErrorKind};
+        let soap = Soap {
+            action,
+            body: body.to_owned(),
+        };
+        let reply = tokio::time::timeout(REQUEST_BUDGET, exchange(url, Some(soap)))
+            .await
+            .map_err(|_| Error::new(ErrorKind::TimedOut, "timed out"))?
+            .map_err(Error::other)?;
+        match reply.status {
+            200 | 500 => Ok(reply.body),
+            status => Err(RequestError::InvalidResponse(format!(
+                "HTTP status {status}"
+            ))),
+        }
+    }
 }

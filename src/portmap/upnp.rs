@@ -1,93 +1,102 @@
-//! UPnP IGD I/O: SSDP search, the device description and the SOAP control
-//! actions, all through our own bounded codecs (`protocol::{ssdp,
-//! description, soap}`) and a one-request-per-connection HTTP/1.1 client.
-//!
-//! Why not igd-next, which the project started with: it brought hyper's
-//! HTTP/2, xml-rs, url and futures into a binary with a 4 MiB budget. Without
-//! it the stripped aarch64 build went from 4,541,072 to 3,877,616 bytes
-//! (cross/README.md); the codecs it would have replaced were ours already
-//! (GetSpecificPortMappingEntry, BOOTID) and the actions it had are five
-//! small envelopes, fuzzed with the rest (`fuzz/soap_parse`).
+//! UPnP IGD I/O. igd-next does the WANIPConnection actions it has
+//! (AddPortMapping, AddAnyPortMapping and its AddPortMapping fallback,
+//! DeletePortMapping, GetExternalIPAddress) and the IGDv2 pinhole actions
+//! (AddPinhole, UpdatePinhole, DeletePinhole, GetFirewallStatus) over our
+//! own HTTP/1.1 transport ([`IgdHttp`]); its `Gateway` is built from the
+//! description we fetched.
+//! Ours, because igd-next has no equivalent: the unicast SSDP search with
+//! BOOTID.UPNP.ORG (a reboot), the device description (its parser is only
+//! behind its own discovery, which multicasts and fetches with its own
+//! client), and GetSpecificPortMappingEntry (the periodic check), all
+//! through the bounded codecs in `protocol::{ssdp, description, soap}`.
+//! igd-next's calls have no timeout of their own we can set: every one is
+//! wrapped in ours.
 //!
 //! Only the default gateway is trusted: the search is sent to it by unicast,
 //! and a gateway, LOCATION, control URL or answer from any other address is
 //! ignored.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
+use igd_next::aio::Gateway;
+use igd_next::{GetExternalIpError, PortMappingProtocol, RemovePortError};
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
-use super::http::{self, Soap};
+use super::http::{self, IgdHttp, Soap, REQUEST_BUDGET};
 use super::pmp::Ignored;
 use super::protocol::description::{self, WanService};
-use super::protocol::soap::{self, MappingRequest, SoapError, SpecificEntry, UpnpFault};
+use super::protocol::soap::{self, SoapError, SpecificEntry, UpnpFault};
 use super::protocol::ssdp;
 use crate::config::Protocol;
 use crate::deadline::Later;
+pub use error::UpnpError;
+use error::{
+    fault, from_add_any, from_add_port, from_pinhole, from_request, permanent_only, req_err,
+};
 
-/// Why a UPnP operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum UpnpError {
-    /// Discovery found no IGD at the default gateway.
-    #[error("no UPnP IGD answered at {0}:1900")]
-    NotFound(Ipv4Addr),
-    /// The IGD found lives elsewhere than the default gateway.
-    #[error("UPnP IGD at {found} is not the default gateway {router}; ignored")]
-    Untrusted {
-        /// Address that answered.
-        found: IpAddr,
-        /// The default gateway.
-        router: Ipv4Addr,
-    },
-    /// The router refused the action with a UPnP error.
-    #[error("UPnP {action}: router returned error {} ({})", .fault.code, .fault.description)]
-    Fault {
-        /// SOAP action.
-        action: &'static str,
-        /// The router's error.
-        fault: UpnpFault,
-    },
-    /// A request failed or timed out.
-    #[error("UPnP {action}: {detail}")]
-    Request {
-        /// SOAP action or step.
-        action: &'static str,
-        /// What went wrong.
-        detail: String,
-    },
-}
-
-impl UpnpError {
-    /// The UPnP error code, when the router answered with a fault.
-    fn fault_code(&self) -> Option<u16> {
-        match self {
-            UpnpError::Fault { fault, .. } => Some(fault.code),
-            _ => None,
-        }
-    }
-}
-
-fn req_err(action: &'static str, detail: impl ToString) -> UpnpError {
-    UpnpError::Request {
-        action,
-        detail: detail.to_string(),
-    }
-}
+mod error;
 
 /// Time allowed for discovery (SSDP + device description).
 const DISCOVERY_BUDGET: Duration = Duration::from_secs(2);
-/// Time allowed for one SOAP request.
-const REQUEST_BUDGET: Duration = Duration::from_secs(3);
 /// Time allowed for a BOOTID probe.
 const BOOTID_BUDGET: Duration = Duration::from_millis(800);
-/// Ports tried by an IGD without AddAnyPortMapping when the wanted one is taken.
-const OTHER_PORT_ATTEMPTS: u16 = 8;
-/// 401 Invalid Action and 602 OptionalActionNotImplemented: no AddAnyPortMapping.
+/// Time allowed for igd-next's any-port mapping: one AddAnyPortMapping, or
+/// on a router without it up to 20 AddPortMapping on random ports.
+const ANY_PORT_BUDGET: Duration = Duration::from_secs(12);
+/// 401 Invalid Action and 602 OptionalActionNotImplemented: no such action.
 const NO_SUCH_ACTION: [u16; 2] = [401, 602];
-/// 724 SamePortValuesRequired: the router maps only external = internal port.
-const SAME_PORT_VALUES_REQUIRED: u16 = 724;
+
+/// The argument lists igd-next fills the mapping requests from, as the
+/// WANIPConnection and WANPPPConnection service descriptions define them.
+/// Taken from the standard rather than fetched: one HTTP request less at
+/// every discovery, and igd-next's SCPD parser is only behind its own
+/// discovery. AddAnyPortMapping is listed whatever the service version:
+/// WANIPConnection:2 defines it, and IGDv1 routers that have it anyway exist
+/// (the lab's fake725igd is one); one that answers 401 or 602 has it removed
+/// and igd-next falls back to AddPortMapping on random ports (`add_any`).
+fn control_schema() -> HashMap<String, Vec<String>> {
+    const MAPPING: [&str; 8] = [
+        "NewRemoteHost",
+        "NewExternalPort",
+        "NewProtocol",
+        "NewInternalPort",
+        "NewInternalClient",
+        "NewEnabled",
+        "NewPortMappingDescription",
+        "NewLeaseDuration",
+    ];
+    let names = |list: &[&str]| list.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let mut schema = HashMap::new();
+    schema.insert("AddPortMapping".into(), names(&MAPPING));
+    schema.insert("AddAnyPortMapping".into(), names(&MAPPING));
+    schema.insert("DeletePortMapping".into(), names(&MAPPING[..3]));
+    schema
+}
+
+/// igd-next's spelling of the protocol.
+fn igd_protocol(p: Protocol) -> PortMappingProtocol {
+    match p {
+        Protocol::Udp => PortMappingProtocol::UDP,
+        Protocol::Tcp => PortMappingProtocol::TCP,
+    }
+}
+
+/// Runs one igd-next call within `budget`; its own client would wait 10 s.
+async fn bounded<T, E>(
+    action: &'static str,
+    budget: Duration,
+    call: impl Future<Output = Result<T, E>>,
+    typed: impl FnOnce(&'static str, E) -> UpnpError,
+) -> Result<T, UpnpError> {
+    match tokio::time::timeout(budget, call).await {
+        Err(_) => Err(req_err(action, "timed out")),
+        Ok(r) => r.map_err(|e| typed(action, e)),
+    }
+}
 
 /// What the router granted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +111,8 @@ pub struct UpnpGrant {
 #[derive(Clone, Debug)]
 pub struct UpnpRouter {
     service: WanService,
+    /// Boxed: it is most of the size, and routers are moved around whole.
+    gateway: Box<Gateway<IgdHttp>>,
     router: Ipv4Addr,
     local: Ipv4Addr,
 }
@@ -113,6 +124,26 @@ fn check_host(url: &str, router: Ipv4Addr, step: &'static str) -> Result<(), Upn
         true => Ok(()),
         false => Err(UpnpError::Untrusted { found: ip, router }),
     }
+}
+
+/// igd-next's gateway for the service we chose; `control_url` is checked
+/// to be a literal-IP http:// URL on the router.
+fn gateway(
+    service: &WanService,
+    location: &str,
+    step: &'static str,
+) -> Result<Gateway<IgdHttp>, UpnpError> {
+    let (ip, port, _) = ssdp::location_host(&service.control_url).map_err(|e| req_err(step, e))?;
+    Ok(Gateway {
+        addr: SocketAddr::new(ip, port),
+        root_url: location.to_owned(),
+        control_url: service.control_url.clone(),
+        control_schema_url: String::new(),
+        control_schema: control_schema(),
+        service_type: service.service_type.clone(),
+        ipv6_firewall_control_url: service.firewall_control_url.clone(),
+        provider: IgdHttp,
+    })
 }
 
 impl UpnpRouter {
@@ -139,15 +170,22 @@ impl UpnpRouter {
         let service =
             description::parse_description(&reply.body, location).map_err(|e| req_err(STEP, e))?;
         check_host(&service.control_url, router, STEP)?;
+        let mut service = service;
+        // A firewall service elsewhere than the router is not asked: pinholes
+        // stay PCP's, port mapping is unaffected.
+        service.firewall_control_url = service
+            .firewall_control_url
+            .filter(|url| check_host(url, router, STEP).is_ok());
         Ok(Self {
+            gateway: Box::new(gateway(&service, location, STEP)?),
             service,
             router,
             local,
         })
     }
 
-    /// POSTs one SOAP action and returns the response body of a 200 answer;
-    /// a UPnP fault (HTTP 500) becomes [`UpnpError::Fault`].
+    /// POSTs one SOAP action of our own codec and returns the response body
+    /// of a 200 answer; a UPnP fault (HTTP 500) becomes [`UpnpError::Fault`].
     async fn call(
         &self,
         action: &'static str,
@@ -183,53 +221,50 @@ impl UpnpRouter {
 
     /// The router's public address.
     pub async fn external_ip(&self) -> Result<IpAddr, UpnpError> {
-        const ACTION: &str = soap::GET_EXTERNAL_IP_ADDRESS;
-        let request = soap::get_external_ip_request(&self.service.service_type);
-        let body = self.call(ACTION, request).await?;
-        Self::decoded(ACTION, soap::parse_external_ip_response(&body))
+        let call = self.gateway.get_external_ip();
+        bounded(
+            "GetExternalIPAddress",
+            REQUEST_BUDGET,
+            call,
+            |action, e| match e {
+                GetExternalIpError::ActionNotAuthorized => UpnpError::Fault {
+                    action,
+                    fault: fault(606),
+                },
+                GetExternalIpError::RequestError(e) => from_request(action, e),
+            },
+        )
+        .await
     }
 
-    fn mapping<'a>(
+    /// AddPortMapping, once more without the lease when the router allows
+    /// only permanent ones (725, or 402 from older IGDs); `lease_s` keeps the
+    /// lease the router took, so later requests ask for that straight away.
+    async fn add_fixed(
         &self,
         protocol: Protocol,
         internal_port: u16,
         external_port: u16,
-        lease_s: u32,
-        description: &'a str,
-    ) -> MappingRequest<'a> {
-        MappingRequest {
-            protocol,
-            external_port,
-            internal_client: self.local,
-            internal_port,
-            lease_s,
-            description,
-        }
-    }
-
-    /// AddPortMapping, once without the lease when the router allows only
-    /// permanent ones (725, or 402 from older IGDs); `m` keeps the lease the
-    /// router took, so later requests ask for that straight away.
-    async fn add_fixed(&self, m: &mut MappingRequest<'_>) -> Result<UpnpGrant, UpnpError> {
-        const ACTION: &str = soap::ADD_PORT_MAPPING;
-        const RESPONSE: &str = "AddPortMappingResponse";
-        let st = &self.service.service_type;
+        lease_s: &mut u32,
+        description: &str,
+    ) -> Result<UpnpGrant, UpnpError> {
+        let local = SocketAddr::from((self.local, internal_port));
         loop {
-            let added = match self
-                .call(ACTION, soap::add_port_mapping_request(st, m))
-                .await
-            {
-                Ok(body) => Self::decoded(ACTION, soap::parse_empty_response(&body, RESPONSE)),
-                Err(e) => Err(e),
-            };
-            match added {
+            let call = self.gateway.add_port(
+                igd_protocol(protocol),
+                external_port,
+                local,
+                *lease_s,
+                description,
+            );
+            match bounded("AddPortMapping", REQUEST_BUDGET, call, from_add_port).await {
                 Ok(()) => {
                     return Ok(UpnpGrant {
-                        external_port: m.external_port,
-                        lease_s: m.lease_s,
+                        external_port,
+                        lease_s: *lease_s,
                     })
                 }
-                Err(e) if m.lease_s != 0 && permanent_only(&e) => m.lease_s = 0,
+                Err(e) if *lease_s != 0 && permanent_only(&e) => *lease_s = 0,
                 Err(e) => return Err(e),
             }
         }
@@ -246,77 +281,79 @@ impl UpnpRouter {
         lease_s: u32,
         description: &str,
     ) -> Result<UpnpGrant, UpnpError> {
-        let mut m = self.mapping(protocol, internal_port, external_port, lease_s, description);
-        match self.add_fixed(&mut m).await {
+        let mut lease_s = lease_s;
+        let fixed = self
+            .add_fixed(
+                protocol,
+                internal_port,
+                external_port,
+                &mut lease_s,
+                description,
+            )
+            .await;
+        match fixed {
             Err(e) if e.fault_code() == Some(UpnpFault::CONFLICT_IN_MAPPING_ENTRY) => {
-                self.add_any(m).await
+                self.add_any(protocol, internal_port, lease_s, description)
+                    .await
             }
             other => other,
         }
     }
 
-    /// Any external port: AddAnyPortMapping where the IGD has it, otherwise
-    /// AddPortMapping on a few other ports.
-    async fn add_any(&self, m: MappingRequest<'_>) -> Result<UpnpGrant, UpnpError> {
-        const ACTION: &str = soap::ADD_ANY_PORT_MAPPING;
-        let st = &self.service.service_type;
-        let mut m = m;
-        let refused = loop {
-            let any = match self
-                .call(ACTION, soap::add_any_port_mapping_request(st, &m))
-                .await
-            {
-                Ok(body) => Self::decoded(ACTION, soap::parse_add_any_response(&body)),
-                Err(e) => Err(e),
-            };
-            match any {
-                Ok(port) => {
+    /// Any external port, by igd-next: AddAnyPortMapping where the IGD has
+    /// it, otherwise AddPortMapping on random ports. Again with lease 0 when
+    /// only permanent leases are allowed; again without AddAnyPortMapping
+    /// when an IGDv2 turns out not to have it.
+    async fn add_any(
+        &self,
+        protocol: Protocol,
+        internal_port: u16,
+        lease_s: u32,
+        description: &str,
+    ) -> Result<UpnpGrant, UpnpError> {
+        const ACTION: &str = "AddAnyPortMapping";
+        let local = SocketAddr::from((self.local, internal_port));
+        let mut gateway = (*self.gateway).clone();
+        let mut lease_s = lease_s;
+        loop {
+            let call = gateway.add_any_port(igd_protocol(protocol), local, lease_s, description);
+            match bounded(ACTION, ANY_PORT_BUDGET, call, from_add_any).await {
+                Ok(external_port) => {
                     return Ok(UpnpGrant {
-                        external_port: port,
-                        lease_s: m.lease_s,
+                        external_port,
+                        lease_s,
                     })
                 }
-                Err(e) if m.lease_s != 0 && permanent_only(&e) => m.lease_s = 0,
-                Err(e) => break e,
-            }
-        };
-        if !refused
-            .fault_code()
-            .is_some_and(|c| NO_SUCH_ACTION.contains(&c))
-        {
-            return Err(refused);
-        }
-        // An IGDv1: walk other ports from a random start, so that two
-        // gateways behind one router rarely ask for the same one.
-        let mut random = [0u8; 2];
-        crate::entropy::fill(&mut random);
-        let start = 1024 + u16::from_le_bytes(random) % (65535 - 1024);
-        let mut last = refused;
-        for attempt in 0..OTHER_PORT_ATTEMPTS {
-            let port = 1024 + (start - 1024 + attempt * 97) % (65535 - 1024);
-            m.external_port = port;
-            match self.add_fixed(&mut m).await {
-                Err(e) if e.fault_code() == Some(UpnpFault::CONFLICT_IN_MAPPING_ENTRY) => last = e,
-                Err(e) if e.fault_code() == Some(SAME_PORT_VALUES_REQUIRED) => return Err(e),
-                other => return other,
+                Err(e) if lease_s != 0 && permanent_only(&e) => lease_s = 0,
+                Err(e)
+                    if e.fault_code().is_some_and(|c| NO_SUCH_ACTION.contains(&c))
+                        && gateway.control_schema.remove(ACTION).is_some() => {}
+                Err(e) => return Err(e),
             }
         }
-        Err(last)
     }
 
     /// Delete a mapping.
     pub async fn remove(&self, protocol: Protocol, external_port: u16) -> Result<(), UpnpError> {
-        const ACTION: &str = soap::DELETE_PORT_MAPPING;
-        let request =
-            soap::delete_port_mapping_request(&self.service.service_type, protocol, external_port);
-        let body = self.call(ACTION, request).await?;
-        Self::decoded(
-            ACTION,
-            soap::parse_empty_response(&body, "DeletePortMappingResponse"),
-        )
+        let call = self
+            .gateway
+            .remove_port(igd_protocol(protocol), external_port);
+        bounded("DeletePortMapping", REQUEST_BUDGET, call, |action, e| {
+            let code = match e {
+                RemovePortError::ActionNotAuthorized => 606,
+                RemovePortError::NoSuchPortMapping => UpnpFault::NO_SUCH_ENTRY_IN_ARRAY,
+                RemovePortError::RequestError(e) => return from_request(action, e),
+            };
+            UpnpError::Fault {
+                action,
+                fault: fault(code),
+            }
+        })
+        .await
     }
 
-    /// The mapping for `external_port`, or `None` when the router has none.
+    /// The mapping for `external_port`, or `None` when the router has none
+    /// (our codec: igd-next reads the table only by index).
     pub async fn specific_entry(
         &self,
         protocol: Protocol,
@@ -334,19 +371,51 @@ impl UpnpRouter {
         }
     }
 
+    /// Whether the IGD offers WANIPv6FirewallControl (IGDv2 pinholes).
+    pub fn has_firewall(&self) -> bool {
+        self.gateway.ipv6_firewall_control_url.is_some()
+    }
+
+    /// AddPinhole by igd-next: inbound `protocol` from any remote host and
+    /// port to `[addr]:port` for `lease_s` seconds (1 to 86400). The
+    /// router's UniqueID of the pinhole, for renewing and deleting it.
+    pub async fn add_pinhole(
+        &self,
+        protocol: Protocol,
+        addr: Ipv6Addr,
+        port: u16,
+        lease_s: u32,
+    ) -> Result<u16, UpnpError> {
+        let client = SocketAddrV6::new(addr, port, 0, 0);
+        let call = self
+            .gateway
+            .add_pinhole(igd_protocol(protocol), client, lease_s);
+        bounded("AddPinhole", REQUEST_BUDGET, call, from_pinhole).await
+    }
+
+    /// UpdatePinhole: a new lease for the pinhole `unique_id`.
+    pub async fn update_pinhole(&self, unique_id: u16, lease_s: u32) -> Result<(), UpnpError> {
+        let call = self.gateway.update_pinhole(unique_id, lease_s);
+        bounded("UpdatePinhole", REQUEST_BUDGET, call, from_pinhole).await
+    }
+
+    /// DeletePinhole.
+    pub async fn remove_pinhole(&self, unique_id: u16) -> Result<(), UpnpError> {
+        let call = self.gateway.remove_pinhole(unique_id);
+        bounded("DeletePinhole", REQUEST_BUDGET, call, from_pinhole).await
+    }
+
+    /// GetFirewallStatus: whether the firewall is on and lets pinholes be
+    /// opened (a pinhole is pointless on a router whose firewall is off).
+    pub async fn firewall_status(&self) -> Result<igd_next::FirewallStatus, UpnpError> {
+        let call = self.gateway.get_firewall_status();
+        bounded("GetFirewallStatus", REQUEST_BUDGET, call, from_pinhole).await
+    }
+
     /// The router's current SSDP BOOTID (changes on every restart).
     pub async fn boot_id(&self, ignored: &Ignored) -> Result<Option<u32>, UpnpError> {
         probe_boot_id(self.router, self.local, ignored).await
     }
-}
-
-/// 725 OnlyPermanentLeasesSupported, or 402 Invalid Args from IGDs older
-/// than that code, both meaning: ask again with lease 0.
-fn permanent_only(e: &UpnpError) -> bool {
-    matches!(
-        e.fault_code(),
-        Some(UpnpFault::ONLY_PERMANENT_LEASES_SUPPORTED | UpnpFault::INVALID_ARGS)
-    )
 }
 
 /// Unicast M-SEARCH to the router; the BOOTID.UPNP.ORG of its answer.
@@ -392,5 +461,31 @@ async fn search(
             Some(r) => return Ok(r),
             None => ignored.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_is_asked_for_any_port_with_the_standard_arguments() {
+        let schema = control_schema();
+        for action in ["AddPortMapping", "AddAnyPortMapping"] {
+            let args = schema.get(action).map(|a| a.join(","));
+            assert_eq!(
+                args.as_deref(),
+                Some(
+                    "NewRemoteHost,NewExternalPort,NewProtocol,NewInternalPort,\
+NewInternalClient,NewEnabled,NewPortMappingDescription,NewLeaseDuration"
+                ),
+                "{action}"
+            );
+        }
+        let delete = schema.get("DeletePortMapping").map(|a| a.join(","));
+        assert_eq!(
+            delete.as_deref(),
+            Some("NewRemoteHost,NewExternalPort,NewProtocol")
+        );
     }
 }

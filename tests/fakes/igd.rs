@@ -1,12 +1,14 @@
 //! The UPnP IGD half of the fake router: SSDP search answers on
-//! `addr`:1900 and an HTTP server on `addr` for the device description and
-//! the WANIPConnection:1 SOAP actions, written here by hand (UPnP IGD 1.0)
-//! and independent of the crate's codecs. Scriptable: only permanent
-//! leases (fault 725), a port already held by another client (fault 718),
-//! and a reboot (new BOOTID, empty table).
+//! `addr`:1900 and an HTTP server on `addr` for the device description, the
+//! WANIPConnection:1 SOAP actions and the IGDv2 WANIPv6FirewallControl:1
+//! pinhole actions, written here by hand (UPnP IGD 1.0 and 2.0) and
+//! independent of the crate's codecs and of igd-next. Scriptable: only
+//! permanent leases (fault 725), a port already held by another client
+//! (fault 718), inbound pinholes refused (703), and a reboot (new BOOTID,
+//! empty tables).
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,6 +18,7 @@ use tokio::time::Instant;
 use super::router::Seen;
 
 const WANIP: &str = "urn:schemas-upnp-org:service:WANIPConnection:1";
+const FIREWALL: &str = "urn:schemas-upnp-org:service:WANIPv6FirewallControl:1";
 
 /// How the fake IGD behaves.
 #[derive(Clone, Debug, Default)]
@@ -24,7 +27,12 @@ pub struct IgdOptions {
     pub permanent_only: bool,
     /// A UDP port already mapped to another client (provokes 718).
     pub taken: Option<(u16, Ipv4Addr)>,
+    /// The IPv6 firewall allows no inbound pinholes (AddPinhole fails with 703).
+    pub pinholes_refused: bool,
 }
+
+/// One IPv6 pinhole: internal client, internal port, IANA protocol, lease.
+pub type Pinhole = (Ipv6Addr, u16, u8, u32);
 
 #[derive(Debug)]
 struct State {
@@ -32,6 +40,9 @@ struct State {
     boot_id: u32,
     /// External UDP port -> (internal client, internal port, lease).
     table: BTreeMap<u16, (Ipv4Addr, u16, u32)>,
+    /// UniqueID -> pinhole.
+    pinholes: BTreeMap<u16, Pinhole>,
+    next_pinhole_id: u16,
     seen: Vec<Seen>,
 }
 
@@ -65,6 +76,8 @@ impl FakeIgd {
             options,
             boot_id: 1,
             table,
+            pinholes: BTreeMap::new(),
+            next_pinhole_id: 1,
             seen: Vec::new(),
         }));
         let tasks = vec![
@@ -85,6 +98,11 @@ impl FakeIgd {
         self.state.lock().unwrap().table.clone()
     }
 
+    /// The IPv6 pinholes: UniqueID -> client, port, protocol, lease.
+    pub fn pinholes(&self) -> BTreeMap<u16, Pinhole> {
+        self.state.lock().unwrap().pinholes.clone()
+    }
+
     /// A silent loss: the table empties, nothing is announced, same BOOTID.
     pub fn forget(&self) {
         self.state.lock().unwrap().table.clear();
@@ -95,6 +113,7 @@ impl FakeIgd {
         let mut st = self.state.lock().unwrap();
         st.boot_id += 1;
         st.table.clear();
+        st.pinholes.clear();
     }
 }
 
@@ -173,6 +192,13 @@ async fn one_request(mut stream: TcpStream, state: Arc<Mutex<State>>) -> std::io
             .map(|(_, a)| a.to_string())
             .unwrap_or_default();
         soap(&mut state.lock().unwrap(), &action, &body)
+    } else if head.starts_with("POST /ctl/IP6FCtl ") {
+        let action = header(&head, "SOAPAction")
+            .and_then(|v| v.trim_matches('"').split_once('#'))
+            .filter(|(service, _)| *service == FIREWALL)
+            .map(|(_, a)| a.to_string())
+            .unwrap_or_default();
+        firewall_soap(&mut state.lock().unwrap(), &action, &body)
     } else {
         (404, String::new())
     };
@@ -199,6 +225,10 @@ fn arg(body: &str, name: &str) -> Option<String> {
 }
 
 fn ok(action: &str, args: &[(&str, String)]) -> (u16, String) {
+    ok_for(WANIP, action, args)
+}
+
+fn ok_for(service: &str, action: &str, args: &[(&str, String)]) -> (u16, String) {
     let inner: String = args
         .iter()
         .map(|(k, v)| format!("<{k}>{v}</{k}>"))
@@ -208,7 +238,7 @@ fn ok(action: &str, args: &[(&str, String)]) -> (u16, String) {
         format!(
             "<?xml version=\"1.0\"?>\r\n<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" \
              s:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"><s:Body>\
-             <u:{action}Response xmlns:u=\"{WANIP}\">{inner}</u:{action}Response></s:Body></s:Envelope>"
+             <u:{action}Response xmlns:u=\"{service}\">{inner}</u:{action}Response></s:Body></s:Envelope>"
         ),
     )
 }
@@ -290,6 +320,77 @@ fn soap(st: &mut State, action: &str, body: &str) -> (u16, String) {
     (status, reply)
 }
 
+/// WANIPv6FirewallControl:1 (UPnP IGD 2.0): pinholes by UniqueID, lease
+/// 1..=86400 s, protocol by IANA number.
+fn firewall_soap(st: &mut State, action: &str, body: &str) -> (u16, String) {
+    let number = |name: &str| arg(body, name).and_then(|v| v.parse::<u32>().ok());
+    let id = number("UniqueID").and_then(|v| u16::try_from(v).ok());
+    let lease = number(match action {
+        "UpdatePinhole" => "NewLeaseTime",
+        _ => "LeaseTime",
+    });
+    let valid_lease = lease.filter(|l| (1..=86400).contains(l));
+    let (status, reply) = match action {
+        "GetFirewallStatus" => {
+            let allowed = if st.options.pinholes_refused {
+                "0"
+            } else {
+                "1"
+            };
+            ok_for(
+                FIREWALL,
+                action,
+                &[
+                    ("FirewallEnabled", "1".into()),
+                    ("InboundPinholeAllowed", allowed.into()),
+                ],
+            )
+        }
+        "AddPinhole" if st.options.pinholes_refused => fault(703, "InboundPinholeNotAllowed"),
+        "AddPinhole" => {
+            let client: Option<Ipv6Addr> = arg(body, "InternalClient").and_then(|c| c.parse().ok());
+            let port = number("InternalPort").and_then(|p| u16::try_from(p).ok());
+            let protocol = number("Protocol").and_then(|p| u8::try_from(p).ok());
+            match (client, port, protocol, valid_lease) {
+                (Some(c), Some(p), Some(17 | 6), Some(l)) if p != 0 => {
+                    let id = st.next_pinhole_id;
+                    st.next_pinhole_id += 1;
+                    st.pinholes.insert(id, (c, p, protocol.unwrap_or(0), l));
+                    ok_for(FIREWALL, action, &[("UniqueID", id.to_string())])
+                }
+                _ => fault(402, "Invalid Args"),
+            }
+        }
+        "UpdatePinhole" => match (id.and_then(|i| st.pinholes.get_mut(&i)), valid_lease) {
+            (Some(hole), Some(l)) => {
+                hole.3 = l;
+                ok_for(FIREWALL, action, &[])
+            }
+            (None, _) => fault(704, "NoSuchEntry"),
+            (Some(_), None) => fault(402, "Invalid Args"),
+        },
+        "DeletePinhole" => match id.and_then(|i| st.pinholes.remove(&i)) {
+            Some(_) => ok_for(FIREWALL, action, &[]),
+            None => fault(704, "NoSuchEntry"),
+        },
+        _ => fault(401, "Invalid Action"),
+    };
+    let kind = match action {
+        "AddPinhole" => "upnp-pinhole-add",
+        "UpdatePinhole" => "upnp-pinhole-update",
+        "DeletePinhole" => "upnp-pinhole-delete",
+        "GetFirewallStatus" => "upnp-firewall-status",
+        _ => "upnp-other",
+    };
+    st.seen.push(Seen {
+        at: Instant::now(),
+        kind,
+        lifetime: lease.unwrap_or(0),
+        answered: status == 200,
+    });
+    (status, reply)
+}
+
 const ROOT_DESC: &str = "<?xml version=\"1.0\"?>
 <root xmlns=\"urn:schemas-upnp-org:device-1-0\">
 <specVersion><major>1</major><minor>0</minor></specVersion>
@@ -309,6 +410,16 @@ const ROOT_DESC: &str = "<?xml version=\"1.0\"?>
 <controlURL>/ctl/IPConn</controlURL>
 <eventSubURL>/evt/IPConn</eventSubURL>
 <SCPDURL>/WANIPCn.xml</SCPDURL>
+</service></serviceList>
+</device><device>
+<deviceType>urn:schemas-upnp-org:device:WANIPv6FirewallControlDevice:1</deviceType>
+<UDN>uuid:fa7e0000-0000-4000-8000-000000000004</UDN>
+<serviceList><service>
+<serviceType>urn:schemas-upnp-org:service:WANIPv6FirewallControl:1</serviceType>
+<serviceId>urn:upnp-org:serviceId:WANIPv6Firewall1</serviceId>
+<controlURL>/ctl/IP6FCtl</controlURL>
+<eventSubURL>/evt/IP6FCtl</eventSubURL>
+<SCPDURL>/WANIP6FC.xml</SCPDURL>
 </service></serviceList>
 </device></deviceList>
 </device></deviceList>

@@ -17,6 +17,9 @@ pub const WAN_SERVICES: [&str; 3] = [
     "urn:schemas-upnp-org:service:WANPPPConnection:1",
 ];
 
+/// The IGDv2 service that opens IPv6 pinholes (AddPinhole and friends).
+pub const FIREWALL_SERVICE: &str = "urn:schemas-upnp-org:service:WANIPv6FirewallControl:1";
+
 /// The service port mapping talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WanService {
@@ -24,6 +27,9 @@ pub struct WanService {
     pub service_type: String,
     /// Absolute `http://` control URL (not yet checked to be the router).
     pub control_url: String,
+    /// Absolute control URL of [`FIREWALL_SERVICE`], when the IGD lists
+    /// it with a usable URL (not yet checked to be the router).
+    pub firewall_control_url: Option<String>,
 }
 
 /// Why a description gives no usable service.
@@ -57,24 +63,25 @@ fn bad_url(url: &str, why: SsdpError) -> DescriptionError {
 /// `location`.
 pub fn parse_description(body: &str, location: &str) -> Result<WanService, DescriptionError> {
     let services = extract_all(body, "service", ["serviceType", "controlURL"], MAX_SERVICES)?;
-    let best = services
-        .into_iter()
-        .filter_map(|[service_type, control]| {
-            let rank = WAN_SERVICES
-                .iter()
-                .position(|w| Some(*w) == service_type.as_deref())?;
-            Some((rank, service_type?, control?))
+    let control_of = |wanted: &str| {
+        services.iter().find_map(|[service_type, control]| {
+            let control = control.as_deref().filter(|c| !c.is_empty())?;
+            (service_type.as_deref() == Some(wanted)).then_some(control)
         })
-        .filter(|(_, _, control)| !control.is_empty())
-        .min_by_key(|(rank, _, _)| *rank);
-    let (_, service_type, control) = best.ok_or(DescriptionError::NoWanService)?;
+    };
+    let (service_type, control) = WAN_SERVICES
+        .iter()
+        .find_map(|st| Some((*st, control_of(st)?)))
+        .ok_or(DescriptionError::NoWanService)?;
     let base = match extract(body, "root", ["URLBase"]) {
         Ok(Some([Some(base)])) if !base.is_empty() => base,
         _ => location.to_owned(),
     };
     Ok(WanService {
-        service_type,
-        control_url: resolve(&base, &control)?,
+        service_type: service_type.to_owned(),
+        control_url: resolve(&base, control)?,
+        // Optional: an unusable one leaves pinholes to PCP, mapping works.
+        firewall_control_url: control_of(FIREWALL_SERVICE).and_then(|c| resolve(&base, c).ok()),
     })
 }
 
@@ -145,6 +152,7 @@ mod tests {
         let want = WanService {
             service_type: WAN_SERVICES[1].into(),
             control_url: "http://10.77.0.1:5000/ctl/IPConn".into(),
+            firewall_control_url: None,
         };
         assert_eq!(got, Ok(want));
         let got = parse("", &[v1.clone(), v2.clone(), ppp.clone()]);
@@ -163,6 +171,31 @@ mod tests {
         let absolute = service(WAN_SERVICES[1], "http://10.77.0.1:1780/ctl");
         let got = parse(base, &[absolute]).map(|s| s.control_url);
         assert_eq!(got, Ok("http://10.77.0.1:1780/ctl".into()));
+    }
+
+    #[test]
+    fn the_ipv6_firewall_service_is_read_when_listed() {
+        let v2 = service(WAN_SERVICES[0], "/ctl/IPConn");
+        let firewall = |control: &str| service(FIREWALL_SERVICE, control);
+        let parse = |s: &[String]| parse_description(&description("", s), LOCATION);
+        let got = parse(&[v2.clone(), firewall("/ctl/IP6FCtl")]).map(|s| s.firewall_control_url);
+        assert_eq!(got, Ok(Some("http://10.77.0.1:5000/ctl/IP6FCtl".into())));
+        // Listed before the WAN service, as some IGDs do: found the same.
+        let got = parse(&[firewall("ctl/6"), v2.clone()]).map(|s| s.firewall_control_url);
+        assert_eq!(got, Ok(Some("http://10.77.0.1:5000/ctl/6".into())));
+        for unusable in ["", "https://10.77.0.1/ctl", "http://router.lan/ctl"] {
+            let got = parse(&[v2.clone(), firewall(unusable)]);
+            assert_eq!(
+                got.map(|s| (s.control_url, s.firewall_control_url)),
+                Ok(("http://10.77.0.1:5000/ctl/IPConn".into(), None)),
+                "{unusable:?}"
+            );
+        }
+        assert_eq!(
+            parse(&[firewall("/ctl/IP6FCtl")]),
+            Err(DescriptionError::NoWanService),
+            "a firewall alone maps no port"
+        );
     }
 
     #[test]

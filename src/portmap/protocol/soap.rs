@@ -1,16 +1,15 @@
-//! SOAP codec for the IGD control actions: requests, responses and UPnP
-//! faults. `GetSpecificPortMappingEntry` lives here, the mapping actions in
-//! [`actions`]. A tiny bounded, non-recursive tag reader (the `xml` module)
-//! stands in for an XML crate: elements match on their local name, whatever
-//! their namespace prefix.
+//! SOAP codec for what igd-next does not do: `GetSpecificPortMappingEntry`
+//! (the periodic check that our mapping is still in the router's table) and
+//! UPnP faults. The mapping actions themselves go through igd-next
+//! (`portmap::upnp`). A tiny bounded, non-recursive tag reader (the `xml`
+//! module, shared with the device description) stands in for an XML crate:
+//! elements match on their local name, whatever their namespace prefix.
 
 use std::net::IpAddr;
 
-mod actions;
 mod envelope;
 mod error;
 pub(super) mod xml;
-pub use actions::*;
 use envelope::decimal;
 pub use envelope::{action_request, parse_soap_fault, Protocol};
 pub use error::{SoapError, UpnpFault, MAX_BODY_LEN};
