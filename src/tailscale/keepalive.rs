@@ -37,7 +37,7 @@ impl Schedule {
         for k in keys {
             self.due
                 .entry(k.clone())
-                .or_insert_with(|| now.exactly_later(between(Duration::ZERO, spread)));
+                .or_insert_with(|| now.later(between(Duration::ZERO, spread)));
         }
     }
 
@@ -59,9 +59,7 @@ impl Schedule {
         due.truncate(max);
         let (lo, hi) = (self.interval * 9 / 10, self.interval * 11 / 10);
         for (_, k) in &due {
-            // Off the coalescing grid: the jitter is what spreads them.
-            self.due
-                .insert(k.clone(), now.exactly_later(between(lo, hi)));
+            self.due.insert(k.clone(), now.later(between(lo, hi)));
         }
         due.into_iter().map(|(_, k)| k).collect()
     }
