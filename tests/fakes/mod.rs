@@ -29,7 +29,21 @@ pub mod portmap_actor;
 pub mod router;
 pub mod stun;
 
-use edgereach::status::{GatewayStatus, Status, StatusHub};
+use edgereach::netwatch::NetState;
+use edgereach::status::{DefaultRoute, GatewayStatus, Status, StatusHub};
+
+/// A network with a default route over loopback through `gateway`.
+pub fn network(gateway: &str) -> NetState {
+    NetState {
+        default_route: Some(DefaultRoute {
+            interface: "lo".into(),
+            gateway: Some(gateway.into()),
+            source: Some("127.0.0.1".into()),
+        }),
+        ipv6_default_route: false,
+        addresses: Vec::new(),
+    }
+}
 
 /// A status hub as the daemon starts with one.
 pub fn hub() -> StatusHub {

@@ -12,7 +12,7 @@ use edgereach::netcheck::service;
 use edgereach::netwatch::NetState;
 use edgereach::poke::Poke;
 use edgereach::portmap::model::Mapped;
-use edgereach::status::{DefaultRoute, Status, StatusHub};
+use edgereach::status::{Status, StatusHub};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -35,18 +35,7 @@ pub struct Actor {
     _state_dir: tempfile::TempDir,
 }
 
-/// A network with a default route through `gateway`.
-pub fn network(gateway: &str) -> NetState {
-    NetState {
-        default_route: Some(DefaultRoute {
-            interface: "lo".into(),
-            gateway: Some(gateway.into()),
-            source: Some("127.0.0.1".into()),
-        }),
-        ipv6_default_route: false,
-        addresses: Vec::new(),
-    }
-}
+pub use super::network;
 
 /// The netcheck actor with `servers` as `netcheck.stun_servers`, a full
 /// report every `interval` and its own state directory.

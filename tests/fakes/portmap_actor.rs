@@ -10,7 +10,7 @@ use edgereach::netwatch::NetState;
 use edgereach::poke::Poke;
 use edgereach::portmap::model::Mapped;
 use edgereach::portmap::service::{self, Links};
-use edgereach::status::{DefaultRoute, State, Status, StatusHub};
+use edgereach::status::{State, Status, StatusHub};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -55,15 +55,7 @@ pub fn start_with(router: Ipv4Addr, tweak: impl FnOnce(&mut Config)) -> Actor {
     tweak(&mut cfg);
     let hub = super::hub();
     let (cfg_tx, cfg_rx) = watch::channel(Arc::new(cfg));
-    let (net_tx, net_rx) = watch::channel(NetState {
-        default_route: Some(DefaultRoute {
-            interface: "lo".into(),
-            gateway: Some(router.to_string()),
-            source: Some("127.0.0.1".into()),
-        }),
-        ipv6_default_route: false,
-        addresses: Vec::new(),
-    });
+    let (net_tx, net_rx) = watch::channel(super::network(&router.to_string()));
     let (servers_tx, servers_rx) = watch::channel(Vec::new());
     let (port_tx, port_rx) = watch::channel(None);
     let (mapped_tx, mapped_rx) = watch::channel(Mapped::default());
