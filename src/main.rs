@@ -139,11 +139,8 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn run_daemon(config: Config, path: PathBuf) -> anyhow::Result<()> {
-    // One thread for every actor: their work is a few packets a minute, and
-    // a single thread wakes once per timer where two workers also wake each
-    // other to hand tasks over (issue 15: idle wakeups). Blocking work (the
-    // heap trim, file writes) goes to spawn_blocking's own threads.
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
