@@ -92,10 +92,20 @@ impl Session {
         let name = self.held[i].cfg.name.clone();
         let wanted = self.held[i].cfg.external_port;
         let was_lost = had.is_none() && self.held[i].lost;
-        // The grant before, or the last one of the same protocol when the
-        // mapping was lost meanwhile (the router may have rebooted while
-        // it did not answer).
-        let before = had.or(self.held[i].last_grant.filter(|g| g.method == grant.method));
+        // The grant before, or the last one with an epoch to compare when
+        // the mapping was lost meanwhile (the router may have rebooted while
+        // it did not answer). PCP's epoch and NAT-PMP's seconds since start
+        // count from the same router start (RFC 6887 8.5 took it from NAT-
+        // PMP; miniupnpd keeps one clock), so a mapping lost by PCP and back
+        // by NAT-PMP, whichever answered first, still tells a reboot.
+        let comparable = |g: &Grant| {
+            g.method == grant.method
+                || matches!(
+                    (g.method, grant.method),
+                    (Method::Pcp, Method::NatPmp) | (Method::NatPmp, Method::Pcp)
+                )
+        };
+        let before = had.or(self.held[i].last_grant.filter(comparable));
         if let (Some(old), Some(epoch)) = (before, grant.epoch) {
             if old
                 .epoch
@@ -431,6 +441,21 @@ mod tests {
         let g = pcp_grant(3, Duration::from_secs(30));
         s.held[0].last_grant = Some(g);
         s.granted(0, None, pcp_grant(33, Duration::ZERO));
+        assert_eq!(hub.snapshot().portmap.router_reboots, 1);
+    }
+
+    #[tokio::test]
+    async fn lost_by_pcp_and_back_by_nat_pmp_a_reboot_is_still_counted() {
+        let (hub, mut s) = crate::portmap::service::tests::test_session();
+        s.granted(0, None, pcp_grant(500, Duration::from_secs(20)));
+        s.held[0].grant = None;
+        s.held[0].lost = true;
+        // The rebooted router's NAT-PMP answers first, its clock restarted.
+        let nat_pmp = Grant {
+            method: Method::NatPmp,
+            ..pcp_grant(2, Duration::ZERO)
+        };
+        s.granted(0, None, nat_pmp);
         assert_eq!(hub.snapshot().portmap.router_reboots, 1);
     }
 
