@@ -94,18 +94,9 @@ impl Session {
         let was_lost = had.is_none() && self.held[i].lost;
         // The grant before, or the last one with an epoch to compare when
         // the mapping was lost meanwhile (the router may have rebooted while
-        // it did not answer). PCP's epoch and NAT-PMP's seconds since start
-        // count from the same router start (RFC 6887 8.5 took it from NAT-
-        // PMP; miniupnpd keeps one clock), so a mapping lost by PCP and back
-        // by NAT-PMP, whichever answered first, still tells a reboot.
-        let comparable = |g: &Grant| {
-            g.method == grant.method
-                || matches!(
-                    (g.method, grant.method),
-                    (Method::Pcp, Method::NatPmp) | (Method::NatPmp, Method::Pcp)
-                )
-        };
-        let before = had.or(self.held[i].last_grant.filter(comparable));
+        // it did not answer).
+        let last = self.held[i].last_grant;
+        let before = had.or(last.filter(|g| epochs_comparable(g.method, grant.method)));
         if let (Some(old), Some(epoch)) = (before, grant.epoch) {
             if old
                 .epoch
@@ -386,6 +377,19 @@ impl Session {
             h.reason = Some("released".into());
         }
     }
+}
+
+/// Whether grants by `a` and `b` carry epochs of one clock. PCP's epoch
+/// and NAT-PMP's seconds since start count from the same router start (RFC
+/// 6887 8.5 took it from NAT-PMP; miniupnpd keeps one clock), so a mapping
+/// lost by PCP and back by NAT-PMP, whichever answered first, still tells a
+/// reboot.
+fn epochs_comparable(a: Method, b: Method) -> bool {
+    a == b
+        || matches!(
+            (a, b),
+            (Method::Pcp, Method::NatPmp) | (Method::NatPmp, Method::Pcp)
+        )
 }
 
 #[cfg(test)]
